@@ -1,0 +1,81 @@
+"""Load ``conf/*.yaml`` into :class:`conf.schema.CampaignConfig`, with ``--set key=value`` overrides."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from conf.schema import CampaignConfig
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run: names the offending key(s) and why."""
+
+
+def default_config_path() -> Path:
+    """Path of the packaged default campaign config (``conf/campaign.yaml``)."""
+    return Path(str(resources.files("conf") / "campaign.yaml"))
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one ``dotted.key=value`` assignment in place; the value is parsed as YAML."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects key=value, got {assignment!r}")
+    parts = key.strip().split(".")
+    node: dict[str, Any] = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: {'.'.join(parts[:i + 1])} is not a mapping")
+        node = child
+    try:
+        node[parts[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({exc})") from exc
+
+
+def validate_config(data: dict[str, Any], source: str = "<config>") -> CampaignConfig:
+    """Validate a plain mapping; every problem is reported with its dotted key path."""
+    try:
+        return CampaignConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            lines.append(f"  {where}: {err['msg']}")
+        raise ConfigError(f"invalid configuration {source}:\n" + "\n".join(lines)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> CampaignConfig:
+    """Read a YAML config (default: the packaged ``campaign.yaml``), apply overrides, validate.
+
+    Parameters
+    ----------
+    path
+        YAML file; ``None`` uses :func:`default_config_path`.
+    overrides
+        ``dotted.key=value`` strings, values parsed as YAML (``relax.fmax=0.1``, ``rounds=2``).
+
+    Raises
+    ------
+    ConfigError
+        Missing file, bad YAML, unknown key or invalid value.
+    """
+    path = Path(path) if path is not None else default_config_path()
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level")
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return validate_config(data, source=str(path))

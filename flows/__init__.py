@@ -1,0 +1,1 @@
+"""Prefect flows of a matloop campaign and the ``matloop`` command line."""

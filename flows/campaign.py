@@ -1,0 +1,146 @@
+"""The discovery campaign: one Prefect flow run per campaign, one subflow run per round.
+
+Flows only orchestrate. The store is the source of truth: each round remembers the last step it
+completed, so a resumed (or retried) campaign continues where it stopped, and relaxation chunks skip the
+structures the store already holds. Task results are also persisted under the campaign directory with
+cache keys made of the campaign, round and structure hashes, so Prefect retries reuse finished work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+
+from conf.schema import CampaignConfig, RelaxConfig, RunnerConfig
+from tasks.evaluate import evaluate_task
+from tasks.feedback import feedback_task
+from tasks.generate import generate_task
+from tasks.mlip import MLIPSpec, resolve_mlip
+from tasks.relax import relax_chunk_task, relax_settings_hash
+from tasks.store import Store, round_reached
+from tasks.validity import filter_task
+
+RUNNERS = ("threads", "processes")
+
+
+def make_task_runner(cfg: RunnerConfig):
+    """The task runner named by ``cfg.kind`` (one of :data:`RUNNERS`)."""
+    if cfg.kind == "threads":
+        return ThreadPoolTaskRunner(max_workers=cfg.max_workers)
+    if cfg.kind == "processes":
+        return ProcessPoolTaskRunner(max_workers=cfg.max_workers)
+    raise ValueError(f"unknown task runner {cfg.kind!r}; allowed: {', '.join(RUNNERS)}")
+
+
+def _cache_key(context: Any, parameters: dict[str, Any]) -> str:
+    payload = json.dumps(parameters, sort_keys=True, default=str)
+    return f"matloop-{context.task.name}-{hashlib.sha256(payload.encode()).hexdigest()[:24]}"
+
+
+def persisted(step, campaign_dir: str, retries: int = 0):
+    """``step`` with results persisted under the campaign directory and keyed by its inputs."""
+    storage = Path(campaign_dir) / "prefect-results"  # Prefect resolves a Path to a local file system
+    return step.with_options(persist_result=True, result_storage=storage, cache_key_fn=_cache_key,
+                             retries=retries, retry_delay_seconds=2)
+
+
+@task(name="resolve-mlip")
+def resolve_mlip_task(cfg: RelaxConfig) -> MLIPSpec:
+    """Resolve the MLIP backend once per campaign (download, cache or fall back to CHGNet)."""
+    return resolve_mlip(cfg)
+
+
+def chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def relax_stage(store: Store, campaign_id: str, round_index: int, cfg: CampaignConfig, campaign_dir: str) -> dict:
+    """Submit relaxation chunks (missing reference phases first, then accepted candidates) and wait."""
+    spec = MLIPSpec.model_validate(store.campaign(campaign_id).mlip_spec)
+    shash = relax_settings_hash(cfg.relax)
+    done_refs = store.reference_energies(spec.identity, shash)
+    refs = sorted(h for h in store.known_phase_seeds(campaign_id) if h not in done_refs)
+    cands = [c.hash for c in store.accepted(campaign_id, round_index)]
+    relax = persisted(relax_chunk_task, campaign_dir, retries=cfg.relax.retries)
+    futures = [relax.submit(store.url, campaign_id, "reference", chunk) for chunk in chunks(refs, cfg.relax.chunk_size)]
+    futures += [relax.submit(store.url, campaign_id, "candidate", chunk) for chunk in chunks(cands, cfg.relax.chunk_size)]
+    results = [f.result() for f in futures]
+    converged = sum(r["converged"] for r in results if r["kind"] == "candidate")
+    summary = {"relaxed": len(cands), "relax_converged": converged, "references_relaxed": len(refs)}
+    store.advance_round(campaign_id, round_index, "relaxed", summary)
+    return {"intervals": [(r["start"], r["end"]) for r in results], "compute_s": sum(r["compute_s"] for r in results)}
+
+
+@flow(name="matloop-round", flow_run_name="{campaign_id}-round-{round_index}")
+def campaign_round(store_url: str, campaign_id: str, round_index: int) -> dict:
+    """One round: generate -> filter -> relax -> (dft: none) -> evaluate -> feedback."""
+    log = get_run_logger()
+    store = Store(store_url)
+    cfg = store.config(campaign_id)
+    cdir = store.campaign(campaign_id).campaign_dir
+    timings: dict[str, dict[str, Any]] = {}
+    steps = [("generated", "generate", generate_task), ("filtered", "filter", filter_task),
+             ("relaxed", "relax", None), ("evaluated", "evaluate", evaluate_task),
+             ("completed", "feedback", feedback_task)]
+    for state, name, step in steps:
+        if round_reached(store.round(campaign_id, round_index).status, state):
+            continue
+        t0 = time.time()
+        if step is None:
+            out = relax_stage(store, campaign_id, round_index, cfg, cdir)
+        else:
+            res = persisted(step, cdir)(store_url, campaign_id, round_index)
+            out = {"intervals": [(res["start"], res["end"])], "compute_s": res["compute_s"]}
+        timings[name] = {"wall_s": time.time() - t0, **out}
+        log.info("round %d: %s done in %.1f s", round_index, name, timings[name]["wall_s"])
+    if cfg.dft.backend == "none":
+        log.info("round %d: DFT step skipped (dft.backend: none)", round_index)
+    previous = store.round(campaign_id, round_index).summary.get("timings", {})
+    store.advance_round(campaign_id, round_index, "completed",
+                        {"timings": {**previous, **timings}, "dft": f"skipped (backend {cfg.dft.backend})"})
+    return store.round(campaign_id, round_index).summary
+
+
+@flow(name="matloop-campaign", flow_run_name="campaign-{campaign_id}")
+def discovery_campaign(store_url: str, campaign_id: str) -> dict:
+    """Run (or resume) every round of a campaign already written to the store."""
+    log = get_run_logger()
+    store = Store(store_url)
+    cfg = store.config(campaign_id)
+    campaign = store.campaign(campaign_id)
+    store.set_campaign(campaign_id, status="running")
+    if campaign.mlip_spec is None:
+        spec = resolve_mlip_task(cfg.relax)
+        store.set_campaign(campaign_id, mlip=spec.identity, mlip_spec=spec.model_dump())
+        log.info("MLIP: %s%s", spec.identity, f" (fallback: {spec.fallback_reason})" if spec.fallback_reason else "")
+    round_flow = campaign_round.with_options(task_runner=make_task_runner(cfg.runner))
+    try:
+        for r in range(cfg.rounds):
+            if store.round(campaign_id, r).status != "completed":
+                round_flow(store_url, campaign_id, r)
+    except BaseException:
+        store.set_campaign(campaign_id, status="failed")
+        raise
+    store.set_campaign(campaign_id, status="completed")
+    return {"campaign_id": campaign_id, "rounds": [row.summary for row in store.rounds(campaign_id)]}
+
+
+def start_campaign(cfg: CampaignConfig) -> str:
+    """Check the config, load seeds and write the campaign; nothing is written if any of it fails."""
+    from tasks.preflight import preflight
+
+    seeds = preflight(cfg)
+    return Store(cfg.store_url()).create_campaign(cfg, seeds)
+
+
+def run_campaign(store_url: str, campaign_id: str) -> dict:
+    """Run or resume a stored campaign (extending it to more rounds if its config asks for them)."""
+    store = Store(store_url)
+    store.extend_rounds(campaign_id, store.config(campaign_id).rounds)
+    return discovery_campaign(store_url, campaign_id)

@@ -1,0 +1,130 @@
+"""The ``matloop`` command line: run, status, candidates, export."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from conf import ConfigError, load_config
+from tasks.errors import MatloopError
+
+app = typer.Typer(help="Closed-loop generative materials discovery.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+console = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Campaign YAML (default: packaged campaign.yaml).")]
+StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL (default: MATLOOP_STORE_URL or the config's).")]
+
+
+def _store_url(store: str | None, config: Path | None) -> str:
+    return store or os.environ.get("MATLOOP_STORE_URL") or load_config(config).store_url()
+
+
+def _fail(exc: Exception) -> None:
+    err.print(f"[bold red]error:[/bold red] {exc}")
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def run(config: ConfigOpt = None,
+        set_: Annotated[list[str] | None, typer.Option("--set", help="Override: dotted.key=value (YAML value).")] = None,
+        resume: Annotated[str | None, typer.Option(help="Continue the campaign with this id.")] = None,
+        store: StoreOpt = None,
+        top: Annotated[int, typer.Option(help="Rows of the final candidates table.")] = 10,
+        progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True) -> None:
+    """Run a campaign (or resume one) to completion and print the best candidates."""
+    from flows.campaign import run_campaign, start_campaign
+    from flows.progress import campaign_progress
+    from flows.server import prefect_api
+    from tasks.store import Store
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        if resume:
+            if set_:
+                raise ConfigError("--set cannot change a stored campaign; resume uses the config it was started with")
+            url = _store_url(store, config)
+            cid = resume
+            Store(url).campaign(cid)
+        else:
+            cfg = load_config(config, set_ or [])
+            url = store or cfg.store_url()
+            if store:
+                cfg = cfg.model_copy(update={"store": cfg.store.model_copy(update={"url": store})})
+            cid = start_campaign(cfg)
+            console.print(f"campaign [bold]{cid}[/bold] created in {url}")
+    except (ConfigError, MatloopError) as exc:
+        _fail(exc)
+    st = Store(url)
+    with prefect_api():
+        if progress:
+            with campaign_progress(st, cid, console):
+                run_campaign(url, cid)
+        else:
+            run_campaign(url, cid)
+    console.print(f"\ncampaign [bold]{cid}[/bold] {st.campaign(cid).status}; store: {url}; "
+                  f"files: {st.campaign(cid).campaign_dir}")
+    _candidates_table(url, cid, top)
+
+
+@app.command()
+def status(campaign_id: Annotated[str | None, typer.Argument()] = None, store: StoreOpt = None,
+           config: ConfigOpt = None) -> None:
+    """List campaigns, or show one campaign's rounds."""
+    from flows.report import campaign_table, rounds_table
+
+    try:
+        url = _store_url(store, config)
+        console.print(rounds_table(url, campaign_id) if campaign_id else campaign_table(url))
+    except (ConfigError, MatloopError) as exc:
+        _fail(exc)
+
+
+@app.command()
+def candidates(campaign_id: str, top: Annotated[int, typer.Option(help="Rows to show.")] = 20,
+               all_: Annotated[bool, typer.Option("--all", help="Also those that relaxed into known phases.")] = False,
+               store: StoreOpt = None, config: ConfigOpt = None) -> None:
+    """The best candidates of a campaign by energy above hull."""
+    try:
+        _candidates_table(_store_url(store, config), campaign_id, top, all_)
+    except (ConfigError, MatloopError) as exc:
+        _fail(exc)
+
+
+@app.command()
+def export(campaign_id: str,
+           format: Annotated[str, typer.Option("--format", "-f", help="cif | extxyz | csv")] = "cif",
+           out: Annotated[Path, typer.Option(help="Output folder.")] = Path("export"),
+           top: Annotated[int | None, typer.Option(help="Only the best N.")] = None,
+           all_: Annotated[bool, typer.Option("--all", help="Include unrelaxed and rejected candidates.")] = False,
+           store: StoreOpt = None, config: ConfigOpt = None) -> None:
+    """Write candidates (relaxed structures where available) to files."""
+    from tasks.export import FORMATS, export_candidates
+    from tasks.store import Store
+
+    if format not in FORMATS:
+        _fail(ValueError(f"unknown format {format!r}; allowed: {', '.join(FORMATS)}"))
+    try:
+        paths = export_candidates(Store(_store_url(store, config)), campaign_id, format, out, top, all_)
+    except (ConfigError, MatloopError) as exc:
+        _fail(exc)
+    console.print(f"wrote {len(paths)} file(s) to {out}")
+
+
+def _candidates_table(url: str, cid: str, top: int, include_known: bool = False) -> None:
+    from flows.report import candidates_table
+
+    console.print(candidates_table(url, cid, top, include_known))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Rich tables of campaigns, rounds and candidates for the CLI."""
+
+from __future__ import annotations
+
+import math
+
+from rich.table import Table
+
+from tasks.store import Store
+from tasks.store.views import candidate_frame
+
+
+def _fmt(x: object, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def campaign_table(url: str) -> Table:
+    store = Store(url)
+    table = Table(title=f"campaigns in {url}")
+    for col in ("id", "name", "status", "rounds", "candidates", "relaxed", "stable", "best E_hull (eV/atom)", "MLIP",
+                "created"):
+        table.add_column(col)
+    for c in store.campaigns():
+        rounds = store.rounds(c.id)
+        df = candidate_frame(url, c.id)
+        thr = c.config["evaluate"]["stability_threshold"]
+        done = sum(r.status == "completed" for r in rounds)
+        table.add_row(c.id, c.name, c.status, f"{done}/{len(rounds)}", str(len(df)),
+                      str(int((df["relax_status"] == "converged").sum())), str(int((df["e_above_hull"] <= thr).sum())),
+                      _fmt(df["e_above_hull"].min()), c.mlip or "-", c.created_at.strftime("%Y-%m-%d %H:%M"))
+    return table
+
+
+def rounds_table(url: str, cid: str) -> Table:
+    store = Store(url)
+    c = store.campaign(cid)
+    table = Table(title=f"campaign {cid} ({c.name}): {c.status}; MLIP {c.mlip or '-'}")
+    for col in ("round", "status", "generated", "accepted", "rejected (by check)", "relaxed ok", "stable",
+                "best E_hull", "wall (s)"):
+        table.add_column(col)
+    for r in store.rounds(cid):
+        s = r.summary or {}
+        wall = sum(t.get("wall_s", 0.0) for t in s.get("timings", {}).values())
+        rej = ", ".join(f"{k} {v}" for k, v in s.get("rejections_by_check", {}).items())
+        table.add_row(str(r.index), r.status, _fmt(s.get("generated")), _fmt(s.get("accepted")),
+                      f"{_fmt(s.get('rejected'))} ({rej})" if rej else _fmt(s.get("rejected")),
+                      f"{_fmt(s.get('relax_converged'))}/{_fmt(s.get('relaxed'))}", _fmt(s.get("stable")),
+                      _fmt(s.get("best_e_above_hull")), _fmt(wall, 1) if wall else "-")
+    return table
+
+
+def candidates_table(url: str, cid: str, top: int, include_known: bool = False) -> Table:
+    """Best relaxed candidates by E_hull; those that relaxed into a known phase or an earlier candidate are
+    left out unless ``include_known``."""
+    Store(url).campaign(cid)
+    df = candidate_frame(url, cid)
+    relaxed = df[df["e_above_hull"].notna()]
+    if not include_known:
+        relaxed = relaxed[relaxed["relaxed_match"].fillna("") == ""]
+    relaxed = relaxed.head(top)
+    what = "relaxed" if include_known else "new relaxed"
+    table = Table(title=f"best {len(relaxed)} {what} of {len(df)} candidates of campaign {cid}")
+    for col in ("#", "formula", "hash", "round", "arm", "E_hull (eV/atom)", "E_form (eV/atom)", "E (eV/atom)",
+                "sites", "relaxed into"):
+        table.add_column(col, justify="right" if col.startswith(("E", "#", "round", "sites")) else "left")
+    for i, row in enumerate(relaxed.itertuples(), start=1):
+        table.add_row(str(i), row.formula, row.hash, str(row.round), str(row.arm), _fmt(row.e_above_hull),
+                      _fmt(row.formation_energy_per_atom), _fmt(row.energy_per_atom), str(row.nsites),
+                      row.relaxed_match or "-")
+    return table

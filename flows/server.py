@@ -1,0 +1,45 @@
+"""One Prefect API for a whole campaign run, shared with task worker processes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def prefect_api() -> Iterator[str]:
+    """Use ``PREFECT_API_URL`` if set; otherwise start one temporary local server for this run.
+
+    Without this, every process-pool worker would start its own temporary server (several seconds each)
+    and record its task runs in its own database. The URL is exported to the environment so worker
+    processes inherit it.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    url = os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value()
+    if url:
+        os.environ["PREFECT_API_URL"] = url
+        yield url
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start()
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            yield server.api_url
+    finally:
+        _drain_prefect_workers()
+        os.environ.pop("PREFECT_API_URL", None)
+        server.stop()
+
+
+def _drain_prefect_workers() -> None:
+    """Send queued logs and events before the temporary server goes away."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=5)
+    EventsWorker.drain_all(timeout=5)

@@ -1,0 +1,114 @@
+"""Property evaluation: formation energies and energies above the self-consistent convex hull.
+
+The hull is built with pymatgen's PhaseDiagram from the known phases of the system and every candidate
+relaxed so far, all with the same MLIP; elemental references are the lowest-energy elemental phases.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from prefect import task
+from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+from pymatgen.core import Composition, Structure
+
+from conf.schema import MatcherConfig, TargetRange
+from tasks.candidate import structure_from_json
+from tasks.dedupe import BucketMatcher
+from tasks.errors import EvaluationError
+from tasks.results import Evaluation
+
+Energy = tuple[str, str, float]  # (label or hash, formula, energy per atom in eV/atom)
+
+
+def _entry(label: str, formula: str, energy_per_atom: float) -> PDEntry:
+    comp = Composition(formula)
+    return PDEntry(comp, energy_per_atom * comp.num_atoms, name=label)
+
+
+def meets_targets(values: dict[str, float], targets: dict[str, TargetRange]) -> bool:
+    """All targets satisfied; a target on a property without a value is not met."""
+    return all(name in values and target.contains(values[name], tolerance=0.05) for name, target in targets.items())
+
+
+def build_hull(references: Sequence[Energy], candidates: Sequence[Energy]) -> tuple[PhaseDiagram, list[PDEntry]]:
+    """Phase diagram of references + candidates; returns it and the candidates' entries (in order)."""
+    ref_entries = [_entry(*r) for r in references]
+    cand_entries = [_entry(*c) for c in candidates]
+    elements = {el for e in ref_entries + cand_entries for el in e.composition.elements}
+    have = {e.composition.elements[0] for e in ref_entries if len(e.composition.elements) == 1}
+    missing = sorted(str(el) for el in elements - have)
+    if missing:
+        raise EvaluationError(f"no relaxed elemental reference for {missing}: the hull needs one phase of each "
+                              "element (check the known phases' relaxations)")
+    return PhaseDiagram(ref_entries + cand_entries), cand_entries
+
+
+def relaxed_matches(known: Sequence[tuple[str, Structure]], candidates: Sequence[tuple[str, Structure]],
+                    matcher: MatcherConfig) -> dict[str, str]:
+    """For each relaxed candidate (in proposal order): the known phase or earlier candidate it matches, or ''."""
+    pool = BucketMatcher(matcher)
+    for label, structure in known:
+        pool.add(label, structure)
+    out = {}
+    for h, structure in candidates:
+        out[h] = pool.find(structure) or ""
+        if not out[h]:
+            pool.add(h, structure)
+    return out
+
+
+def evaluate_candidates(references: Sequence[Energy], candidates: Sequence[Energy], stability_threshold: float,
+                        targets: dict[str, TargetRange], matches: dict[str, str] | None = None,
+                        ) -> tuple[list[Evaluation], list[str]]:
+    """Evaluations of ``candidates`` and the formulas of the stable phases of the hull."""
+    if not candidates:
+        return [], []
+    pd, entries = build_hull(references, candidates)
+    matches = matches or {}
+    out = []
+    for (h, formula, epa), entry in zip(candidates, entries):
+        ehull = float(pd.get_e_above_hull(entry))
+        values = {"energy_per_atom": epa, "formation_energy_per_atom": float(pd.get_form_energy_per_atom(entry)),
+                  "e_above_hull": ehull}
+        out.append(Evaluation(hash=h, formula=formula, stable=ehull <= stability_threshold,
+                              meets_targets=meets_targets(values, targets), relaxed_match=matches.get(h, ""),
+                              **values))
+    stable = sorted({e.composition.reduced_formula for e in pd.stable_entries})
+    return out, stable
+
+
+@task(name="evaluate")
+def evaluate_task(store_url: str, campaign_id: str, round_index: int) -> dict:
+    """Evaluate every converged candidate of the campaign against the current hull and store the properties."""
+    from tasks.mlip import MLIPSpec
+    from tasks.relax import relax_settings_hash
+    from tasks.store import Store
+
+    start = time.time()
+    store = Store(store_url)
+    cfg = store.config(campaign_id)
+    spec = MLIPSpec.model_validate(store.campaign(campaign_id).mlip_spec)
+    shash = relax_settings_hash(cfg.relax)
+    known = store.known_phase_seeds(campaign_id)
+    ref_rows = {h: row for h, row in store.reference_energies(spec.identity, shash).items()
+                if h in known and row.status == "converged"}
+    refs = [(known[h].id, row.formula, row.energy_per_atom) for h, row in ref_rows.items()]
+    relaxed = [(c, r) for c, r in store.relaxations(campaign_id, spec.identity, shash) if r.status == "converged"]
+    cands = [(c.hash, c.formula, r.energy_per_atom) for c, r in relaxed]
+    matches = relaxed_matches([(known[h].id, structure_from_json(row.final_structure)) for h, row in ref_rows.items()],
+                              [(c.hash, structure_from_json(r.final_structure)) for c, r in relaxed],
+                              cfg.filter.matcher)
+    evaluations, stable = evaluate_candidates(refs, cands, cfg.evaluate.stability_threshold,
+                                              dict(cfg.target.properties), matches)
+    this_round = {c.hash for c, _ in relaxed if c.round_index == round_index}
+    mine = [e for e in evaluations if e.hash in this_round]
+    summary = {"evaluated": len(mine), "stable": sum(e.stable for e in mine),
+               "new_after_relaxation": sum(not e.relaxed_match for e in mine),
+               "stable_new": sum(e.stable and not e.relaxed_match for e in mine),
+               "meets_targets": sum(e.meets_targets for e in mine),
+               "best_e_above_hull": min((e.e_above_hull for e in mine), default=None),
+               "hull_phases": stable, "references_used": len(refs)}
+    store.save_evaluations(campaign_id, round_index, evaluations, spec.identity, "evaluated", summary)
+    return {**summary, "start": start, "end": time.time(), "compute_s": time.time() - start}

@@ -1,0 +1,66 @@
+"""Generation step: conditions for a round, and a batch of candidates from the configured generator."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from prefect import task
+from pymatgen.core.periodic_table import Element
+
+from conf.schema import CampaignConfig, GeneratorConfig, TargetConfig
+from tasks.candidate import Candidate
+from tasks.generators import build_generator
+from tasks.results import Conditions, RoundFeedback
+from tasks.seeds import SeedSet
+
+
+def default_oxidation_states(elements: list[str]) -> dict[str, int]:
+    """Most electronegative element: its most negative common oxidation state; others: highest positive."""
+    anion = max(elements, key=lambda el: Element(el).X)
+    states = {}
+    for el in elements:
+        common = Element(el).common_oxidation_states or Element(el).oxidation_states
+        states[el] = min(common) if el == anion and min(common) < 0 else max(common)
+    return states
+
+
+def make_conditions(target: TargetConfig, round_index: int) -> Conditions:
+    """The generator-facing conditions of a round."""
+    ox = target.oxidation_states or default_oxidation_states(target.chemical_system)
+    return Conditions(round_index=round_index, chemical_system=list(target.chemical_system), oxidation_states=ox,
+                      include_subsystems=target.include_subsystems, max_atoms=target.max_atoms,
+                      property_targets=dict(target.properties))
+
+
+def round_seed(campaign_seed: int, round_index: int) -> int:
+    """Deterministic per-round RNG seed: a resumed round proposes the same batch."""
+    return (campaign_seed * 1_000_003 + round_index * 7919) % 2**32
+
+
+def generate_candidates(cfg: GeneratorConfig, seeds: SeedSet, conditions: Conditions,
+                        feedback: RoundFeedback | None, seed: int) -> list[Candidate]:
+    """Build the generator, apply the last feedback, draw ``cfg.n_per_round`` candidates."""
+    generator = build_generator(cfg, seeds)
+    if feedback is not None:
+        generator.update(feedback)
+    return generator.sample(cfg.n_per_round, conditions, seed)
+
+
+@task(name="generate")
+def generate_task(store_url: str, campaign_id: str, round_index: int) -> dict:
+    """Generate a round's batch and store it (candidates, proposals, conditions) in one transaction."""
+    from tasks.store import Store
+
+    start = time.time()
+    store = Store(store_url)
+    cfg: CampaignConfig = store.config(campaign_id)
+    conditions = make_conditions(cfg.target, round_index)
+    candidates = generate_candidates(cfg.generator, store.seed_set(campaign_id), conditions,
+                                     store.feedback_before(campaign_id, round_index),
+                                     round_seed(cfg.seed, round_index))
+    compute = time.time() - start
+    summary = {"generated": len(candidates), "generator": cfg.generator.name,
+               "generated_formulas": dict(Counter(c.formula for c in candidates))}
+    store.save_proposals(campaign_id, round_index, candidates, conditions, summary)
+    return {"generated": len(candidates), "start": start, "end": time.time(), "compute_s": compute}

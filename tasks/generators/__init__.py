@@ -1,0 +1,26 @@
+"""Structure generators behind one interface, chosen by ``generator.name`` in the config."""
+
+from __future__ import annotations
+
+from conf.schema import GeneratorConfig
+from tasks.errors import GeneratorError
+from tasks.generators.base import Generator
+from tasks.seeds import SeedSet
+
+GENERATOR_NAMES = ("substitution", "random")
+
+
+def build_generator(cfg: GeneratorConfig, seeds: SeedSet) -> Generator:
+    """Construct the generator named by ``cfg.name`` (one of :data:`GENERATOR_NAMES`)."""
+    if cfg.name == "substitution":
+        from tasks.generators.substitution import SubstitutionGenerator
+
+        return SubstitutionGenerator(seeds.templates, cfg.substitution)
+    if cfg.name == "random":
+        from tasks.generators.random_search import RandomGenerator
+
+        return RandomGenerator(cfg.random)
+    raise GeneratorError(f"unknown generator {cfg.name!r}; allowed: {', '.join(GENERATOR_NAMES)}")
+
+
+__all__ = ["GENERATOR_NAMES", "Generator", "build_generator"]

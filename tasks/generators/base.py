@@ -1,0 +1,71 @@
+"""The Generator interface every structure generator satisfies, and the shared arm-weight state.
+
+A generator proposes structures for a round's :class:`~tasks.results.Conditions` and learns from the
+previous round's :class:`~tasks.results.RoundFeedback`. It holds no open handles: the campaign rebuilds it
+in every generate task from its config, the seed set and the last feedback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from tasks.candidate import Candidate
+from tasks.results import Conditions, RoundFeedback
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Proposes candidate structures.
+
+    ``sample`` returns at most ``n`` candidates (fewer when the generator's space is exhausted), each with
+    provenance; the same ``(n, conditions, seed)`` after the same ``update`` calls gives the same output.
+    """
+
+    name: str
+
+    def identity(self) -> str:
+        """Name, settings and data hash: recorded with every candidate."""
+        ...
+
+    def sample(self, n: int, conditions: Conditions, seed: int) -> list[Candidate]:
+        """Draw up to ``n`` candidates for ``conditions`` with a seeded RNG."""
+        ...
+
+    def update(self, feedback: RoundFeedback) -> None:
+        """Learn from the previous round (re-weight arms, skip proposals already made, fine-tune)."""
+        ...
+
+
+class ArmWeights:
+    """Sampling weights per arm (template or composition) plus the set of proposals already made.
+
+    Arms never seen in feedback keep the prior weight 1.0 (optimism under uncertainty: untried arms are
+    explored before poor ones are exploited again).
+    """
+
+    def __init__(self) -> None:
+        self.weights: dict[str, float] = {}
+        self.proposed: set[str] = set()
+
+    def update(self, feedback: RoundFeedback) -> None:
+        self.weights = dict(feedback.arm_weights)
+        self.proposed = set(feedback.proposed_keys)
+
+    def weight(self, arm: str) -> float:
+        return self.weights.get(arm, 1.0)
+
+    def choose(self, rng: np.random.Generator, scores: np.ndarray, k: int) -> np.ndarray:
+        """Indices of ``k`` items drawn without replacement with probability proportional to ``scores``."""
+        scores = np.clip(np.asarray(scores, dtype=float), 0.0, None)
+        k = min(k, int(np.count_nonzero(scores)))
+        if k == 0:
+            return np.array([], dtype=int)
+        return rng.choice(len(scores), size=k, replace=False, p=scores / scores.sum())
+
+
+def data_digest(*parts: object) -> str:
+    """Short hash of generator settings and data identifiers."""
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:10]

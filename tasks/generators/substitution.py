@@ -1,0 +1,129 @@
+"""Ion substitution of known structures into the target chemical system.
+
+pymatgen's data-mined substitution probabilities (Hautier et al., Inorg. Chem. 2011) map each template's
+ions onto the target ions; every charge-balanced substitution above a probability threshold is a proposal.
+Cell volumes are re-predicted with pymatgen's bond-length volume predictor. Arms are templates: feedback
+re-weights templates by how close their products landed to the hull.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from pymatgen.core import Species, Structure
+
+from conf.schema import SubstitutionOptions
+from tasks.candidate import Candidate, Provenance
+from tasks.errors import GeneratorError
+from tasks.generators.base import ArmWeights, data_digest
+from tasks.results import Conditions, RoundFeedback
+from tasks.seeds import Seed
+from tasks.seedset import predict_volume
+
+log = logging.getLogger("matloop.generators")
+
+
+@dataclass(frozen=True)
+class Proposal:
+    key: str
+    arm: str
+    probability: float
+    structure: Structure
+    target: tuple[str, ...]
+
+
+def target_species_sets(conditions: Conditions) -> list[list[Species]]:
+    """Ion sets to substitute into: the full system and, if allowed, every sub-system of two or more."""
+    elements = conditions.chemical_system
+    sizes = range(2, len(elements) + 1) if conditions.include_subsystems else [len(elements)]
+    sets = []
+    for size in sizes:
+        for combo in itertools.combinations(elements, size):
+            charges = [conditions.oxidation_states[el] for el in combo]
+            if any(c > 0 for c in charges) and any(c < 0 for c in charges):
+                sets.append([Species(el, conditions.oxidation_states[el]) for el in combo])
+    return sets
+
+
+class SubstitutionGenerator:
+    """Proposes substituted templates, weighted by substitution probability and template (arm) weight."""
+
+    name = "substitution"
+
+    def __init__(self, templates: list[Seed], options: SubstitutionOptions) -> None:
+        self.options = options
+        self._templates = templates
+        self._decorated: list[dict] | None = None
+        self._pools: dict[str, list[Proposal]] = {}
+        self.arms = ArmWeights()
+
+    def identity(self) -> str:
+        ids = sorted(t.id for t in self._templates)
+        return f"substitution:{data_digest(self.options.model_dump(), ids)}"
+
+    def update(self, feedback: RoundFeedback) -> None:
+        self.arms.update(feedback)
+
+    def _oxidized_templates(self) -> list[dict]:
+        if self._decorated is None:
+            self._decorated = []
+            for seed in self._templates:
+                s = seed.structure.copy()
+                try:
+                    s.add_oxidation_state_by_guess()
+                except Exception as exc:  # no charge-balanced guess
+                    log.debug("template %s has no oxidation-state guess: %s", seed.id, exc)
+                    continue
+                self._decorated.append({"structure": s, "id": seed.id})
+        return self._decorated
+
+    def pool(self, conditions: Conditions) -> list[Proposal]:
+        """Every substitution proposal for ``conditions`` (cached per ion set), ordered deterministically."""
+        from pymatgen.analysis.structure_prediction.substitutor import Substitutor
+
+        proposals: list[Proposal] = []
+        substitutor = Substitutor(threshold=self.options.threshold)
+        for target in target_species_sets(conditions):
+            label = "-".join(str(sp) for sp in target)
+            if label not in self._pools:
+                found = []
+                for ts in substitutor.pred_from_structures(target, self._oxidized_templates(),
+                                                           remove_duplicates=True, remove_existing=False):
+                    template_id = ts.history[0]["source"]
+                    species_map = ts.history[1]["species_map"]
+                    mapping = ",".join(sorted(f"{k}>{v['element']}" for k, v in
+                                              ((str(k), v) for k, v in species_map.items())))
+                    structure = ts.final_structure.copy()
+                    structure.remove_oxidation_states()
+                    if len(structure) > conditions.max_atoms:
+                        continue
+                    found.append(Proposal(key=f"{template_id}|{mapping}", arm=template_id,
+                                          probability=float(ts.other_parameters["proba"]),
+                                          structure=structure, target=tuple(str(sp) for sp in target)))
+                self._pools[label] = sorted(found, key=lambda p: p.key)
+            proposals.extend(self._pools[label])
+        return proposals
+
+    def sample(self, n: int, conditions: Conditions, seed: int) -> list[Candidate]:
+        missing = set(conditions.chemical_system) - set(conditions.oxidation_states)
+        if missing:
+            raise GeneratorError(f"substitution needs oxidation states for {sorted(missing)}")
+        pool = [p for p in self.pool(conditions) if p.key not in self.arms.proposed]
+        if not pool:
+            log.warning("substitution: every proposal for %s has been tried", "-".join(conditions.chemical_system))
+            return []
+        rng = np.random.default_rng(seed)
+        scores = np.array([p.probability ** self.options.probability_exponent * self.arms.weight(p.arm)
+                           for p in pool])
+        identity, conditions_hash = self.identity(), conditions.digest()
+        out = []
+        for i in self.arms.choose(rng, scores, n):
+            p = pool[i]
+            prov = Provenance(generator=self.name, generator_identity=identity, round_index=conditions.round_index,
+                              arm=p.arm, key=p.key, conditions_hash=conditions_hash,
+                              details={"template": p.arm, "probability": p.probability, "target_ions": list(p.target)})
+            out.append(Candidate.create(predict_volume(p.structure), prov))
+        return out

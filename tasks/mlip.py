@@ -1,0 +1,116 @@
+"""MLIP backends: ``mace`` | ``chgnet`` | ``auto`` resolved to a loadable spec with a recorded identity.
+
+Resolution happens once per campaign (weights downloaded or located, hash taken); relaxation workers then
+load exactly that spec. ``auto`` takes MACE when its weights are available (a local file, the download
+cache, or a successful download) and otherwise CHGNet, whose weights ship inside its wheel; the reason for
+a fallback is part of the spec.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from conf.schema import RelaxConfig
+from tasks.errors import MLIPUnavailableError
+
+log = logging.getLogger("matloop.mlip")
+
+BACKENDS = ("mace", "chgnet", "auto")
+
+
+class MLIPSpec(BaseModel):
+    """A resolved MLIP: what to load and how to name it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: Literal["mace", "chgnet"]
+    model: str = Field(description="Model file path (MACE) or model version (CHGNet).")
+    device: str
+    identity: str = Field(description="backend:name:weights-hash, recorded with every result.")
+    requested: str = Field(description="The backend the config asked for (mace | chgnet | auto).")
+    fallback_reason: str = Field("", description="Why 'auto' did not use MACE.")
+
+
+def _sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:12]
+
+
+def _looks_like_path(model: str) -> bool:
+    return "/" in model or model.endswith((".model", ".pt", ".pth"))
+
+
+def resolve_mace(model: str, device: str, requested: str = "mace") -> MLIPSpec:
+    """A local ``.model`` file, or a MACE-MP foundation model name (downloaded once, then cached)."""
+    if _looks_like_path(model):
+        path = Path(model).expanduser()
+        if not path.is_file():
+            raise MLIPUnavailableError("mace", model, f"no model file at {path}")
+        return MLIPSpec(backend="mace", model=str(path.resolve()), device=device, requested=requested,
+                        identity=f"mace:{path.name}:{_sha(path)}")
+    try:
+        from mace.calculators.foundations_models import download_mace_mp_checkpoint, mace_mp_names
+    except ImportError as exc:
+        raise MLIPUnavailableError("mace", model, f"mace-torch is not installed ({exc})") from exc
+    if model not in mace_mp_names:
+        names = ", ".join(n for n in mace_mp_names if n)
+        raise MLIPUnavailableError("mace", model, f"not a file and not a MACE-MP foundation model ({names})")
+    try:
+        path = Path(download_mace_mp_checkpoint(model))
+    except Exception as exc:  # urllib/HTTP/OS errors: no network or no such release
+        raise MLIPUnavailableError("mace", model, f"download failed and no cached copy ({exc})") from exc
+    return MLIPSpec(backend="mace", model=str(path), device=device, requested=requested,
+                    identity=f"mace-mp:{model}:{_sha(path)}")
+
+
+def resolve_chgnet(version: str, device: str, requested: str = "chgnet", fallback_reason: str = "") -> MLIPSpec:
+    import chgnet
+
+    return MLIPSpec(backend="chgnet", model=version, device=device, requested=requested,
+                    fallback_reason=fallback_reason, identity=f"chgnet:{version}@{chgnet.__version__}")
+
+
+def resolve_mlip(cfg: RelaxConfig) -> MLIPSpec:
+    """Resolve ``cfg.backend`` (one of :data:`BACKENDS`) to a spec.
+
+    Raises
+    ------
+    MLIPUnavailableError
+        ``mace`` requested explicitly and its weights cannot be found or downloaded.
+    """
+    if cfg.backend == "mace":
+        return resolve_mace(cfg.mace_model, cfg.device)
+    if cfg.backend == "chgnet":
+        return resolve_chgnet(cfg.chgnet_model, cfg.device)
+    if cfg.backend == "auto":
+        try:
+            return resolve_mace(cfg.mace_model, cfg.device, requested="auto")
+        except MLIPUnavailableError as exc:
+            log.warning("auto MLIP: falling back to CHGNet: %s", exc)
+            return resolve_chgnet(cfg.chgnet_model, cfg.device, requested="auto", fallback_reason=str(exc))
+    raise MLIPUnavailableError(cfg.backend, "", f"unknown backend; allowed: {', '.join(BACKENDS)}")
+
+
+@lru_cache(maxsize=4)
+def load_calculator(spec: MLIPSpec):
+    """An ASE calculator for ``spec`` (cached per process: workers load a model once)."""
+    if spec.backend == "mace":
+        from mace.calculators import MACECalculator
+
+        return MACECalculator(model_paths=spec.model, device=spec.device, default_dtype="float64")
+    if spec.backend == "chgnet":
+        from chgnet.model import CHGNet
+        from chgnet.model.dynamics import CHGNetCalculator
+
+        model = CHGNet.load(model_name=spec.model, use_device=spec.device, verbose=False)
+        return CHGNetCalculator(model=model, use_device=spec.device)
+    raise MLIPUnavailableError(spec.backend, spec.model, "unknown backend; allowed: mace, chgnet")

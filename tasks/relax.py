@@ -1,0 +1,120 @@
+"""MLIP relaxation: ASE FIRE on a FrechetCellFilter, failures recorded, never raised.
+
+A relaxation ends ``converged`` or with one failure status: ``nan`` (non-finite energy or forces),
+``exploded`` (volume changed by more than ``max_volume_ratio`` either way, or atoms closer than the
+distance floor), ``not_converged`` (``max_steps`` reached) or ``error`` (the calculator raised).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from prefect import task
+from pymatgen.core import Structure
+
+from conf.schema import RelaxConfig
+from tasks.candidate import normalize_structure, structure_to_json
+from tasks.mlip import MLIPSpec, load_calculator
+from tasks.results import RelaxResult, settings_hash
+
+DISTANCE_FLOOR = 0.5  # Å, the validity filter's hard floor
+
+
+def relax_settings_hash(cfg: RelaxConfig) -> str:
+    """Hash of the settings that change a relaxation's outcome (not chunking or retries)."""
+    return settings_hash(cfg.model_copy(update={"chunk_size": 1, "retries": 0, "backend": "auto"}))
+
+
+def _finite(atoms) -> bool:
+    return math.isfinite(atoms.get_potential_energy()) and bool(np.isfinite(atoms.get_forces()).all())
+
+
+def relax_structure(structure: Structure, calc, cfg: RelaxConfig, *, hash: str, mlip: str,
+                    relax_cell: bool = True) -> RelaxResult:
+    """Relax one structure with ``calc``; every outcome is a :class:`RelaxResult`."""
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import FIRE
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    start = time.perf_counter()
+    atoms = AseAtomsAdaptor.get_atoms(structure)
+    atoms.calc = calc
+    v0 = atoms.get_volume()
+    status, reason, steps = "converged", "", 0
+    try:
+        if not _finite(atoms):
+            status, reason = "nan", "non-finite energy or forces at the start"
+        else:
+            opt = FIRE(FrechetCellFilter(atoms) if relax_cell else atoms, logfile=None)
+            converged = False
+            for converged in opt.irun(fmax=cfg.fmax, steps=cfg.max_steps):
+                ratio = atoms.get_volume() / v0
+                if not _finite(atoms):
+                    status, reason = "nan", f"non-finite energy or forces at step {opt.nsteps}"
+                    break
+                if not 1 / cfg.max_volume_ratio <= ratio <= cfg.max_volume_ratio:
+                    status, reason = "exploded", f"volume ratio {ratio:.2f} at step {opt.nsteps}"
+                    break
+            steps = opt.nsteps
+            if status == "converged" and not converged:
+                status, reason = "not_converged", f"fmax {cfg.fmax} eV/Å not reached in {cfg.max_steps} steps"
+    except Exception as exc:  # calculator failures (graph building, OOM, ...) become a recorded error
+        return RelaxResult(hash=hash, status="error", reason=f"{type(exc).__name__}: {exc}", mlip=mlip,
+                           settings_hash=relax_settings_hash(cfg), n_steps=steps,
+                           wall_time_s=time.perf_counter() - start)
+    final = normalize_structure(AseAtomsAdaptor.get_structure(atoms))
+    if status == "converged" and len(final) > 1:
+        dmin = float(final.distance_matrix[np.triu_indices(len(final), 1)].min())
+        if dmin < DISTANCE_FLOOR:
+            status, reason = "exploded", f"atoms {dmin:.2f} Å apart after relaxation"
+    finite = status != "nan"
+    energy = float(atoms.get_potential_energy()) if finite else None
+    return RelaxResult(
+        hash=hash, status=status, reason=reason, energy=energy,
+        energy_per_atom=energy / len(atoms) if energy is not None else None,
+        max_force=float(np.linalg.norm(atoms.get_forces(), axis=1).max()) if finite else None,
+        n_steps=steps, volume_ratio=float(atoms.get_volume() / v0), mlip=mlip,
+        final_structure=structure_to_json(final) if finite else None,
+        settings_hash=relax_settings_hash(cfg), wall_time_s=time.perf_counter() - start)
+
+
+def relax_many(items: Sequence[tuple[str, Structure, bool]], spec: MLIPSpec, cfg: RelaxConfig) -> list[RelaxResult]:
+    """Relax ``(hash, structure, relax_cell)`` items with one loaded model."""
+    calc = load_calculator(spec)
+    return [relax_structure(s, calc, cfg, hash=h, mlip=spec.identity, relax_cell=rc) for h, s, rc in items]
+
+
+@task(name="relax-chunk")
+def relax_chunk_task(store_url: str, campaign_id: str, kind: str, hashes: list[str]) -> dict:
+    """Relax one chunk of candidates (``kind='candidate'``) or known phases (``kind='reference'``).
+
+    Skips whatever the store already holds for the campaign's MLIP and settings, writes the rest in one
+    transaction, and returns counts and timing.
+    """
+    from tasks.store import Store
+
+    start = time.time()
+    store = Store(store_url)
+    campaign = store.campaign(campaign_id)
+    cfg = store.config(campaign_id).relax
+    spec = MLIPSpec.model_validate(campaign.mlip_spec)
+    shash = relax_settings_hash(cfg)
+    if kind == "candidate":
+        done = store.relaxed_hashes(campaign_id, hashes, spec.identity, shash)
+        todo = [(h, s, True) for h, s in store.candidate_structures(campaign_id, hashes).items() if h not in done]
+        results = relax_many(todo, spec, cfg)
+        store.save_relaxations(campaign_id, results)
+    elif kind == "reference":
+        done = set(store.reference_energies(spec.identity, shash))
+        seeds = {h: seed for h, seed in store.known_phase_seeds(campaign_id).items() if h in hashes and h not in done}
+        results = relax_many([(h, s.structure, s.relax_cell) for h, s in seeds.items()], spec, cfg)
+        store.save_reference_energies(results, {h: s.formula for h, s in seeds.items()})
+    else:
+        raise ValueError(f"unknown relax kind {kind!r}; allowed: candidate, reference")
+    statuses = [r.status for r in results]
+    return {"kind": kind, "relaxed": len(results), "skipped": len(hashes) - len(results),
+            "converged": statuses.count("converged"), "start": start, "end": time.time(),
+            "compute_s": sum(r.wall_time_s for r in results)}

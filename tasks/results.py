@@ -1,0 +1,109 @@
+"""Typed results that cross step boundaries. Units are given in each field's description."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from conf.schema import TargetRange
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Conditions(_Result):
+    """The generator-facing view of the campaign targets for one round."""
+
+    round_index: int = Field(description="Round these conditions are for (0-based).")
+    chemical_system: list[str] = Field(description="Allowed elements.")
+    oxidation_states: dict[str, int] = Field(description="Oxidation state per element (charge balance).")
+    include_subsystems: bool = Field(description="Whether binary/unary sub-systems may be proposed.")
+    max_atoms: int = Field(description="Most sites per cell.")
+    property_targets: dict[str, TargetRange] = Field(default_factory=dict,
+                                                     description="Targets; energies eV/atom, gaps eV.")
+    guidance_scale: float | None = Field(None, description="Classifier-free guidance scale (conditional models).")
+
+    def digest(self) -> str:
+        """Stable 12-hex hash of these conditions."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+
+
+CheckName = Literal["parse", "elements", "max_atoms", "min_distance", "covalent_distance", "volume",
+                    "density", "charge_neutrality", "novelty", "duplicate"]
+
+
+class Rejection(_Result):
+    check: CheckName = Field(description="Which check failed.")
+    detail: str = Field(description="Human-readable reason with the measured value.")
+
+
+class FilterVerdict(_Result):
+    """The validity filter's decision on one candidate."""
+
+    hash: str
+    passed: bool
+    rejections: list[Rejection] = Field(default_factory=list)
+    matched_hash: str | None = Field(None, description="Seed or candidate hash it duplicates, if any.")
+
+
+RelaxStatus = Literal["converged", "not_converged", "exploded", "nan", "error"]
+
+
+class RelaxResult(_Result):
+    """Outcome of one MLIP relaxation."""
+
+    hash: str = Field(description="Hash of the input structure.")
+    status: RelaxStatus
+    reason: str = Field("", description="Why it failed (empty when converged).")
+    energy: float | None = Field(None, description="Final total energy, eV.")
+    energy_per_atom: float | None = Field(None, description="Final energy per atom, eV/atom.")
+    max_force: float | None = Field(None, description="Largest residual atomic force, eV/Å.")
+    n_steps: int = Field(0, description="Optimizer steps taken.")
+    volume_ratio: float | None = Field(None, description="Final / initial cell volume.")
+    final_structure: str | None = Field(None, description="Relaxed structure as pymatgen JSON.")
+    mlip: str = Field(description="Identity of the MLIP model used.")
+    settings_hash: str = Field(description="Hash of the relaxation settings.")
+    wall_time_s: float = Field(description="Wall time of the relaxation, s.")
+
+
+class Evaluation(_Result):
+    """Computed properties of one relaxed candidate against the current hull."""
+
+    hash: str
+    formula: str
+    energy_per_atom: float = Field(description="MLIP energy, eV/atom.")
+    formation_energy_per_atom: float = Field(description="Against MLIP elemental references, eV/atom.")
+    e_above_hull: float = Field(description="Energy above the self-consistent hull, eV/atom.")
+    stable: bool = Field(description="e_above_hull <= the stability threshold.")
+    meets_targets: bool = Field(description="All property targets satisfied.")
+    relaxed_match: str = Field("", description="Known phase id or earlier candidate hash that the relaxed "
+                               "structure matches ('' when it is new).")
+
+
+class ArmStat(_Result):
+    n: int = Field(description="Evaluated candidates of this arm so far.")
+    mean_score: float = Field(description="Mean of exp(-E_hull/T), dimensionless in (0, 1].")
+    best_e_hull: float | None = Field(None, description="Lowest E_hull reached by the arm, eV/atom "
+                                      "(None when every relaxation failed).")
+
+
+class RoundFeedback(_Result):
+    """What the next round's generator learns from this one."""
+
+    round_index: int
+    arm_weights: dict[str, float] = Field(default_factory=dict,
+                                          description="Sampling weight per arm (template or composition).")
+    arm_stats: dict[str, ArmStat] = Field(default_factory=dict)
+    proposed_keys: list[str] = Field(default_factory=list, description="Proposal keys already tried.")
+    n_evaluated: int = 0
+    n_stable: int = 0
+    best_e_hull: float | None = Field(None, description="Lowest E_hull in the campaign so far, eV/atom.")
+
+
+def settings_hash(model: BaseModel) -> str:
+    """Stable 12-hex hash of a settings model (e.g. the relax config)."""
+    return hashlib.sha256(json.dumps(model.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]

@@ -1,0 +1,18 @@
+"""The campaign store: SQLAlchemy tables and the repository that writes them."""
+
+from tasks.store.engine import get_engine, transaction
+from tasks.store.repo import ROUND_STATES, CampaignRepo, round_reached
+from tasks.store.results_repo import ResultsRepo
+
+
+class Store(CampaignRepo, ResultsRepo):
+    """Access to one store (an SQLAlchemy URL). Holds no connection, so it pickles to task workers."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+
+__all__ = ["ROUND_STATES", "Store", "get_engine", "round_reached", "transaction"]

@@ -1,0 +1,87 @@
+"""Engines and idempotent inserts for SQLite (WAL) and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from tasks.errors import StoreError
+from tasks.store.tables import Base
+
+DIALECTS = ("sqlite", "postgresql")
+BATCH = 500  # rows per INSERT statement (SQLite caps bound parameters)
+
+
+@lru_cache(maxsize=16)
+def get_engine(url: str) -> Engine:
+    """One engine per URL and process; creates the tables on first use.
+
+    SQLite files get WAL journaling, a 60 s busy timeout and foreign keys, so relaxation workers in other
+    processes can write while the campaign reads.
+    """
+    dialect = url.split(":", 1)[0].split("+", 1)[0]
+    if dialect not in DIALECTS:
+        raise StoreError(f"unsupported store URL {url!r}; allowed dialects: {', '.join(DIALECTS)}")
+    if dialect == "sqlite":
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    Base.metadata.create_all(engine)
+    return engine
+
+
+@contextmanager
+def transaction(url: str) -> Iterator[Session]:
+    """A session inside one transaction: committed on success, rolled back on any exception."""
+    with Session(get_engine(url), expire_on_commit=False) as session, session.begin():
+        yield session
+
+
+def insert_ignore(session: Session, table: type[Base], rows: Sequence[dict[str, Any]],
+                  keys: Sequence[str]) -> None:
+    """INSERT ... ON CONFLICT (keys) DO NOTHING: idempotent writes keyed on a unique constraint."""
+    rows = list(rows)
+    for start in range(0, len(rows), BATCH):
+        stmt = _insert(session)(table).values(rows[start:start + BATCH])
+        session.execute(stmt.on_conflict_do_nothing(index_elements=list(keys)))
+
+
+def upsert(session: Session, table: type[Base], rows: Sequence[dict[str, Any]], keys: Sequence[str],
+           update: Sequence[str]) -> None:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET update-columns."""
+    rows = list(rows)
+    for start in range(0, len(rows), BATCH):
+        stmt = _insert(session)(table).values(rows[start:start + BATCH])
+        stmt = stmt.on_conflict_do_update(index_elements=list(keys),
+                                          set_={c: getattr(stmt.excluded, c) for c in update})
+        session.execute(stmt)
+
+
+def _insert(session: Session):
+    name = session.get_bind().dialect.name
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        raise StoreError(f"unsupported dialect {name!r}; allowed: {', '.join(DIALECTS)}")
+    return insert

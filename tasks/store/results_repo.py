@@ -1,0 +1,98 @@
+"""Relaxations, reference energies and properties (mixed into :class:`tasks.store.Store`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pymatgen.core import Structure
+from sqlalchemy import select, update
+
+from tasks.candidate import structure_from_json
+from tasks.results import Evaluation, RelaxResult
+from tasks.seeds import Seed
+from tasks.store.engine import insert_ignore, transaction, upsert
+from tasks.store.tables import CandidateRow, PropertyRow, ReferenceEnergyRow, RelaxationRow, SeedRow
+
+PROPERTY_UNITS = {"energy_per_atom": "eV/atom", "formation_energy_per_atom": "eV/atom",
+                  "e_above_hull": "eV/atom", "band_gap": "eV"}
+
+
+class ResultsRepo:
+    url: str
+
+    def candidate_structures(self, cid: str, hashes: Sequence[str]) -> dict[str, Structure]:
+        with transaction(self.url) as s:
+            rows = s.execute(select(CandidateRow.hash, CandidateRow.structure).where(
+                CandidateRow.campaign_id == cid, CandidateRow.hash.in_(list(hashes)))).all()
+        return {h: structure_from_json(js) for h, js in rows}
+
+    def known_phase_seeds(self, cid: str) -> dict[str, Seed]:
+        """Known phases of the campaign keyed by structure hash."""
+        with transaction(self.url) as s:
+            rows = list(s.scalars(select(SeedRow).where(SeedRow.campaign_id == cid, SeedRow.known_phase.is_(True))))
+        return {r.hash: Seed(id=r.seed_id, structure=structure_from_json(r.structure), source=r.source,
+                             label=r.label, relax_cell=r.relax_cell) for r in rows}
+
+    # ---- relaxation ------------------------------------------------------------------------------------
+    def relaxed_hashes(self, cid: str, hashes: Sequence[str], mlip: str, settings: str) -> set[str]:
+        with transaction(self.url) as s:
+            return set(s.scalars(select(CandidateRow.hash).join(RelaxationRow).where(
+                CandidateRow.campaign_id == cid, CandidateRow.hash.in_(list(hashes)),
+                RelaxationRow.mlip == mlip, RelaxationRow.settings_hash == settings)))
+
+    def save_relaxations(self, cid: str, results: Sequence[RelaxResult]) -> None:
+        if not results:
+            return
+        with transaction(self.url) as s:
+            ids = dict(s.execute(select(CandidateRow.hash, CandidateRow.id).where(
+                CandidateRow.campaign_id == cid, CandidateRow.hash.in_([x.hash for x in results]))).all())
+            rows = [dict(candidate_id=ids[x.hash], **x.model_dump(exclude={"hash"})) for x in results]
+            insert_ignore(s, RelaxationRow, rows, ["candidate_id", "settings_hash", "mlip"])
+            for ok in (True, False):
+                hashes = [x.hash for x in results if (x.status == "converged") is ok]
+                s.execute(update(CandidateRow).where(CandidateRow.campaign_id == cid, CandidateRow.hash.in_(hashes))
+                          .values(status="relaxed" if ok else "relax_failed"))
+
+    def relaxations(self, cid: str, mlip: str, settings: str) -> list[tuple[CandidateRow, RelaxationRow]]:
+        """Every relaxation of the campaign's candidates with this MLIP and settings."""
+        with transaction(self.url) as s:
+            return [tuple(r) for r in s.execute(select(CandidateRow, RelaxationRow).join(RelaxationRow).where(
+                CandidateRow.campaign_id == cid, RelaxationRow.mlip == mlip,
+                RelaxationRow.settings_hash == settings).order_by(CandidateRow.id)).all()]
+
+    def reference_energies(self, mlip: str, settings: str) -> dict[str, ReferenceEnergyRow]:
+        with transaction(self.url) as s:
+            rows = s.scalars(select(ReferenceEnergyRow).where(ReferenceEnergyRow.mlip == mlip,
+                                                              ReferenceEnergyRow.settings_hash == settings))
+            return {row.hash: row for row in rows}
+
+    def save_reference_energies(self, results: Sequence[RelaxResult], formulas: dict[str, str]) -> None:
+        rows = [dict(mlip=x.mlip, settings_hash=x.settings_hash, hash=x.hash, formula=formulas[x.hash],
+                     status=x.status, reason=x.reason, energy_per_atom=x.energy_per_atom,
+                     final_structure=x.final_structure) for x in results]
+        with transaction(self.url) as s:
+            insert_ignore(s, ReferenceEnergyRow, rows, ["mlip", "settings_hash", "hash"])
+
+    # ---- properties ------------------------------------------------------------------------------------
+    def save_evaluations(self, cid: str, r: int, evaluations: Sequence[Evaluation], model: str,
+                         round_status: str, summary: dict[str, Any]) -> None:
+        """Upsert MLIP properties of every evaluated candidate and advance the round, in one transaction."""
+        with transaction(self.url) as s:
+            ids = dict(s.execute(select(CandidateRow.hash, CandidateRow.id).where(
+                CandidateRow.campaign_id == cid, CandidateRow.hash.in_([e.hash for e in evaluations]))).all())
+            rows = [dict(candidate_id=ids[e.hash], name=name, value=getattr(e, name), unit=PROPERTY_UNITS[name],
+                         source="mlip", model=model, round_index=r)
+                    for e in evaluations for name in ("energy_per_atom", "formation_energy_per_atom", "e_above_hull")]
+            upsert(s, PropertyRow, rows, ["candidate_id", "name", "source", "model"], ["value", "round_index"])
+            for e in evaluations:
+                s.execute(update(CandidateRow).where(CandidateRow.id == ids[e.hash]).values(
+                    relaxed_match=e.relaxed_match))
+            self._advance(s, cid, r, round_status, summary)  # type: ignore[attr-defined]
+
+    def properties(self, cid: str) -> list[tuple[str, str, float, str, str]]:
+        """``(hash, name, value, unit, source)`` of every stored property of the campaign."""
+        with transaction(self.url) as s:
+            stmt = select(CandidateRow.hash, PropertyRow.name, PropertyRow.value, PropertyRow.unit,
+                          PropertyRow.source).join(PropertyRow).where(CandidateRow.campaign_id == cid)
+            return [tuple(r) for r in s.execute(stmt).all()]

@@ -1,0 +1,162 @@
+"""SQLAlchemy 2 tables of the campaign store.
+
+One campaign has rounds; every generated structure is a *proposal* of a round; a proposal points at a
+*candidate* (unique per campaign and structure hash, so a structure proposed twice is stored once); every
+proposal gets a filter *verdict*; accepted candidates get *relaxations* (one per settings hash) and
+*properties* (one per name, source and model). Known phases are *seeds* of the campaign; their MLIP energies
+are cached across campaigns in *reference_energies*, keyed by model identity and structure hash.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class CampaignRow(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20))  # created | running | completed | failed
+    config: Mapped[dict[str, Any]]
+    config_hash: Mapped[str] = mapped_column(String(16))
+    mlip: Mapped[str | None] = mapped_column(String(300))  # resolved MLIP identity
+    mlip_spec: Mapped[dict[str, Any] | None]  # what relax workers load
+    campaign_dir: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class RoundRow(Base):
+    __tablename__ = "rounds"
+    __table_args__ = (UniqueConstraint("campaign_id", "index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    # pending | generated | filtered | relaxed | evaluated | completed
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    conditions: Mapped[dict[str, Any] | None]
+    feedback: Mapped[dict[str, Any] | None]
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class SeedRow(Base):
+    __tablename__ = "seeds"
+    __table_args__ = (UniqueConstraint("campaign_id", "seed_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    seed_id: Mapped[str] = mapped_column(String(200))
+    hash: Mapped[str] = mapped_column(String(16))
+    formula: Mapped[str] = mapped_column(String(100), index=True)
+    structure: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(40))
+    label: Mapped[str] = mapped_column(String(200), default="")
+    relax_cell: Mapped[bool] = mapped_column(Boolean, default=True)
+    known_phase: Mapped[bool] = mapped_column(Boolean, default=False)
+    template: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class CandidateRow(Base):
+    __tablename__ = "candidates"
+    __table_args__ = (UniqueConstraint("campaign_id", "hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    hash: Mapped[str] = mapped_column(String(16))
+    round_index: Mapped[int] = mapped_column(Integer)  # first round that proposed it
+    formula: Mapped[str] = mapped_column(String(100), index=True)
+    nsites: Mapped[int] = mapped_column(Integer)
+    structure: Mapped[str] = mapped_column(Text)
+    generator: Mapped[str] = mapped_column(String(40))
+    provenance: Mapped[dict[str, Any]]
+    # generated | rejected | accepted | relaxed | relax_failed
+    status: Mapped[str] = mapped_column(String(20), default="generated")
+    # after relaxation: "" when unique, else the known phase (seed id) or earlier candidate (hash) it became
+    relaxed_match: Mapped[str | None] = mapped_column(String(200))
+
+
+class ProposalRow(Base):
+    __tablename__ = "proposals"
+    __table_args__ = (UniqueConstraint("campaign_id", "round_index", "position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    round_index: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(300))
+
+
+class VerdictRow(Base):
+    __tablename__ = "verdicts"
+
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id", ondelete="CASCADE"), primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    rejections: Mapped[list[Any]]  # [{"check": ..., "detail": ...}]
+    matched_hash: Mapped[str | None] = mapped_column(String(200))
+
+
+class RelaxationRow(Base):
+    __tablename__ = "relaxations"
+    __table_args__ = (UniqueConstraint("candidate_id", "settings_hash", "mlip"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(20))  # converged | not_converged | exploded | nan | error
+    reason: Mapped[str] = mapped_column(Text, default="")
+    mlip: Mapped[str] = mapped_column(String(300))
+    settings_hash: Mapped[str] = mapped_column(String(16))
+    energy: Mapped[float | None] = mapped_column(Float)  # eV
+    energy_per_atom: Mapped[float | None] = mapped_column(Float)  # eV/atom
+    max_force: Mapped[float | None] = mapped_column(Float)  # eV/Å
+    n_steps: Mapped[int] = mapped_column(Integer)
+    volume_ratio: Mapped[float | None] = mapped_column(Float)
+    final_structure: Mapped[str | None] = mapped_column(Text)
+    wall_time_s: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PropertyRow(Base):
+    __tablename__ = "properties"
+    __table_args__ = (UniqueConstraint("candidate_id", "name", "source", "model"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(60))
+    value: Mapped[float] = mapped_column(Float)
+    unit: Mapped[str] = mapped_column(String(20))
+    source: Mapped[str] = mapped_column(String(20))  # mlip | dft | lab
+    model: Mapped[str] = mapped_column(String(300))
+    round_index: Mapped[int] = mapped_column(Integer)  # round whose evaluation wrote it
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class ReferenceEnergyRow(Base):
+    __tablename__ = "reference_energies"
+    __table_args__ = (UniqueConstraint("mlip", "settings_hash", "hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    mlip: Mapped[str] = mapped_column(String(300))
+    settings_hash: Mapped[str] = mapped_column(String(16))
+    hash: Mapped[str] = mapped_column(String(16))
+    formula: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    energy_per_atom: Mapped[float | None] = mapped_column(Float)  # eV/atom
+    final_structure: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,72 @@
+"""Read-only views of a campaign for the CLI, exports and benchmarks (pandas DataFrames)."""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import func, select
+
+from tasks.store.engine import transaction
+from tasks.store.tables import CandidateRow, PropertyRow, ProposalRow, RelaxationRow, VerdictRow
+
+CANDIDATE_COLUMNS = ["hash", "formula", "round", "generator", "arm", "status", "nsites", "e_above_hull",
+                     "formation_energy_per_atom", "energy_per_atom", "relax_status", "relax_reason", "relaxed_match",
+                     "mlip", "rejection"]
+
+
+def candidate_frame(url: str, cid: str) -> pd.DataFrame:
+    """One row per candidate: provenance, verdict, latest relaxation and MLIP properties (eV/atom),
+    sorted by energy above hull (unrelaxed candidates last)."""
+    with transaction(url) as s:
+        cands = s.scalars(select(CandidateRow).where(CandidateRow.campaign_id == cid)).all()
+        props = s.execute(select(PropertyRow.candidate_id, PropertyRow.name, PropertyRow.value)
+                          .join(CandidateRow).where(CandidateRow.campaign_id == cid,
+                                                    PropertyRow.source == "mlip")).all()
+        relax = s.execute(select(RelaxationRow.candidate_id, RelaxationRow.status, RelaxationRow.reason,
+                                 RelaxationRow.mlip).join(CandidateRow).where(CandidateRow.campaign_id == cid)
+                          .order_by(RelaxationRow.id)).all()
+        verdicts = s.execute(select(ProposalRow.candidate_id, VerdictRow.rejections).join(
+            VerdictRow, VerdictRow.proposal_id == ProposalRow.id).where(
+            ProposalRow.campaign_id == cid, VerdictRow.passed.is_(False)).order_by(ProposalRow.id)).all()
+    values: dict[int, dict[str, float]] = {}
+    for cand_id, name, value in props:
+        values.setdefault(cand_id, {})[name] = value
+    relaxed = {cand_id: (st, reason, mlip) for cand_id, st, reason, mlip in relax}
+    rejected: dict[int, str] = {}
+    for cand_id, rejections in verdicts:
+        rejected.setdefault(cand_id, f"{rejections[0]['check']}: {rejections[0]['detail']}" if rejections else "")
+    rows = []
+    for c in cands:
+        st, reason, mlip = relaxed.get(c.id, (None, None, None))
+        v = values.get(c.id, {})
+        rows.append(dict(hash=c.hash, formula=c.formula, round=c.round_index, generator=c.generator,
+                         arm=c.provenance.get("arm"), status=c.status, nsites=c.nsites,
+                         e_above_hull=v.get("e_above_hull"), formation_energy_per_atom=v.get("formation_energy_per_atom"),
+                         energy_per_atom=v.get("energy_per_atom"), relax_status=st, relax_reason=reason,
+                         relaxed_match=c.relaxed_match, mlip=mlip,
+                         rejection=rejected.get(c.id, "") if c.status == "rejected" else ""))
+    df = pd.DataFrame(rows, columns=CANDIDATE_COLUMNS)
+    return df.sort_values(["e_above_hull", "round", "hash"], na_position="last").reset_index(drop=True)
+
+
+def relaxed_structure_json(url: str, cid: str, hashes: list[str]) -> dict[str, str]:
+    """Relaxed structure (pymatgen JSON) of each converged candidate in ``hashes``."""
+    with transaction(url) as s:
+        rows = s.execute(select(CandidateRow.hash, RelaxationRow.final_structure).join(RelaxationRow).where(
+            CandidateRow.campaign_id == cid, CandidateRow.hash.in_(hashes),
+            RelaxationRow.status == "converged").order_by(RelaxationRow.id)).all()
+    return {h: js for h, js in rows}
+
+
+def round_progress(url: str, cid: str, r: int) -> dict[str, int]:
+    """Counts for a round's progress bars: proposals, accepted, relaxed."""
+    with transaction(url) as s:
+        proposed = s.scalar(select(func.count()).select_from(ProposalRow).where(
+            ProposalRow.campaign_id == cid, ProposalRow.round_index == r)) or 0
+        accepted = s.scalar(select(func.count()).select_from(ProposalRow).join(
+            VerdictRow, VerdictRow.proposal_id == ProposalRow.id).where(
+            ProposalRow.campaign_id == cid, ProposalRow.round_index == r, VerdictRow.passed.is_(True))) or 0
+        relaxed = s.scalar(select(func.count(func.distinct(RelaxationRow.candidate_id))).join(CandidateRow).join(
+            ProposalRow, ProposalRow.candidate_id == CandidateRow.id).join(
+            VerdictRow, VerdictRow.proposal_id == ProposalRow.id).where(
+            ProposalRow.campaign_id == cid, ProposalRow.round_index == r, VerdictRow.passed.is_(True))) or 0
+    return {"proposed": proposed, "accepted": accepted, "relaxed": relaxed}

@@ -1,0 +1,180 @@
+"""The validity filter: composition, geometry, allowed elements, novelty and duplicates.
+
+Pure functions; :func:`filter_batch` turns one round's proposals into one verdict each, with every reason a
+structure was rejected.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections import Counter
+from collections.abc import Sequence
+from functools import reduce
+
+import numpy as np
+from prefect import task
+from pymatgen.core import Composition, Structure
+
+from conf.schema import FilterConfig
+from tasks.candidate import Candidate
+from tasks.dedupe import BucketMatcher
+from tasks.results import FilterVerdict, Rejection
+
+MAX_OXIDATION_COMBINATIONS = 1e7
+
+
+def smact_valid(composition: Composition, use_pauling_test: bool = True, include_alloys: bool = True) -> bool:
+    """Compositional validity as CDVAE/DiffCSP define it (SMACT charge neutrality + Pauling test).
+
+    Single-element compositions are valid; with ``include_alloys`` all-metal compositions are valid;
+    compositions with more than 1e7 oxidation-state combinations are invalid. Otherwise some combination of
+    SMACT's oxidation states must be charge neutral for the reduced integer stoichiometry and pass the
+    Pauling electronegativity test.
+    """
+    import smact
+    from smact.screening import pauling_test
+
+    amounts = composition.get_el_amt_dict()
+    symbols = tuple(amounts)
+    if len(symbols) == 1:
+        return True
+    if include_alloys and all(s in smact.metals for s in symbols):
+        return True
+    counts = [int(round(amounts[s])) for s in symbols]
+    if any(abs(c - amounts[s]) > 1e-6 for c, s in zip(counts, symbols)):
+        return False  # fractional occupancies have no integer stoichiometry
+    g = reduce(math.gcd, counts)
+    counts = [c // g for c in counts]
+    space = smact.element_dictionary(symbols)
+    elements = [space[s] for s in symbols]
+    ox_combos = [e.oxidation_states for e in elements]
+    if math.prod(len(o) for o in ox_combos) > MAX_OXIDATION_COMBINATIONS:
+        return False
+    electronegativities = [e.pauling_eneg for e in elements]
+    threshold = max(counts)
+    stoichs = [(c,) for c in counts]
+    for ox_states in itertools.product(*ox_combos):
+        if smact.neutral_ratios(ox_states, stoichs=stoichs, threshold=threshold):
+            if not use_pauling_test:
+                return True
+            try:
+                if pauling_test(ox_states, electronegativities):
+                    return True
+            except TypeError:  # missing electronegativity data: accept, as CDVAE does
+                return True
+    return False
+
+
+def geometry_rejections(structure: Structure, cfg: FilterConfig) -> list[Rejection]:
+    """Distance (hard floor and covalent-radius-scaled), volume-per-atom and density checks."""
+    from ase.data import covalent_radii
+
+    out = []
+    radii = np.array([covalent_radii[site.specie.Z] for site in structure])
+    cutoff = max(cfg.min_distance, cfg.covalent_scale * 2 * radii.max())
+    centers, neighbors, _, distances = structure.get_neighbor_list(cutoff)
+    if len(distances):
+        k = int(np.argmin(distances))
+        if distances[k] < cfg.min_distance:
+            out.append(Rejection(check="min_distance", detail=f"atoms {centers[k]} and {neighbors[k]} are "
+                                 f"{distances[k]:.3f} Å apart (< {cfg.min_distance} Å)"))
+        if cfg.covalent_scale > 0:
+            ratio = distances / (radii[centers] + radii[neighbors])
+            j = int(np.argmin(ratio))
+            if ratio[j] < cfg.covalent_scale:
+                out.append(Rejection(check="covalent_distance", detail=(
+                    f"{structure[centers[j]].specie}-{structure[neighbors[j]].specie} at {distances[j]:.3f} Å is "
+                    f"{ratio[j]:.2f} x the covalent radii sum (< {cfg.covalent_scale})")))
+    vpa = structure.volume / len(structure)
+    if not cfg.volume_per_atom[0] <= vpa <= cfg.volume_per_atom[1]:
+        out.append(Rejection(check="volume", detail=f"{vpa:.2f} Å³/atom outside {list(cfg.volume_per_atom)}"))
+    rho = float(structure.density)
+    if not cfg.density[0] <= rho <= cfg.density[1]:
+        out.append(Rejection(check="density", detail=f"{rho:.2f} g/cm³ outside {list(cfg.density)}"))
+    return out
+
+
+def cheap_rejections(structure: Structure, cfg: FilterConfig, elements: Sequence[str],
+                     max_atoms: int) -> list[Rejection]:
+    """Every check that needs no comparison with other structures."""
+    out = []
+    outside = sorted({el.symbol for el in structure.composition.elements} - set(elements))
+    if outside:
+        out.append(Rejection(check="elements", detail=f"{outside} not in the system {list(elements)}"))
+    if len(structure) > max_atoms:
+        out.append(Rejection(check="max_atoms", detail=f"{len(structure)} sites > {max_atoms}"))
+    out.extend(geometry_rejections(structure, cfg))
+    if cfg.charge_neutrality and not smact_valid(structure.composition):
+        out.append(Rejection(check="charge_neutrality",
+                             detail=f"{structure.composition.reduced_formula} fails SMACT neutrality/electronegativity"))
+    return out
+
+
+def filter_batch(proposals: Sequence[tuple[int, Candidate]], round_index: int, cfg: FilterConfig,
+                 elements: Sequence[str], max_atoms: int, references: BucketMatcher,
+                 seen: BucketMatcher) -> list[FilterVerdict]:
+    """One verdict per proposal, in order.
+
+    Parameters
+    ----------
+    proposals
+        ``(first round the structure was proposed in, candidate)`` for each proposal of the round.
+    references
+        Seed/training structures: a match means "not novel".
+    seen
+        Structures the campaign proposed in earlier rounds; accepted structures of this batch are added to
+        it as the batch is read, so later copies in the same batch count as duplicates.
+    """
+    verdicts: list[FilterVerdict] = []
+    batch_hashes: set[str] = set()
+    for first_round, cand in proposals:
+        if first_round < round_index or cand.hash in batch_hashes:
+            where = f"round {first_round}" if first_round < round_index else "this batch"
+            verdicts.append(FilterVerdict(hash=cand.hash, passed=False, matched_hash=cand.hash, rejections=[
+                Rejection(check="duplicate", detail=f"identical structure proposed before in {where}")]))
+            continue
+        batch_hashes.add(cand.hash)
+        rejections = cheap_rejections(cand.structure, cfg, elements, max_atoms)
+        matched = None
+        if not rejections and cfg.novelty:
+            matched = references.find(cand.structure)
+            if matched:
+                rejections.append(Rejection(check="novelty", detail=f"matches seed {matched}"))
+        if not rejections and cfg.dedupe:
+            matched = seen.find(cand.structure)
+            if matched:
+                rejections.append(Rejection(check="duplicate", detail=f"matches candidate {matched}"))
+        if not rejections:
+            seen.add(cand.hash, cand.structure)
+        verdicts.append(FilterVerdict(hash=cand.hash, passed=not rejections, rejections=rejections,
+                                      matched_hash=matched))
+    return verdicts
+
+
+@task(name="filter")
+def filter_task(store_url: str, campaign_id: str, round_index: int) -> dict:
+    """Filter a round's proposals against the seeds and every earlier candidate; store the verdicts."""
+    from tasks.generate import make_conditions
+    from tasks.store import Store
+
+    start = time.time()
+    store = Store(store_url)
+    cfg = store.config(campaign_id)
+    references = BucketMatcher(cfg.filter.matcher)
+    seeds = store.seed_set(campaign_id)
+    for seed in {s.id: s for s in seeds.templates + seeds.known_phases}.values():
+        references.add(seed.id, seed.structure)
+    seen = BucketMatcher(cfg.filter.matcher)
+    for h, structure in store.structures_before(campaign_id, round_index):
+        seen.add(h, structure)
+    proposals = store.proposals(campaign_id, round_index)
+    conditions = make_conditions(cfg.target, round_index)
+    verdicts = filter_batch([(first, cand) for _, first, cand in proposals], round_index, cfg.filter,
+                            conditions.chemical_system, conditions.max_atoms, references, seen)
+    reasons = Counter(rej.check for v in verdicts for rej in v.rejections[:1])
+    summary = {"accepted": sum(v.passed for v in verdicts), "rejected": sum(not v.passed for v in verdicts),
+               "rejections_by_check": dict(reasons)}
+    store.save_verdicts(campaign_id, round_index, [(pid, v) for (pid, _, _), v in zip(proposals, verdicts)], summary)
+    return {**summary, "start": start, "end": time.time(), "compute_s": time.time() - start}

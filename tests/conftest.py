@@ -1,0 +1,62 @@
+"""Shared fixtures: one Prefect test server per session, a tiny MACE model, micro-campaign configs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """One ``prefect_test_harness`` for the session; its URL is exported so worker processes use it too."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        url = PREFECT_API_URL.value()
+        os.environ["PREFECT_API_URL"] = url
+        yield url
+        os.environ.pop("PREFECT_API_URL", None)
+
+
+@pytest.fixture(scope="session")
+def tiny_mace(tmp_path_factory) -> Path:
+    """A small MACE model trained in this session on CHGNet-labelled Mg-O data."""
+    from tests.mace_tiny import train_tiny_mace
+
+    return train_tiny_mace(tmp_path_factory.mktemp("mace"))
+
+
+def micro_config(tmp: Path, **overrides):
+    """A 2-round Mg-O micro-campaign on SQLite in ``tmp`` (CHGNet unless overridden)."""
+    from conf.loader import validate_config
+
+    data = {
+        "name": "micro", "seed": 3, "rounds": 2, "output_dir": str(tmp / "campaigns"),
+        "target": {"chemical_system": "Mg-O", "max_atoms": 8},
+        "seeds": {"known_phases": [{"template": "NaCl", "species": {"Na": "Mg", "Cl": "O"}}], "max_sites": 12},
+        "generator": {"name": "substitution", "n_per_round": 4},
+        "relax": {"backend": "chgnet", "max_steps": 80, "chunk_size": 3, "fmax": 0.1},
+        "runner": {"kind": "threads", "max_workers": 2},
+    }
+    for key, value in overrides.items():
+        node = data
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return validate_config(data)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA

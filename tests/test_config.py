@@ -1,0 +1,58 @@
+"""Config schema and loader: defaults, overrides, and one clear error per bad key or value."""
+
+import pytest
+
+from conf import ConfigError, default_config_path, load_config
+from conf.schema import TargetRange
+
+
+def test_default_config_loads():
+    cfg = load_config()
+    assert cfg.target.chemical_system == ["Mg", "Si", "O"]
+    assert cfg.relax.backend in ("auto", "mace", "chgnet")
+    assert cfg.store_url().startswith("sqlite:///") and cfg.store_url().endswith("matloop.db")
+    assert default_config_path().is_file()
+
+
+def test_overrides_parse_yaml_values():
+    cfg = load_config(overrides=["rounds=5", "relax.fmax=0.02", "target.chemical_system=Li-Fe-O",
+                                 "target.oxidation_states={Li: 1, Fe: 3, O: -2}", "generator.name=random"])
+    assert cfg.rounds == 5 and cfg.relax.fmax == 0.02
+    assert cfg.target.chemical_system == ["Li", "Fe", "O"] and cfg.generator.name == "random"
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("relax.fmaxx=0.1", "relax.fmaxx"),
+    ("relax.backend=vasp", "relax.backend"),
+    ("rounds=0", "rounds"),
+    ("target.chemical_system=Mg-Xx-O", "unknown element 'Xx'"),
+    ("filter.min_distance=0.3", "filter.min_distance"),
+    ("target.properties={band_gap: {min: 3, max: 1}}", "min (3.0) is larger than max (1.0)"),
+])
+def test_bad_config_is_one_clear_error(override, needle):
+    with pytest.raises(ConfigError) as exc:
+        load_config(overrides=[override])
+    assert needle in str(exc.value)
+
+
+def test_bad_override_syntax_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(overrides=["rounds"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("target: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_oxidation_states_must_cover_the_system():
+    with pytest.raises(ConfigError, match="missing \\['O'\\]"):
+        load_config(overrides=["target.oxidation_states={Mg: 2, Si: 4}"])
+
+
+def test_target_range_semantics():
+    assert TargetRange(max=0.1).contains(0.05) and not TargetRange(max=0.1).contains(0.2)
+    assert TargetRange(value=1.0).contains(1.04, tolerance=0.05)
+    with pytest.raises(ValueError):
+        TargetRange()
