@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -14,8 +15,9 @@ from tasks.errors import MatloopError
 
 app = typer.Typer(help="Closed-loop generative materials discovery.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-console = Console()
-err = Console(stderr=True)
+# piped output (files, CI logs) gets wide tables instead of rich's 80-column default
+console = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Campaign YAML (default: packaged campaign.yaml).")]
 StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL (default: MATLOOP_STORE_URL or the config's).")]

@@ -1,0 +1,94 @@
+"""A real 2-round micro-campaign under Prefect: real generators, real MLIPs (CHGNet and a tiny MACE), SQLite."""
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from flows.campaign import run_campaign, start_campaign
+from flows.cli import app
+from tasks.store import Store, transaction
+from tasks.store.tables import CandidateRow, PropertyRow, ProposalRow, RelaxationRow, VerdictRow
+from tasks.store.views import candidate_frame
+from tests.conftest import micro_config
+
+pytestmark = pytest.mark.slow
+
+
+def _counts(url):
+    with transaction(url) as s:
+        return {t.__tablename__: s.scalar(select(func.count()).select_from(t))
+                for t in (CandidateRow, ProposalRow, VerdictRow, RelaxationRow, PropertyRow)}
+
+
+@pytest.fixture(scope="module", params=["chgnet-processes", "mace-threads"])
+def finished_campaign(request, prefect_server, tiny_mace, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(request.param)
+    if request.param == "chgnet-processes":
+        cfg = micro_config(tmp, **{"runner.kind": "processes"})
+    else:
+        cfg = micro_config(tmp, **{"relax.backend": "mace", "relax.mace_model": str(tiny_mace),
+                                   "generator.name": "random", "generator.n_per_round": 3})
+    cid = start_campaign(cfg)
+    out = run_campaign(cfg.store_url(), cid)
+    return cfg, cid, out
+
+
+def test_campaign_completes_with_every_step_stored(finished_campaign):
+    cfg, cid, out = finished_campaign
+    store = Store(cfg.store_url())
+    campaign = store.campaign(cid)
+    assert campaign.status == "completed" and out["campaign_id"] == cid
+    assert campaign.mlip.startswith({"chgnet": "chgnet:", "mace": "mace:tiny.model:"}[cfg.relax.backend])
+    rounds = store.rounds(cid)
+    assert [r.status for r in rounds] == ["completed", "completed"]
+    for r in rounds:
+        assert r.conditions["round_index"] == r.index and r.feedback["round_index"] == r.index
+        assert {"generate", "filter", "relax", "evaluate", "feedback"} <= set(r.summary["timings"])
+        assert r.summary["dft"].startswith("skipped")
+    df = candidate_frame(cfg.store_url(), cid)
+    assert len(df) > 0 and set(df["generator"]) == {cfg.generator.name}
+    counts = _counts(cfg.store_url())
+    assert counts["verdicts"] == counts["proposals"] == sum(r.summary["generated"] for r in rounds)
+    relaxed = df[df["relax_status"].notna()]
+    assert len(relaxed) == (df["status"].isin(["relaxed", "relax_failed"])).sum() > 0
+    assert set(relaxed["mlip"]) == {campaign.mlip}
+    converged = relaxed[relaxed["relax_status"] == "converged"]
+    assert converged["e_above_hull"].notna().all() and (converged["e_above_hull"] >= -1e-9).all()
+    assert counts["properties"] == 3 * len(converged)
+    rejected = df[df["status"] == "rejected"]
+    assert (rejected["rejection"] != "").all()
+    assert set(rounds[1].feedback["proposed_keys"]) >= set(rounds[0].feedback["proposed_keys"])
+    results = list((store.campaign(cid).campaign_dir and __import__("pathlib").Path(campaign.campaign_dir)
+                    / "prefect-results").glob("*"))
+    assert results, "Prefect task results are persisted under the campaign directory"
+
+
+def test_rerunning_a_finished_campaign_changes_nothing(finished_campaign):
+    cfg, cid, _ = finished_campaign
+    before = _counts(cfg.store_url())
+    run_campaign(cfg.store_url(), cid)
+    assert _counts(cfg.store_url()) == before
+
+
+def test_cli_reads_the_finished_campaign(finished_campaign, tmp_path):
+    cfg, cid, _ = finished_campaign
+    runner = CliRunner()
+    url = cfg.store_url()
+    res = runner.invoke(app, ["status", "--store", url])
+    assert res.exit_code == 0 and cid in res.output and "completed" in res.output
+    res = runner.invoke(app, ["status", cid, "--store", url])
+    assert res.exit_code == 0 and "round" in res.output
+    res = runner.invoke(app, ["candidates", cid, "--top", "5", "--all", "--store", url])
+    assert res.exit_code == 0 and "candidates of campaign" in res.output
+    n = int(candidate_frame(url, cid)["e_above_hull"].notna().sum())
+    for fmt, pattern in (("cif", "*.cif"), ("extxyz", "*.extxyz"), ("csv", "*.csv")):
+        out = tmp_path / fmt
+        res = runner.invoke(app, ["export", cid, "--format", fmt, "--out", str(out), "--store", url])
+        assert res.exit_code == 0, res.output
+        assert len(list(out.glob(pattern))) == (n if fmt == "cif" else 1)
+    from ase.io import read
+
+    frames = read(next((tmp_path / "extxyz").glob("*.extxyz")), index=":")
+    assert len(frames) == n and all("e_above_hull" in f.info and "hash" in f.info for f in frames)
+    res = runner.invoke(app, ["export", cid, "--format", "pdb", "--store", url])
+    assert res.exit_code == 2 and "allowed: cif, extxyz, csv" in res.output

@@ -1,0 +1,58 @@
+"""Bad input to `matloop run`: one clear error, exit code 2, and no campaign row written."""
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from flows.cli import app
+from tasks.store import Store
+from tests.test_seeds import BAD_CIF
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "campaign.yaml"
+    path.write_text(yaml.safe_dump({"name": "bad", "output_dir": str(tmp_path / "out"),
+                                    "target": {"chemical_system": "Mg-O", "max_atoms": 6}}))
+    return path
+
+
+def _run(config_file, *sets):
+    args = ["run", "--config", str(config_file), "--no-progress"]
+    for s in sets:
+        args += ["--set", s]
+    return CliRunner().invoke(app, args)
+
+
+def _no_campaign(tmp_path):
+    db = tmp_path / "out" / "matloop.db"
+    return not db.exists() or Store(f"sqlite:///{db}").campaigns() == []
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["target.chemical_system=Mg-Xx"], "unknown element 'Xx'"),
+    (["relax.chunk_sise=3"], "relax.chunk_sise"),
+    (["target.max_atoms=1"], "no charge-balanced composition of Mg-O"),
+    (["target.oxidation_states={Mg: 2, O: 2}"], "no charge-balanced composition"),
+    (["seeds.known_phases=[{template: NoSuchThing, species: {Xe: Mg}}]"], "no seed with formula 'NoSuchThing'"),
+])
+def test_bad_config_fails_before_anything_is_written(config_file, tmp_path, sets, message):
+    res = _run(config_file, *sets)
+    assert res.exit_code == 2, res.output
+    assert "error:" in res.output and message in res.output.replace("\n", " ")
+    assert "Traceback" not in res.output
+    assert _no_campaign(tmp_path)
+
+
+def test_empty_seed_set_fails_before_anything_is_written(config_file, tmp_path):
+    seeds = tmp_path / "cifs"
+    seeds.mkdir()
+    (seeds / "broken.cif").write_text(BAD_CIF)
+    res = _run(config_file, f"seeds.sources=[{{kind: cif_dir, path: {seeds}}}]")
+    assert res.exit_code == 2 and "seed set is empty" in res.output
+    assert _no_campaign(tmp_path)
+
+
+def test_resume_of_unknown_campaign(config_file, tmp_path):
+    res = CliRunner().invoke(app, ["run", "--config", str(config_file), "--resume", "deadbeef", "--no-progress"])
+    assert res.exit_code == 2 and "unknown campaign 'deadbeef'" in res.output

@@ -1,0 +1,52 @@
+"""MLIP backends: contract tests over every backend (real CHGNet, a real tiny MACE), and auto's fallback."""
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from conf.schema import RelaxConfig
+from tasks.errors import MLIPUnavailableError
+from tasks.mlip import load_calculator, resolve_mlip
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(params=["chgnet", "mace"])
+def relax_cfg(request, tiny_mace) -> RelaxConfig:
+    if request.param == "mace":
+        return RelaxConfig(backend="mace", mace_model=str(tiny_mace))
+    return RelaxConfig(backend="chgnet")
+
+
+def test_backend_gives_finite_energy_forces_stress_and_an_identity(relax_cfg):
+    spec = resolve_mlip(relax_cfg)
+    assert spec.backend == relax_cfg.backend and spec.requested == relax_cfg.backend
+    assert spec.identity.startswith({"mace": "mace:tiny.model:", "chgnet": "chgnet:0.3.0@"}[spec.backend])
+    atoms = AseAtomsAdaptor.get_atoms(
+        Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.25), ["Mg", "O"], [[0, 0, 0], [.5, .5, .5]]))
+    atoms.rattle(0.05, seed=1)
+    atoms.calc = load_calculator(spec)
+    assert np.isfinite(atoms.get_potential_energy())
+    assert atoms.get_forces().shape == (8, 3) and np.isfinite(atoms.get_forces()).all()
+    assert np.isfinite(atoms.get_stress()).all()
+    assert load_calculator(spec) is atoms.calc  # one model per process
+
+
+def test_auto_prefers_mace_when_weights_exist(tiny_mace):
+    spec = resolve_mlip(RelaxConfig(backend="auto", mace_model=str(tiny_mace)))
+    assert spec.backend == "mace" and spec.requested == "auto" and not spec.fallback_reason
+
+
+def test_auto_falls_back_to_chgnet_and_records_why(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # empty MACE download cache; no network here either
+    spec = resolve_mlip(RelaxConfig(backend="auto", mace_model=str(tmp_path / "missing.model")))
+    assert spec.backend == "chgnet" and spec.requested == "auto"
+    assert "no model file" in spec.fallback_reason
+
+
+def test_explicit_mace_without_weights_is_a_named_error(tmp_path):
+    with pytest.raises(MLIPUnavailableError, match="no model file"):
+        resolve_mlip(RelaxConfig(backend="mace", mace_model=str(tmp_path / "missing.model")))
+    with pytest.raises(MLIPUnavailableError, match="not a file and not a MACE-MP foundation model"):
+        resolve_mlip(RelaxConfig(backend="mace", mace_model="gigantic"))
