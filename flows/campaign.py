@@ -15,28 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+from prefect.context import FlowRunContext
 
-from conf.schema import CampaignConfig, RelaxConfig, RunnerConfig
+from conf.schema import CampaignConfig, RelaxConfig
+from flows.runners import SharedProcessPool, make_task_runner
 from tasks.evaluate import evaluate_task
 from tasks.feedback import feedback_task
 from tasks.generate import generate_task
 from tasks.mlip import MLIPSpec, resolve_mlip
-from tasks.relax import relax_chunk_task, relax_settings_hash
+from tasks.relax import load_mlip_task, relax_chunk_task, relax_settings_hash
 from tasks.store import Store, round_reached
 from tasks.validity import filter_task
-
-RUNNERS = ("threads", "processes")
-
-
-def make_task_runner(cfg: RunnerConfig):
-    """The task runner named by ``cfg.kind`` (one of :data:`RUNNERS`)."""
-    if cfg.kind == "threads":
-        return ThreadPoolTaskRunner(max_workers=cfg.max_workers)
-    if cfg.kind == "processes":
-        return ProcessPoolTaskRunner(max_workers=cfg.max_workers)
-    raise ValueError(f"unknown task runner {cfg.kind!r}; allowed: {', '.join(RUNNERS)}")
-
 
 def _cache_key(context: Any, parameters: dict[str, Any]) -> str:
     payload = json.dumps(parameters, sort_keys=True, default=str)
@@ -115,20 +104,33 @@ def discovery_campaign(store_url: str, campaign_id: str) -> dict:
     cfg = store.config(campaign_id)
     campaign = store.campaign(campaign_id)
     store.set_campaign(campaign_id, status="running")
+    intervals: list[tuple[float, float]] = []
     if campaign.mlip_spec is None:
+        t0 = time.time()
         spec = resolve_mlip_task(cfg.relax)
+        intervals.append((t0, time.time()))
         store.set_campaign(campaign_id, mlip=spec.identity, mlip_spec=spec.model_dump())
         log.info("MLIP: %s%s", spec.identity, f" (fallback: {spec.fallback_reason})" if spec.fallback_reason else "")
-    round_flow = campaign_round.with_options(task_runner=make_task_runner(cfg.runner))
+    spec = MLIPSpec.model_validate(store.campaign(campaign_id).mlip_spec)
+    runner = FlowRunContext.get().task_runner
+    warm_up = []
+    if isinstance(runner, SharedProcessPool):
+        # workers start and load the model while the first round generates and filters
+        warm_up = [load_mlip_task.submit(spec) for _ in range(cfg.runner.max_workers)]
+    else:
+        runner = make_task_runner(cfg.runner)
+    round_flow = campaign_round.with_options(task_runner=runner)
     try:
         for r in range(cfg.rounds):
             if store.round(campaign_id, r).status != "completed":
                 round_flow(store_url, campaign_id, r)
+        intervals += [(w["start"], w["end"]) for w in (f.result() for f in warm_up)]
     except BaseException:
         store.set_campaign(campaign_id, status="failed")
         raise
     store.set_campaign(campaign_id, status="completed")
-    return {"campaign_id": campaign_id, "rounds": [row.summary for row in store.rounds(campaign_id)]}
+    return {"campaign_id": campaign_id, "intervals": intervals,
+            "rounds": [row.summary for row in store.rounds(campaign_id)]}
 
 
 def start_campaign(cfg: CampaignConfig) -> str:
@@ -142,5 +144,6 @@ def start_campaign(cfg: CampaignConfig) -> str:
 def run_campaign(store_url: str, campaign_id: str) -> dict:
     """Run or resume a stored campaign (extending it to more rounds if its config asks for them)."""
     store = Store(store_url)
-    store.extend_rounds(campaign_id, store.config(campaign_id).rounds)
-    return discovery_campaign(store_url, campaign_id)
+    cfg = store.config(campaign_id)
+    store.extend_rounds(campaign_id, cfg.rounds)
+    return discovery_campaign.with_options(task_runner=make_task_runner(cfg.runner))(store_url, campaign_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from functools import lru_cache
+import threading
 from pathlib import Path
 from typing import Literal
 
@@ -100,17 +100,51 @@ def resolve_mlip(cfg: RelaxConfig) -> MLIPSpec:
     raise MLIPUnavailableError(cfg.backend, "", f"unknown backend; allowed: {', '.join(BACKENDS)}")
 
 
-@lru_cache(maxsize=4)
+_loaded = threading.local()
+
+
 def load_calculator(spec: MLIPSpec):
-    """An ASE calculator for ``spec`` (cached per process: workers load a model once)."""
+    """An ASE calculator for ``spec``, cached per thread (ASE calculators are not thread-safe): a worker
+    process or thread loads a model once and keeps it."""
+    cache = _loaded.__dict__.setdefault("calculators", {})
+    if spec not in cache:
+        cache[spec] = _new_calculator(spec)
+    return cache[spec]
+
+
+def _pin_default_dtype(calc, dtype):
+    """Run ``calc.calculate`` under torch default ``dtype``.
+
+    MACE sets torch's process-wide default dtype when it loads (float64 here) and builds its inputs with it;
+    CHGNet needs float32. Setting it before every call lets both live in one process (e.g. a rerun with
+    another backend) without one breaking the other. (One backend per thread pool: the default dtype is
+    process-wide.)
+    """
+    import torch
+
+    calculate = calc.calculate
+
+    def pinned(*args, **kwargs):
+        torch.set_default_dtype(dtype)
+        return calculate(*args, **kwargs)
+
+    calc.calculate = pinned
+    return calc
+
+
+def _new_calculator(spec: MLIPSpec):
+    import torch
+
     if spec.backend == "mace":
         from mace.calculators import MACECalculator
 
-        return MACECalculator(model_paths=spec.model, device=spec.device, default_dtype="float64")
+        calc = MACECalculator(model_paths=spec.model, device=spec.device, default_dtype="float64")
+        return _pin_default_dtype(calc, torch.float64)
     if spec.backend == "chgnet":
         from chgnet.model import CHGNet
         from chgnet.model.dynamics import CHGNetCalculator
 
+        torch.set_default_dtype(torch.float32)
         model = CHGNet.load(model_name=spec.model, use_device=spec.device, verbose=False)
-        return CHGNetCalculator(model=model, use_device=spec.device)
+        return _pin_default_dtype(CHGNetCalculator(model=model, use_device=spec.device), torch.float32)
     raise MLIPUnavailableError(spec.backend, spec.model, "unknown backend; allowed: mace, chgnet")

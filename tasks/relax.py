@@ -87,6 +87,14 @@ def relax_many(items: Sequence[tuple[str, Structure, bool]], spec: MLIPSpec, cfg
     return [relax_structure(s, calc, cfg, hash=h, mlip=spec.identity, relax_cell=rc) for h, s, rc in items]
 
 
+@task(name="load-mlip")
+def load_mlip_task(spec: MLIPSpec) -> dict:
+    """Load the MLIP in a worker ahead of the first relaxation (workers keep it for the campaign)."""
+    start = time.time()
+    load_calculator(spec)
+    return {"start": start, "end": time.time()}
+
+
 @task(name="relax-chunk")
 def relax_chunk_task(store_url: str, campaign_id: str, kind: str, hashes: list[str]) -> dict:
     """Relax one chunk of candidates (``kind='candidate'``) or known phases (``kind='reference'``).

@@ -24,10 +24,10 @@ def _counts(url):
 def finished_campaign(request, prefect_server, tiny_mace, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(request.param)
     if request.param == "chgnet-processes":
-        cfg = micro_config(tmp, **{"runner.kind": "processes"})
+        cfg = micro_config(tmp, **{"runner.kind": "processes", "generator.name": "random",
+                                   "relax.max_steps": 150})
     else:
-        cfg = micro_config(tmp, **{"relax.backend": "mace", "relax.mace_model": str(tiny_mace),
-                                   "generator.name": "random", "generator.n_per_round": 3})
+        cfg = micro_config(tmp, **{"relax.backend": "mace", "relax.mace_model": str(tiny_mace)})
     cid = start_campaign(cfg)
     out = run_campaign(cfg.store_url(), cid)
     return cfg, cid, out
@@ -81,6 +81,7 @@ def test_cli_reads_the_finished_campaign(finished_campaign, tmp_path):
     res = runner.invoke(app, ["candidates", cid, "--top", "5", "--all", "--store", url])
     assert res.exit_code == 0 and "candidates of campaign" in res.output
     n = int(candidate_frame(url, cid)["e_above_hull"].notna().sum())
+    assert n > 0
     for fmt, pattern in (("cif", "*.cif"), ("extxyz", "*.extxyz"), ("csv", "*.csv")):
         out = tmp_path / fmt
         res = runner.invoke(app, ["export", cid, "--format", fmt, "--out", str(out), "--store", url])

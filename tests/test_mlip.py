@@ -50,3 +50,16 @@ def test_explicit_mace_without_weights_is_a_named_error(tmp_path):
         resolve_mlip(RelaxConfig(backend="mace", mace_model=str(tmp_path / "missing.model")))
     with pytest.raises(MLIPUnavailableError, match="not a file and not a MACE-MP foundation model"):
         resolve_mlip(RelaxConfig(backend="mace", mace_model="gigantic"))
+
+
+def test_mace_and_chgnet_in_one_process(tiny_mace):
+    """MACE switches torch's default dtype to float64; CHGNet must still work after it and vice versa."""
+    atoms = AseAtomsAdaptor.get_atoms(
+        Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.25), ["Mg", "O"], [[0, 0, 0], [.5, .5, .5]]))
+    energies = []
+    for cfg in (RelaxConfig(backend="mace", mace_model=str(tiny_mace)), RelaxConfig(backend="chgnet"),
+                RelaxConfig(backend="mace", mace_model=str(tiny_mace))):
+        a = atoms.copy()
+        a.calc = load_calculator(resolve_mlip(cfg))
+        energies.append(a.get_potential_energy())
+    assert np.isfinite(energies).all() and energies[0] == pytest.approx(energies[2])

@@ -1,0 +1,42 @@
+# matloop: `make run` runs the default campaign, `make test` runs the test suite.
+# Both set up everything first (idempotent): a virtual environment in .venv, torch==2.13.0 (CPU build)
+# installed before anything else, then matloop with pinned dependencies (constraints.txt).
+
+VENV        ?= .venv
+PYTHON      ?= python3
+PY          := $(VENV)/bin/python
+STAMP       := $(VENV)/.matloop-setup
+# e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu" on machines that would pull CUDA
+TORCH_PIP_ARGS ?=
+ARGS        ?=
+PYTEST_ARGS ?=
+
+export OMP_NUM_THREADS ?= 1
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+
+.PHONY: setup run test bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV) || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); \
+	  else echo "error: python3 -m venv failed; install python3-venv" >&2; exit 1; fi; }
+
+$(STAMP): pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install -q torch==2.13.0 $(TORCH_PIP_ARGS)
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(VENV)/bin/matloop run $(ARGS)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) benchmarks/campaign.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) campaigns .pytest_cache
