@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 
 from conf.schema import CampaignConfig, RelaxConfig
@@ -32,11 +33,17 @@ def _cache_key(context: Any, parameters: dict[str, Any]) -> str:
     return f"matloop-{context.task.name}-{hashlib.sha256(payload.encode()).hexdigest()[:24]}"
 
 
-def persisted(step, campaign_dir: str, retries: int = 0):
-    """``step`` with results persisted under the campaign directory and keyed by its inputs."""
+def persisted(step, campaign_dir: str, retries: int = 0, cached: bool = True):
+    """``step`` with results persisted under the campaign directory.
+
+    ``cached`` steps are keyed by their inputs (campaign, round, structure hashes), so a retried or resumed
+    flow run reuses them. Steps whose output depends on the store's current state (evaluate, feedback) are
+    persisted but always run.
+    """
     storage = Path(campaign_dir) / "prefect-results"  # Prefect resolves a Path to a local file system
-    return step.with_options(persist_result=True, result_storage=storage, cache_key_fn=_cache_key,
-                             retries=retries, retry_delay_seconds=2)
+    caching = {"cache_key_fn": _cache_key} if cached else {"cache_policy": NO_CACHE}
+    return step.with_options(persist_result=True, result_storage=storage, retries=retries, retry_delay_seconds=2,
+                             **caching)
 
 
 @task(name="resolve-mlip")
@@ -74,17 +81,17 @@ def campaign_round(store_url: str, campaign_id: str, round_index: int) -> dict:
     cfg = store.config(campaign_id)
     cdir = store.campaign(campaign_id).campaign_dir
     timings: dict[str, dict[str, Any]] = {}
-    steps = [("generated", "generate", generate_task), ("filtered", "filter", filter_task),
-             ("relaxed", "relax", None), ("evaluated", "evaluate", evaluate_task),
-             ("completed", "feedback", feedback_task)]
-    for state, name, step in steps:
+    steps = [("generated", "generate", generate_task, True), ("filtered", "filter", filter_task, True),
+             ("relaxed", "relax", None, True), ("evaluated", "evaluate", evaluate_task, False),
+             ("completed", "feedback", feedback_task, False)]
+    for state, name, step, cached in steps:
         if round_reached(store.round(campaign_id, round_index).status, state):
             continue
         t0 = time.time()
         if step is None:
             out = relax_stage(store, campaign_id, round_index, cfg, cdir)
         else:
-            res = persisted(step, cdir)(store_url, campaign_id, round_index)
+            res = persisted(step, cdir, cached=cached)(store_url, campaign_id, round_index)
             out = {"intervals": [(res["start"], res["end"])], "compute_s": res["compute_s"]}
         timings[name] = {"wall_s": time.time() - t0, **out}
         log.info("round %d: %s done in %.1f s", round_index, name, timings[name]["wall_s"])

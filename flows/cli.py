@@ -63,12 +63,17 @@ def run(config: ConfigOpt = None,
     except (ConfigError, MatloopError) as exc:
         _fail(exc)
     st = Store(url)
-    with prefect_api():
-        if progress:
-            with campaign_progress(st, cid, console):
+    try:
+        with prefect_api():
+            if progress:
+                with campaign_progress(st, cid, console):
+                    run_campaign(url, cid)
+            else:
                 run_campaign(url, cid)
-        else:
-            run_campaign(url, cid)
+    except Exception as exc:  # the flow logged the traceback; say what failed and how to continue
+        err.print(f"[bold red]campaign {cid} failed:[/bold red] {type(exc).__name__}: {exc}\n"
+                  f"fix the cause and continue with: matloop run --resume {cid} --store {url}")
+        raise typer.Exit(code=1) from None
     console.print(f"\ncampaign [bold]{cid}[/bold] {st.campaign(cid).status}; store: {url}; "
                   f"files: {st.campaign(cid).campaign_dir}")
     _candidates_table(url, cid, top)

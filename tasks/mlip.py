@@ -101,6 +101,7 @@ def resolve_mlip(cfg: RelaxConfig) -> MLIPSpec:
 
 
 _loaded = threading.local()
+_load_lock = threading.Lock()  # model loading (e3nn code generation, torch.load) is not thread-safe
 
 
 def load_calculator(spec: MLIPSpec):
@@ -108,7 +109,8 @@ def load_calculator(spec: MLIPSpec):
     process or thread loads a model once and keeps it."""
     cache = _loaded.__dict__.setdefault("calculators", {})
     if spec not in cache:
-        cache[spec] = _new_calculator(spec)
+        with _load_lock:
+            cache[spec] = _new_calculator(spec)
     return cache[spec]
 
 

@@ -53,6 +53,7 @@ def test_campaign_completes_with_every_step_stored(finished_campaign):
     assert len(relaxed) == (df["status"].isin(["relaxed", "relax_failed"])).sum() > 0
     assert set(relaxed["mlip"]) == {campaign.mlip}
     converged = relaxed[relaxed["relax_status"] == "converged"]
+    assert len(converged) > 0, relaxed[["formula", "relax_status", "relax_reason"]]
     assert converged["e_above_hull"].notna().all() and (converged["e_above_hull"] >= -1e-9).all()
     assert counts["properties"] == 3 * len(converged)
     rejected = df[df["status"] == "rejected"]
@@ -93,3 +94,27 @@ def test_cli_reads_the_finished_campaign(finished_campaign, tmp_path):
     assert len(frames) == n and all("e_above_hull" in f.info and "hash" in f.info for f in frames)
     res = runner.invoke(app, ["export", cid, "--format", "pdb", "--store", url])
     assert res.exit_code == 2 and "allowed: cif, extxyz, csv" in res.output
+
+
+def test_retry_after_a_crash_reuses_persisted_task_results(finished_campaign):
+    """As if round 1 died right after relaxing: rerunning skips relaxation work via Prefect's persisted results."""
+    from datetime import datetime, timezone
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    cfg, cid, _ = finished_campaign
+    store = Store(cfg.store_url())
+    before = _counts(cfg.store_url())
+    store.advance_round(cid, 1, "filtered")
+    store.set_campaign(cid, status="failed")
+    t0 = datetime.now(timezone.utc)
+    run_campaign(cfg.store_url(), cid)
+    assert store.campaign(cid).status == "completed" and store.round(cid, 1).status == "completed"
+    assert _counts(cfg.store_url()) == before
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="relax-chunk")),
+                                     sort=TaskRunSort.EXPECTED_START_TIME_DESC, limit=200)
+    recent = [r for r in runs if r.created and r.created >= t0]
+    assert recent and {r.state.name for r in recent} == {"Cached"}

@@ -1,5 +1,7 @@
 """The store on real SQLite: campaigns, idempotent writes, transactions that leave nothing half-written."""
 
+import os
+
 import pytest
 from pymatgen.core import Lattice, Structure
 from sqlalchemy import func, select
@@ -9,8 +11,8 @@ from tasks.errors import StoreError
 from tasks.generate import make_conditions
 from tasks.results import FilterVerdict, Rejection
 from tasks.seeds import Seed, SeedSet
-from tasks.store import Store, round_reached, transaction
-from tasks.store.tables import CandidateRow, ProposalRow, VerdictRow
+from tasks.store import Store, get_engine, round_reached, transaction
+from tasks.store.tables import Base, CandidateRow, ProposalRow, VerdictRow
 from tests.conftest import micro_config
 
 
@@ -20,9 +22,23 @@ def _cand(a: float, key: str) -> Candidate:
     return Candidate.create(s, prov)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """A fresh store: SQLite in tmp, or the PostgreSQL named by MATLOOP_TEST_POSTGRES_URL (.ci/postgres.sh)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    url = os.environ.get("MATLOOP_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("MATLOOP_TEST_POSTGRES_URL is not set (.ci/postgres.sh starts a server)")
+    engine = get_engine(url)
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    return url
+
+
 @pytest.fixture
-def store_and_campaign(tmp_path):
-    cfg = micro_config(tmp_path)
+def store_and_campaign(tmp_path, store_url):
+    cfg = micro_config(tmp_path, **{"store.url": store_url})
     mg = Structure(Lattice.hexagonal(3.2, 5.2), ["Mg", "Mg"], [[1 / 3, 2 / 3, .25], [2 / 3, 1 / 3, .75]])
     seeds = SeedSet(known_phases=[Seed(id="mg", structure=mg, source="test")], templates=[])
     store = Store(cfg.store_url())
@@ -72,7 +88,5 @@ def test_round_states():
 
 
 def test_unsupported_store_url():
-    from tasks.store.engine import get_engine
-
     with pytest.raises(StoreError, match="allowed dialects: sqlite, postgresql"):
         get_engine("mysql://u@h/db")

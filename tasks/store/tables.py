@@ -21,7 +21,8 @@ def utcnow() -> datetime:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+    # JSON null stays SQL NULL, so `IS NULL` filters work the same on SQLite and PostgreSQL
+    type_annotation_map = {dict[str, Any]: JSON(none_as_null=True), list[Any]: JSON(none_as_null=True)}
 
 
 class CampaignRow(Base):
