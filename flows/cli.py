@@ -45,7 +45,6 @@ def run(config: ConfigOpt = None,
     from flows.server import prefect_api
     from tasks.store import Store
 
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         if resume:
             if set_:
@@ -130,6 +129,9 @@ def _candidates_table(url: str, cid: str, top: int, include_known: bool = False)
 
 
 def main() -> None:
+    """Entry point of the ``matloop`` script: process-wide defaults are set here, before Prefect loads."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # small cells: parallelism comes from worker processes
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline machines: no telemetry errors
     app()
 
 

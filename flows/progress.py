@@ -42,7 +42,7 @@ def campaign_progress(store: Store, cid: str, console: Console, interval: float 
             if stop.wait(interval):
                 return
 
-    with progress:
+    with progress, _prefect_logs_through(console):
         thread = threading.Thread(target=poll, name="matloop-progress", daemon=True)
         thread.start()
         try:
@@ -50,3 +50,23 @@ def campaign_progress(store: Store, cid: str, console: Console, interval: float 
         finally:
             stop.set()
             thread.join(timeout=5)
+
+
+@contextmanager
+def _prefect_logs_through(console: Console) -> Iterator[None]:
+    """Print Prefect's console logs through ``console`` so they scroll above the live bars."""
+    import logging
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in logging.root.manager.loggerDict)]
+    handlers = {h for lg in loggers if isinstance(lg, logging.Logger) for h in lg.handlers
+                if isinstance(h, PrefectConsoleHandler)}
+    saved = {h: h.console for h in handlers}
+    for h in handlers:
+        h.console = console
+    try:
+        yield
+    finally:
+        for h, original in saved.items():
+            h.console = original
