@@ -24,7 +24,7 @@ from tasks.evaluate import evaluate_task
 from tasks.feedback import feedback_task
 from tasks.generate import generate_task
 from tasks.mlip import MLIPSpec, resolve_mlip
-from tasks.relax import load_mlip_task, relax_chunk_task, relax_settings_hash
+from tasks.relax import load_mlip_task, relax_chunk_task, relax_context
 from tasks.store import Store, round_reached
 from tasks.validity import filter_task
 
@@ -58,8 +58,7 @@ def chunks(items: list[str], size: int) -> list[list[str]]:
 
 def relax_stage(store: Store, campaign_id: str, round_index: int, cfg: CampaignConfig, campaign_dir: str) -> dict:
     """Submit relaxation chunks (missing reference phases first, then accepted candidates) and wait."""
-    spec = MLIPSpec.model_validate(store.campaign(campaign_id).mlip_spec)
-    shash = relax_settings_hash(cfg.relax)
+    _, spec, shash = relax_context(store, campaign_id)
     done_refs = store.reference_energies(spec.identity, shash)
     refs = sorted(h for h in store.known_phase_seeds(campaign_id) if h not in done_refs)
     cands = [c.hash for c in store.accepted(campaign_id, round_index)]

@@ -82,15 +82,12 @@ def evaluate_candidates(references: Sequence[Energy], candidates: Sequence[Energ
 @task(name="evaluate")
 def evaluate_task(store_url: str, campaign_id: str, round_index: int) -> dict:
     """Evaluate every converged candidate of the campaign against the current hull and store the properties."""
-    from tasks.mlip import MLIPSpec
-    from tasks.relax import relax_settings_hash
+    from tasks.relax import relax_context
     from tasks.store import Store
 
     start = time.time()
     store = Store(store_url)
-    cfg = store.config(campaign_id)
-    spec = MLIPSpec.model_validate(store.campaign(campaign_id).mlip_spec)
-    shash = relax_settings_hash(cfg.relax)
+    cfg, spec, shash = relax_context(store, campaign_id)
     known = store.known_phase_seeds(campaign_id)
     ref_rows = {h: row for h, row in store.reference_energies(spec.identity, shash).items()
                 if h in known and row.status == "converged"}

@@ -54,19 +54,17 @@ def compute_feedback(round_index: int, outcomes: Sequence[tuple[str, int, float 
 @task(name="feedback")
 def feedback_task(store_url: str, campaign_id: str, round_index: int) -> dict:
     """Compute and store the round's feedback; completes the round."""
-    from tasks.mlip import MLIPSpec
-    from tasks.relax import relax_settings_hash
+    from tasks.relax import relax_context
     from tasks.store import Store
 
     start = time.time()
     store = Store(store_url)
-    cfg = store.config(campaign_id)
-    spec = MLIPSpec.model_validate(store.campaign(campaign_id).mlip_spec)
+    cfg, spec, shash = relax_context(store, campaign_id)
     ehull = {h: v for h, name, v, _, source in store.properties(campaign_id)
              if name == "e_above_hull" and source == "mlip"}
     # a candidate that relaxed into a known phase or an earlier candidate found nothing new: score 0
     outcomes = [(c.provenance["arm"], c.round_index, None if c.relaxed_match else ehull.get(c.hash))
-                for c, _ in store.relaxations(campaign_id, spec.identity, relax_settings_hash(cfg.relax))]
+                for c, _ in store.relaxations(campaign_id, spec.identity, shash)]
     fb = compute_feedback(round_index, outcomes, store.feedback_before(campaign_id, round_index),
                           store.proposal_keys(campaign_id), cfg.feedback, cfg.evaluate.stability_threshold)
     top = sorted(fb.arm_weights.items(), key=lambda kv: -kv[1])[:5]

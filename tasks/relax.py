@@ -10,12 +10,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from prefect import task
 from pymatgen.core import Structure
 
-from conf.schema import RelaxConfig
+from conf.schema import CampaignConfig, RelaxConfig
 from tasks.candidate import normalize_structure, structure_to_json
 from tasks.mlip import MLIPSpec, load_calculator
 from tasks.results import RelaxResult, settings_hash
@@ -26,6 +27,21 @@ DISTANCE_FLOOR = 0.5  # Å, the validity filter's hard floor
 def relax_settings_hash(cfg: RelaxConfig) -> str:
     """Hash of the settings that change a relaxation's outcome (not chunking or retries)."""
     return settings_hash(cfg.model_copy(update={"chunk_size": 1, "retries": 0, "backend": "auto"}))
+
+
+class RelaxContext(NamedTuple):
+    """What every relaxation-related step of a campaign needs: its config, MLIP and settings hash."""
+
+    cfg: CampaignConfig
+    spec: MLIPSpec
+    settings: str
+
+
+def relax_context(store, campaign_id: str) -> RelaxContext:
+    """The campaign's config, resolved MLIP (set when the campaign started) and relaxation settings hash."""
+    cfg = store.config(campaign_id)
+    spec = MLIPSpec.model_validate(store.campaign(campaign_id).mlip_spec)
+    return RelaxContext(cfg, spec, relax_settings_hash(cfg.relax))
 
 
 def _finite(atoms) -> bool:
@@ -106,10 +122,8 @@ def relax_chunk_task(store_url: str, campaign_id: str, kind: str, hashes: list[s
 
     start = time.time()
     store = Store(store_url)
-    campaign = store.campaign(campaign_id)
-    cfg = store.config(campaign_id).relax
-    spec = MLIPSpec.model_validate(campaign.mlip_spec)
-    shash = relax_settings_hash(cfg)
+    campaign_cfg, spec, shash = relax_context(store, campaign_id)
+    cfg = campaign_cfg.relax
     if kind == "candidate":
         done = store.relaxed_hashes(campaign_id, hashes, spec.identity, shash)
         todo = [(h, s, True) for h, s in store.candidate_structures(campaign_id, hashes).items() if h not in done]
