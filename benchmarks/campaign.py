@@ -98,7 +98,8 @@ def main() -> dict:
         "targets": TARGETS,
     }
     result["meets_targets"] = {"campaign_wall": t_total <= TARGETS["campaign_wall_s_max"],
-                               "prefect_overhead": result["prefect_overhead_share"] <= TARGETS["prefect_overhead_share_max"]}
+                               "prefect_overhead": (result["prefect_overhead_share"]
+                                                    <= TARGETS["prefect_overhead_share_max"])}
     out = args.out or ROOT / "benchmarks" / "results" / f"campaign-{result['commit']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

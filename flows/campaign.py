@@ -63,8 +63,9 @@ def relax_stage(store: Store, campaign_id: str, round_index: int, cfg: CampaignC
     refs = sorted(h for h in store.known_phase_seeds(campaign_id) if h not in done_refs)
     cands = [c.hash for c in store.accepted(campaign_id, round_index)]
     relax = persisted(relax_chunk_task, campaign_dir, retries=cfg.relax.retries)
-    futures = [relax.submit(store.url, campaign_id, "reference", chunk) for chunk in chunks(refs, cfg.relax.chunk_size)]
-    futures += [relax.submit(store.url, campaign_id, "candidate", chunk) for chunk in chunks(cands, cfg.relax.chunk_size)]
+    size = cfg.relax.chunk_size
+    futures = [relax.submit(store.url, campaign_id, "reference", chunk) for chunk in chunks(refs, size)]
+    futures += [relax.submit(store.url, campaign_id, "candidate", chunk) for chunk in chunks(cands, size)]
     results = [f.result() for f in futures]
     converged = sum(r["converged"] for r in results if r["kind"] == "candidate")
     summary = {"relaxed": len(cands), "relax_converged": converged, "references_relaxed": len(refs)}

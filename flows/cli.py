@@ -19,8 +19,10 @@ app = typer.Typer(help="Closed-loop generative materials discovery.", no_args_is
 console = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Campaign YAML (default: packaged campaign.yaml).")]
-StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL (default: MATLOOP_STORE_URL or the config's).")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c",
+                                                help="Campaign YAML (default: packaged campaign.yaml).")]
+StoreOpt = Annotated[str | None, typer.Option("--store",
+                                              help="Store URL (default: MATLOOP_STORE_URL or the config's).")]
 
 
 def _store_url(store: str | None, config: Path | None) -> str:
@@ -34,7 +36,8 @@ def _fail(exc: Exception) -> None:
 
 @app.command()
 def run(config: ConfigOpt = None,
-        set_: Annotated[list[str] | None, typer.Option("--set", help="Override: dotted.key=value (YAML value).")] = None,
+        set_: Annotated[list[str] | None,
+                        typer.Option("--set", help="Override: dotted.key=value (YAML value).")] = None,
         resume: Annotated[str | None, typer.Option(help="Continue the campaign with this id.")] = None,
         store: StoreOpt = None,
         top: Annotated[int, typer.Option(help="Rows of the final candidates table.")] = 10,

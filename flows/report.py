@@ -62,11 +62,11 @@ def candidates_table(url: str, cid: str, top: int, include_known: bool = False) 
     relaxed = relaxed.head(top)
     what = "relaxed" if include_known else "new relaxed"
     table = Table(title=f"best {len(relaxed)} {what} of {len(df)} candidates of campaign {cid}")
-    for col in ("#", "formula", "hash", "round", "arm", "E_hull (eV/atom)", "E_form (eV/atom)", "E (eV/atom)",
+    for col in ("#", "formula", "hash", "round", "from", "E_hull (eV/atom)", "E_form (eV/atom)", "E (eV/atom)",
                 "sites", "relaxed into"):
         table.add_column(col, justify="right" if col.startswith(("E", "#", "round", "sites")) else "left")
     for i, row in enumerate(relaxed.itertuples(), start=1):
-        table.add_row(str(i), row.formula, row.hash, str(row.round), str(row.arm), _fmt(row.e_above_hull),
+        table.add_row(str(i), row.formula, row.hash, str(row.round), row.origin, _fmt(row.e_above_hull),
                       _fmt(row.formation_energy_per_atom), _fmt(row.energy_per_atom), str(row.nsites),
                       row.relaxed_match or "-")
     return table

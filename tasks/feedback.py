@@ -1,7 +1,8 @@
 """Feedback: re-weight generator arms by how close their candidates landed to the hull.
 
 Each candidate scores ``exp(-max(E_hull, 0) / T)`` (1 on the hull, towards 0 far above it); a failed
-relaxation, or one that relaxed into a known phase or an earlier candidate, scores 0. An arm's weight moves towards the mean score of its candidates of this round:
+relaxation, or one that relaxed into a known phase or an earlier candidate, scores 0. An arm's weight
+moves towards the mean score of its candidates of this round:
 ``w <- (1 - lr) * w + lr * mean_score`` (prior weight 1 for arms not yet tried).
 """
 

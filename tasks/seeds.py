@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from pymatgen.core import Composition, Lattice, Structure
+from pymatgen.core import Lattice, Structure
 
-from conf.schema import SeedsConfig, SeedSource, TargetConfig
+from conf.schema import SeedSource
 from tasks.errors import SeedError
 
 log = logging.getLogger("matloop.seeds")

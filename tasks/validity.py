@@ -108,7 +108,8 @@ def cheap_rejections(structure: Structure, cfg: FilterConfig, elements: Sequence
     out.extend(geometry_rejections(structure, cfg))
     if cfg.charge_neutrality and not smact_valid(structure.composition):
         out.append(Rejection(check="charge_neutrality",
-                             detail=f"{structure.composition.reduced_formula} fails SMACT neutrality/electronegativity"))
+                             detail=f"{structure.composition.reduced_formula} fails SMACT neutrality/"
+                                    "electronegativity"))
     return out
 
 

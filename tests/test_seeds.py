@@ -68,3 +68,11 @@ def test_unknown_decoration_template_is_refused():
     cfg = SeedsConfig(known_phases=[Decoration(template="Xe7Kr", species={"Xe": "Mg"})])
     with pytest.raises(SeedError, match="no seed with formula 'Xe7Kr'"):
         build_seed_set(cfg, TargetConfig(chemical_system="Mg-O"))
+
+
+def test_materials_project_source_explains_what_it_needs(monkeypatch):
+    from tasks.seeds import load_materials_project
+
+    monkeypatch.delenv("MP_API_KEY", raising=False)
+    with pytest.raises(SeedError, match="mp-api|API key"):
+        load_materials_project(["Mg", "O"], None)

@@ -44,7 +44,8 @@ def test_volume_and_density_bounds():
 def test_elements_outside_system_and_charge():
     rej = cheap_rejections(rocksalt(species=("Na", "Cl")), FilterConfig(), ["Mg", "O"], 20)
     assert [r.check for r in rej] == ["elements"]
-    peroxide_like = Structure(Lattice.cubic(4.2), ["Mg", "O", "O", "O"], [[0, 0, 0], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]])
+    peroxide_like = Structure(Lattice.cubic(4.2), ["Mg", "O", "O", "O"],
+                              [[0, 0, 0], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]])
     assert "charge_neutrality" in {r.check for r in cheap_rejections(peroxide_like, FilterConfig(), ["Mg", "O"], 20)}
 
 

@@ -80,6 +80,7 @@ class SubstitutionGenerator:
         self._templates = templates
         self._decorated: list[dict] | None = None
         self._pools: dict[str, list[Proposal]] = {}
+        self._info = {t.id: (t.formula, t.label) for t in templates}
         self.arms = ArmWeights()
 
     def identity(self) -> str:
@@ -142,6 +143,8 @@ class SubstitutionGenerator:
             p = pool[i]
             prov = Provenance(generator=self.name, generator_identity=identity, round_index=conditions.round_index,
                               arm=p.arm, key=p.key, conditions_hash=conditions_hash,
-                              details={"template": p.arm, "probability": p.probability, "target_ions": list(p.target)})
+                              details={"template": p.arm, "template_formula": self._info[p.arm][0],
+                                       "template_label": self._info[p.arm][1], "probability": p.probability,
+                                       "target_ions": list(p.target)})
             out.append(Candidate.create(predict_volume(p.structure), prov))
         return out

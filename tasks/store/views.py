@@ -8,9 +8,9 @@ from sqlalchemy import func, select
 from tasks.store.engine import transaction
 from tasks.store.tables import CandidateRow, PropertyRow, ProposalRow, RelaxationRow, VerdictRow
 
-CANDIDATE_COLUMNS = ["hash", "formula", "round", "generator", "arm", "status", "nsites", "e_above_hull",
-                     "formation_energy_per_atom", "energy_per_atom", "relax_status", "relax_reason", "relaxed_match",
-                     "mlip", "rejection"]
+CANDIDATE_COLUMNS = ["hash", "formula", "round", "generator", "arm", "origin", "status", "nsites",
+                     "e_above_hull", "formation_energy_per_atom", "energy_per_atom", "relax_status", "relax_reason",
+                     "relaxed_match", "mlip", "rejection"]
 
 
 def candidate_frame(url: str, cid: str) -> pd.DataFrame:
@@ -39,13 +39,26 @@ def candidate_frame(url: str, cid: str) -> pd.DataFrame:
         st, reason, mlip = relaxed.get(c.id, (None, None, None))
         v = values.get(c.id, {})
         rows.append(dict(hash=c.hash, formula=c.formula, round=c.round_index, generator=c.generator,
-                         arm=c.provenance.get("arm"), status=c.status, nsites=c.nsites,
-                         e_above_hull=v.get("e_above_hull"), formation_energy_per_atom=v.get("formation_energy_per_atom"),
+                         arm=c.provenance.get("arm"), origin=describe_origin(c.provenance), status=c.status,
+                         nsites=c.nsites,
+                         e_above_hull=v.get("e_above_hull"),
+                         formation_energy_per_atom=v.get("formation_energy_per_atom"),
                          energy_per_atom=v.get("energy_per_atom"), relax_status=st, relax_reason=reason,
                          relaxed_match=c.relaxed_match, mlip=mlip,
                          rejection=rejected.get(c.id, "") if c.status == "rejected" else ""))
     df = pd.DataFrame(rows, columns=CANDIDATE_COLUMNS)
     return df.sort_values(["e_above_hull", "round", "hash"], na_position="last").reset_index(drop=True)
+
+
+def describe_origin(provenance: dict) -> str:
+    """A short human description of where a candidate came from (template or random symmetry)."""
+    d = provenance.get("details", {})
+    if "template_formula" in d:
+        label = f" ({d['template_label']})" if d.get("template_label") else ""
+        return f"{d['template_formula']}{label} {d['template']}"
+    if "spacegroup" in d:
+        return f"random, space group {d['spacegroup']}, Z={d.get('formula_units')}"
+    return str(provenance.get("arm", ""))
 
 
 def relaxed_structure_json(url: str, cid: str, hashes: list[str]) -> dict[str, str]:
