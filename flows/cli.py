@@ -29,7 +29,7 @@ def _store_url(store: str | None, config: Path | None) -> str:
     return store or os.environ.get("MATLOOP_STORE_URL") or load_config(config).store_url()
 
 
-def _fail(exc: Exception) -> None:
+def fail(exc: Exception) -> None:
     err.print(f"[bold red]error:[/bold red] {exc}")
     raise typer.Exit(code=2)
 
@@ -63,7 +63,7 @@ def run(config: ConfigOpt = None,
             cid = start_campaign(cfg)
             console.print(f"campaign [bold]{cid}[/bold] created in {url}")
     except (ConfigError, MatloopError) as exc:
-        _fail(exc)
+        fail(exc)
     st = Store(url)
     try:
         with prefect_api():
@@ -91,7 +91,7 @@ def status(campaign_id: Annotated[str | None, typer.Argument()] = None, store: S
         url = _store_url(store, config)
         console.print(rounds_table(url, campaign_id) if campaign_id else campaign_table(url))
     except (ConfigError, MatloopError) as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @app.command()
@@ -102,7 +102,7 @@ def candidates(campaign_id: str, top: Annotated[int, typer.Option(help="Rows to 
     try:
         _candidates_table(_store_url(store, config), campaign_id, top, all_)
     except (ConfigError, MatloopError) as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @app.command()
@@ -117,11 +117,11 @@ def export(campaign_id: str,
     from tasks.store import Store
 
     if format not in FORMATS:
-        _fail(ValueError(f"unknown format {format!r}; allowed: {', '.join(FORMATS)}"))
+        fail(ValueError(f"unknown format {format!r}; allowed: {', '.join(FORMATS)}"))
     try:
         paths = export_candidates(Store(_store_url(store, config)), campaign_id, format, out, top, all_)
     except (ConfigError, MatloopError) as exc:
-        _fail(exc)
+        fail(exc)
     console.print(f"wrote {len(paths)} file(s) to {out}")
 
 
@@ -129,6 +129,11 @@ def _candidates_table(url: str, cid: str, top: int, include_known: bool = False)
     from flows.report import candidates_table
 
     console.print(candidates_table(url, cid, top, include_known))
+
+
+from flows.evaluate_cmd import evaluate  # noqa: E402  (a command of this app, in its own module)
+
+app.command()(evaluate)
 
 
 def main() -> None:

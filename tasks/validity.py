@@ -6,66 +6,19 @@ structure was rejected.
 
 from __future__ import annotations
 
-import itertools
-import math
 import time
 from collections import Counter
 from collections.abc import Sequence
-from functools import reduce
 
 import numpy as np
 from prefect import task
-from pymatgen.core import Composition, Structure
+from pymatgen.core import Structure
 
 from conf.schema import FilterConfig
 from tasks.candidate import Candidate
 from tasks.dedupe import BucketMatcher
+from tasks.metrics.validity import composition_valid
 from tasks.results import FilterVerdict, Rejection
-
-MAX_OXIDATION_COMBINATIONS = 1e7
-
-
-def smact_valid(composition: Composition, use_pauling_test: bool = True, include_alloys: bool = True) -> bool:
-    """Compositional validity as CDVAE/DiffCSP define it (SMACT charge neutrality + Pauling test).
-
-    Single-element compositions are valid; with ``include_alloys`` all-metal compositions are valid;
-    compositions with more than 1e7 oxidation-state combinations are invalid. Otherwise some combination of
-    SMACT's oxidation states must be charge neutral for the reduced integer stoichiometry and pass the
-    Pauling electronegativity test.
-    """
-    import smact
-    from smact.screening import pauling_test
-
-    amounts = composition.get_el_amt_dict()
-    symbols = tuple(amounts)
-    if len(symbols) == 1:
-        return True
-    if include_alloys and all(s in smact.metals for s in symbols):
-        return True
-    counts = [int(round(amounts[s])) for s in symbols]
-    if any(abs(c - amounts[s]) > 1e-6 for c, s in zip(counts, symbols)):
-        return False  # fractional occupancies have no integer stoichiometry
-    g = reduce(math.gcd, counts)
-    counts = [c // g for c in counts]
-    space = smact.element_dictionary(symbols)
-    elements = [space[s] for s in symbols]
-    ox_combos = [e.oxidation_states for e in elements]
-    if math.prod(len(o) for o in ox_combos) > MAX_OXIDATION_COMBINATIONS:
-        return False
-    electronegativities = [e.pauling_eneg for e in elements]
-    threshold = max(counts)
-    stoichs = [(c,) for c in counts]
-    for ox_states in itertools.product(*ox_combos):
-        if smact.neutral_ratios(ox_states, stoichs=stoichs, threshold=threshold):
-            if not use_pauling_test:
-                return True
-            try:
-                if pauling_test(ox_states, electronegativities):
-                    return True
-            except TypeError:  # missing electronegativity data: accept, as CDVAE does
-                return True
-    return False
-
 
 def geometry_rejections(structure: Structure, cfg: FilterConfig) -> list[Rejection]:
     """Distance (hard floor and covalent-radius-scaled), volume-per-atom and density checks."""
@@ -106,7 +59,7 @@ def cheap_rejections(structure: Structure, cfg: FilterConfig, elements: Sequence
     if len(structure) > max_atoms:
         out.append(Rejection(check="max_atoms", detail=f"{len(structure)} sites > {max_atoms}"))
     out.extend(geometry_rejections(structure, cfg))
-    if cfg.charge_neutrality and not smact_valid(structure.composition):
+    if cfg.charge_neutrality and not composition_valid(structure.composition):
         out.append(Rejection(check="charge_neutrality",
                              detail=f"{structure.composition.reduced_formula} fails SMACT neutrality/"
                                     "electronegativity"))

@@ -7,7 +7,8 @@ from pymatgen.core import Composition, Lattice, Structure
 from conf.schema import FilterConfig, MatcherConfig
 from tasks.candidate import Candidate, Provenance
 from tasks.dedupe import BucketMatcher
-from tasks.validity import cheap_rejections, filter_batch, geometry_rejections, smact_valid
+from tasks.metrics.validity import composition_valid
+from tasks.validity import cheap_rejections, filter_batch, geometry_rejections
 
 
 @pytest.mark.parametrize("formula, valid", [
@@ -17,7 +18,7 @@ from tasks.validity import cheap_rejections, filter_batch, geometry_rejections, 
     ("Na2O", True), ("NaO3", False),
 ])
 def test_smact_validity_cdvae_definition(formula, valid):
-    assert smact_valid(Composition(formula)) is valid
+    assert composition_valid(Composition(formula)) is valid
 
 
 def rocksalt(a=4.21, species=("Mg", "O")):
