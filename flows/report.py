@@ -37,16 +37,18 @@ def rounds_table(url: str, cid: str) -> Table:
     store = Store(url)
     c = store.campaign(cid)
     table = Table(title=f"campaign {cid} ({c.name}): {c.status}; MLIP {c.mlip or '-'}")
-    for col in ("round", "status", "generated", "accepted", "rejected (by check)", "relaxed ok", "stable",
-                "best E_hull", "wall (s)"):
+    for col in ("round", "status", "generated", "valid (CDVAE)", "accepted", "rejected (by check)", "relaxed ok",
+                "stable new", "S.U.N.", "best E_hull", "wall (s)"):
         table.add_column(col)
     for r in store.rounds(cid):
         s = r.summary or {}
         wall = sum(t.get("wall_s", 0.0) for t in s.get("timings", {}).values())
         rej = ", ".join(f"{k} {v}" for k, v in s.get("rejections_by_check", {}).items())
-        table.add_row(str(r.index), r.status, _fmt(s.get("generated")), _fmt(s.get("accepted")),
+        table.add_row(str(r.index), r.status, _fmt(s.get("generated")), _fmt(s.get("cdvae_validity"), 2),
+                      _fmt(s.get("accepted")),
                       f"{_fmt(s.get('rejected'))} ({rej})" if rej else _fmt(s.get("rejected")),
-                      f"{_fmt(s.get('relax_converged'))}/{_fmt(s.get('relaxed'))}", _fmt(s.get("stable")),
+                      f"{_fmt(s.get('relax_converged'))}/{_fmt(s.get('relaxed'))}", _fmt(s.get("stable_new")),
+                      _fmt(s.get("sun_rate"), 2),
                       _fmt(s.get("best_e_above_hull")), _fmt(wall, 1) if wall else "-")
     return table
 

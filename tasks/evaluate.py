@@ -15,7 +15,7 @@ from pymatgen.core import Composition, Structure
 
 from conf.schema import MatcherConfig, TargetRange
 from tasks.candidate import structure_from_json
-from tasks.dedupe import BucketMatcher
+from tasks.metrics.matching import MatchIndex
 from tasks.errors import EvaluationError
 from tasks.results import Evaluation
 
@@ -48,7 +48,7 @@ def build_hull(references: Sequence[Energy], candidates: Sequence[Energy]) -> tu
 def relaxed_matches(known: Sequence[tuple[str, Structure]], candidates: Sequence[tuple[str, Structure]],
                     matcher: MatcherConfig) -> dict[str, str]:
     """For each relaxed candidate (in proposal order): the known phase or earlier candidate it matches, or ''."""
-    pool = BucketMatcher(matcher)
+    pool = MatchIndex(matcher)
     for label, structure in known:
         pool.add(label, structure)
     out = {}
@@ -104,6 +104,9 @@ def evaluate_task(store_url: str, campaign_id: str, round_index: int) -> dict:
     summary = {"evaluated": len(mine), "stable": sum(e.stable for e in mine),
                "new_after_relaxation": sum(not e.relaxed_match for e in mine),
                "stable_new": sum(e.stable and not e.relaxed_match for e in mine),
+               # S.U.N. rate: stable, unique and novel (filter) and still new after relaxation, over all proposals
+               "sun_rate": sum(e.stable and not e.relaxed_match for e in mine)
+               / max(store.round(campaign_id, round_index).summary.get("generated", 0), 1),
                "meets_targets": sum(e.meets_targets for e in mine),
                "best_e_above_hull": min((e.e_above_hull for e in mine), default=None),
                "hull_phases": stable, "references_used": len(refs)}

@@ -16,8 +16,8 @@ from pymatgen.core import Structure
 
 from conf.schema import FilterConfig
 from tasks.candidate import Candidate
-from tasks.dedupe import BucketMatcher
-from tasks.metrics.validity import composition_valid
+from tasks.metrics.matching import MatchIndex
+from tasks.metrics.validity import composition_valid, structure_valid
 from tasks.results import FilterVerdict, Rejection
 
 def geometry_rejections(structure: Structure, cfg: FilterConfig) -> list[Rejection]:
@@ -67,8 +67,8 @@ def cheap_rejections(structure: Structure, cfg: FilterConfig, elements: Sequence
 
 
 def filter_batch(proposals: Sequence[tuple[int, Candidate]], round_index: int, cfg: FilterConfig,
-                 elements: Sequence[str], max_atoms: int, references: BucketMatcher,
-                 seen: BucketMatcher) -> list[FilterVerdict]:
+                 elements: Sequence[str], max_atoms: int, references: MatchIndex,
+                 seen: MatchIndex) -> list[FilterVerdict]:
     """One verdict per proposal, in order.
 
     Parameters
@@ -116,11 +116,11 @@ def filter_task(store_url: str, campaign_id: str, round_index: int) -> dict:
     start = time.time()
     store = Store(store_url)
     cfg = store.config(campaign_id)
-    references = BucketMatcher(cfg.filter.matcher)
+    references = MatchIndex(cfg.filter.matcher)
     seeds = store.seed_set(campaign_id)
     for seed in {s.id: s for s in seeds.templates + seeds.known_phases}.values():
         references.add(seed.id, seed.structure)
-    seen = BucketMatcher(cfg.filter.matcher)
+    seen = MatchIndex(cfg.filter.matcher)
     for h, structure in store.structures_before(campaign_id, round_index):
         seen.add(h, structure)
     proposals = store.proposals(campaign_id, round_index)
@@ -128,7 +128,11 @@ def filter_task(store_url: str, campaign_id: str, round_index: int) -> dict:
     verdicts = filter_batch([(first, cand) for _, first, cand in proposals], round_index, cfg.filter,
                             conditions.chemical_system, conditions.max_atoms, references, seen)
     reasons = Counter(rej.check for v in verdicts for rej in v.rejections[:1])
+    n = max(len(proposals), 1)
     summary = {"accepted": sum(v.passed for v in verdicts), "rejected": sum(not v.passed for v in verdicts),
-               "rejections_by_check": dict(reasons)}
+               "rejections_by_check": dict(reasons),
+               # the field's metrics on this round's batch (same functions as `matloop evaluate`)
+               "cdvae_validity": sum(composition_valid(c.structure.composition) and structure_valid(c.structure)
+                                     for _, _, c in proposals) / n}
     store.save_verdicts(campaign_id, round_index, [(pid, v) for (pid, _, _), v in zip(proposals, verdicts)], summary)
     return {**summary, "start": start, "end": time.time(), "compute_s": time.time() - start}

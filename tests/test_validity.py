@@ -6,7 +6,7 @@ from pymatgen.core import Composition, Lattice, Structure
 
 from conf.schema import FilterConfig, MatcherConfig
 from tasks.candidate import Candidate, Provenance
-from tasks.dedupe import BucketMatcher
+from tasks.metrics.matching import MatchIndex
 from tasks.metrics.validity import composition_valid
 from tasks.validity import cheap_rejections, filter_batch, geometry_rejections
 
@@ -55,8 +55,8 @@ def test_rotated_permuted_copy_is_a_duplicate_and_seed_match_is_not_novel():
     rotated = Structure(Lattice(base.lattice.matrix @ _rotation(0.7)), list(reversed(base.species)),
                         list(reversed(base.frac_coords)))
     strained = rocksalt(4.5).get_primitive_structure()
-    references = BucketMatcher(MatcherConfig())
-    seen = BucketMatcher(MatcherConfig())
+    references = MatchIndex(MatcherConfig())
+    seen = MatchIndex(MatcherConfig())
     wurtzite = Structure.from_spacegroup("P6_3mc", Lattice.hexagonal(3.3, 5.2), ["Mg", "O"],
                                          [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.38]])
     references.add("seed-wz", wurtzite)
@@ -71,10 +71,10 @@ def test_rotated_permuted_copy_is_a_duplicate_and_seed_match_is_not_novel():
 
 
 def test_earlier_round_structures_are_duplicates():
-    seen = BucketMatcher(MatcherConfig())
+    seen = MatchIndex(MatcherConfig())
     seen.add("old", rocksalt().get_primitive_structure())
     verdicts = filter_batch([(1, cand(rocksalt(4.25), "x")), (0, cand(rocksalt(), "y"))], 1, FilterConfig(),
-                            ["Mg", "O"], 20, BucketMatcher(MatcherConfig()), seen)
+                            ["Mg", "O"], 20, MatchIndex(MatcherConfig()), seen)
     assert verdicts[0].rejections[0].detail == "matches candidate old"
     assert "round 0" in verdicts[1].rejections[0].detail
 

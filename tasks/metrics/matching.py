@@ -18,6 +18,7 @@ pair. :func:`fast_decisions` gives the same decisions far faster:
 
 from __future__ import annotations
 
+import multiprocessing
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -68,47 +69,69 @@ def pairwise_decisions(samples: Sequence[Structure], references: Sequence[Struct
 
 
 @dataclass
-class _Reduced:
-    index: int
+class Reduced:
+    """A structure as ``fit`` sees it (Niggli-reduced, then primitive) with its matching invariants."""
+
+    label: object
     structure: Structure
+    key: tuple[str, int]
     minima: np.ndarray
 
 
-def _reduce(index: int, s: Structure) -> _Reduced:
-    """What ``fit`` computes for a structure (Niggli, then primitive), plus its normalised lattice minima."""
+def reduce_structure(label: object, s: Structure) -> Reduced:
+    """Reduce once what ``fit`` would reduce for every pair; compute the bucket key and lattice minima."""
     reduced = Structure.from_sites(s).get_reduced_structure(reduction_algo="niggli").get_primitive_structure()
-    minima = np.sort(reduced.lattice.get_niggli_reduced_lattice().abc) / (reduced.volume / len(reduced)) ** (1 / 3)
-    return _Reduced(index, reduced, minima)
+    # get_primitive_structure returns a Niggli-reduced cell (or the Niggli input), so abc are the minima
+    minima = np.sort(reduced.lattice.abc) / (reduced.volume / len(reduced)) ** (1 / 3)
+    return Reduced(label, reduced, (reduced.composition.reduced_formula, len(reduced)), minima)
 
 
-def _close(a: np.ndarray, b: np.ndarray, factor: float) -> bool:
-    ratio = a / b
-    return bool(np.all(ratio <= factor) and np.all(ratio >= 1 / factor))
+class MatchIndex:
+    """A growing set of labelled structures answering "which of yours does this one fit?".
+
+    Lookups compare only inside the (reduced formula, primitive size) bucket, skip pairs whose lattice
+    minima differ by more than ``prefilter_factor``, and call ``fit(new, stored)`` on pre-reduced cells, in
+    insertion order; the first fit wins.
+    """
+
+    def __init__(self, cfg: MatcherConfig, prefilter_factor: float = 1.5) -> None:
+        self._matcher = make_matcher(cfg)
+        self._factor = prefilter_factor
+        self._buckets: dict[tuple[str, int], list[Reduced]] = defaultdict(list)
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self._buckets.values())
+
+    def add(self, label: object, structure: Structure | Reduced) -> Reduced:
+        red = structure if isinstance(structure, Reduced) else reduce_structure(label, structure)
+        red = Reduced(label, red.structure, red.key, red.minima)
+        self._buckets[red.key].append(red)
+        return red
+
+    def find(self, structure: Structure | Reduced) -> object | None:
+        """Label of the first stored structure that ``structure`` fits, or None."""
+        red = structure if isinstance(structure, Reduced) else reduce_structure(None, structure)
+        for other in self._buckets.get(red.key, ()):
+            ratio = red.minima / other.minima
+            if np.all(ratio <= self._factor) and np.all(ratio >= 1 / self._factor) and self._matcher.fit(
+                    red.structure, other.structure, skip_structure_reduction=True):
+                return other.label
+        return None
 
 
 def _bucket_decisions(samples: list[tuple[int, Structure]], references: list[tuple[int, Structure]],
                       cfg: MatcherConfig, prefilter_factor: float) -> dict[int, Decision]:
     """Greedy dedupe + novelty inside one reduced-formula bucket (runs in a worker process)."""
-    matcher = make_matcher(cfg)
-    by_size: dict[int, list[_Reduced]] = defaultdict(list)
+    refs, uniques = MatchIndex(cfg, prefilter_factor), MatchIndex(cfg, prefilter_factor)
     for k, r in references:
-        red = _reduce(k, r)
-        by_size[len(red.structure)].append(red)
-    uniques: dict[int, list[_Reduced]] = defaultdict(list)
+        refs.add(k, r)
     out = {}
     for i, s in samples:
-        red = _reduce(i, s)
-        n = len(red.structure)
-
-        def fits(other: _Reduced) -> bool:
-            return _close(red.minima, other.minima, prefilter_factor) and matcher.fit(
-                red.structure, other.structure, skip_structure_reduction=True)
-
-        dup = next((u.index for u in uniques[n] if fits(u)), None)
+        red = reduce_structure(i, s)
+        dup = uniques.find(red)
         if dup is None:
-            uniques[n].append(red)
-        ref = next((r.index for r in by_size.get(n, ()) if fits(r)), None)
-        out[i] = Decision(dup, ref)
+            uniques.add(i, red)
+        out[i] = Decision(dup, refs.find(red))
     return out
 
 
@@ -120,8 +143,12 @@ def _run_buckets(jobs: list[tuple], cfg: MatcherConfig, prefilter_factor: float)
 
 
 def fast_decisions(samples: Sequence[Structure], references: Sequence[Structure], cfg: MatcherConfig,
-                   workers: int = 1, prefilter_factor: float = 1.5) -> list[Decision]:
-    """Same decisions as :func:`pairwise_decisions`, bucketed, reduced once, prefiltered, in processes."""
+                   workers: int = 1, prefilter_factor: float = 1.5, min_parallel: int = 1000) -> list[Decision]:
+    """Same decisions as :func:`pairwise_decisions`, bucketed, reduced once, prefiltered, in processes.
+
+    Worker processes are used only for at least ``min_parallel`` samples: below that, starting them costs
+    more than they save.
+    """
     sample_buckets: dict[str, list[tuple[int, Structure]]] = defaultdict(list)
     for i, s in enumerate(samples):
         sample_buckets[s.composition.reduced_formula].append((i, s))
@@ -138,17 +165,16 @@ def fast_decisions(samples: Sequence[Structure], references: Sequence[Structure]
             decisions[members[0][0]] = Decision(None, None)  # alone in its formula: unique and novel
         else:
             jobs.append((members, refs))
-    if workers <= 1 or len(jobs) < 2:
+    if workers <= 1 or len(jobs) < 2 or len(samples) < min_parallel:
         decisions.update(_run_buckets(jobs, cfg, prefilter_factor))
     else:
-        # balance by pair count: largest buckets first, each to the currently lightest worker
-        shards: list[list[tuple]] = [[] for _ in range(workers)]
-        load = [0] * workers
-        for job in sorted(jobs, key=lambda j: -len(j[0]) * (len(j[0]) + len(j[1]))):
-            w = int(np.argmin(load))
-            shards[w].append(job)
-            load[w] += len(job[0]) * (len(job[0]) + len(job[1]))
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for part in pool.map(_run_buckets, shards, [cfg] * workers, [prefilter_factor] * workers):
-                decisions.update(part)
+        # many small shards, largest first, handed out as workers free up (buckets vary a lot in cost)
+        jobs.sort(key=lambda j: -len(j[0]) * (len(j[0]) + len(j[1])))
+        n_shards = min(len(jobs), workers * 16)
+        shards = [jobs[i::n_shards] for i in range(n_shards)]
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = [pool.submit(_run_buckets, shard, cfg, prefilter_factor) for shard in shards]
+            for future in futures:
+                decisions.update(future.result())
     return [decisions[i] for i in range(len(samples))]
