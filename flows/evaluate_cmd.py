@@ -55,10 +55,11 @@ def evaluate(
     if relax not in ("none", "mlip"):
         fail(ValueError(f"--relax {relax!r}; allowed: none, mlip"))
     try:
+        scaler = json.loads(comp_scaler.read_text()) if comp_scaler else None
         opts = EvaluationOptions(
             stability_threshold=threshold, oxidation_states=oxidation_states, dataset=dataset, coverage=coverage,
             targets=dict(parse_target(t) for t in targets or []), workers=workers,
-            comp_scaler=(lambda d: (d["means"], d["stds"]))(json.loads(comp_scaler.read_text())) if comp_scaler else None)
+            comp_scaler=(scaler["means"], scaler["stds"]) if scaler else None)
         table = load_structure_table(samples, limit)
         ref = load_structure_table(reference, limit) if reference else None
         ref_hull = ReferenceHull.from_table(hull) if hull else None
@@ -70,7 +71,8 @@ def evaluate(
 
             cfg = RelaxConfig(backend=mlip, mace_model=mace_model)
             table, spec = relax_table(table, cfg, workers)
-            console.print(f"relaxed {int(table['relax_status'].eq('converged').sum())}/{len(table)} with {spec.identity}")
+            converged = int(table["relax_status"].eq("converged").sum())
+            console.print(f"relaxed {converged}/{len(table)} with {spec.identity}")
             if elemental_refs == "mlip":
                 needed = {el.symbol for s in table["structure"] if s is not None for el in s.composition.elements}
                 elemental = mlip_elemental_references(needed, cfg, spec)

@@ -46,8 +46,8 @@ def test_structural_and_compositional_validity():
 
 def _tricky_set():
     rng = np.random.default_rng(4)
-    bases = [rocksalt(), cscl(), wurtzite(), rocksalt(5.6, ("Na", "Cl")), perovskite(), perovskite(4.0, ("Ba", "Ti", "O")),
-             rocksalt(4.6, ("Ca", "O"))]
+    bases = [rocksalt(), cscl(), wurtzite(), rocksalt(5.6, ("Na", "Cl")), perovskite(),
+             perovskite(4.0, ("Ba", "Ti", "O")), rocksalt(4.6, ("Ca", "O"))]
     out = []
     for b in bases:
         out.append(b)

@@ -131,7 +131,10 @@ def per_structure(samples: pd.DataFrame, references: pd.DataFrame | None, hull: 
 def summarize(df: pd.DataFrame, references: pd.DataFrame | None, opts: EvaluationOptions) -> dict:
     """The rates and distances of :func:`per_structure`'s table."""
     n = len(df)
-    rate = (lambda mask: float(mask.sum()) / n if n else 0.0)
+
+    def rate(mask: pd.Series) -> float:
+        return float(mask.sum()) / n if n else 0.0
+
     with_energy = df["e_above_hull"].notna()
     out: dict = {
         "n_generated": n, "n_parsed": int(df["structure"].notna().sum()),
