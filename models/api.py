@@ -1,0 +1,102 @@
+"""Build, load and sample a crystal diffusion model in terms of pymatgen structures and element symbols."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pymatgen.core import Element, Structure
+
+from models.checkpoint import load_checkpoint
+from models.crystal import MAX_Z, Normalizer, structures_from_batch
+from models.data import CrystalDataset
+from models.diffusion import Condition, CrystalDiffusion, DiffusionConfig
+from models.sampler import SamplerConfig, sample
+
+Target = tuple[float | None, float | None]  # (min, max) in physical units; equal for a value target
+
+
+def training_meta(cfg: DiffusionConfig, data: CrystalDataset) -> dict[str, Any]:
+    return {"kind": "diffusion", "model_config": cfg.model_dump(mode="json"),
+            "normalizer": data.normalizer.as_dict(), "num_atoms_hist": data.num_atoms_histogram(),
+            "data_digest": data.digest()}
+
+
+def load_diffusion(path: Path, use_ema: bool = True) -> tuple[CrystalDiffusion, dict[str, Any]]:
+    """Model (EMA weights by default) and the checkpoint dict it came from."""
+    ckpt = load_checkpoint(path)
+    if ckpt.get("kind") != "diffusion":
+        raise ValueError(f"{path} holds a {ckpt.get('kind')!r} model, not a diffusion model")
+    model = CrystalDiffusion(DiffusionConfig.model_validate(ckpt["model_config"]),
+                             Normalizer.from_dict(ckpt["normalizer"]))
+    model.load_state_dict(ckpt["ema_state_dict" if use_ema else "state_dict"])
+    model.eval()
+    return model, ckpt
+
+
+def allowed_mask(elements: Sequence[str] | None) -> torch.Tensor | None:
+    if elements is None:
+        return None
+    mask = torch.zeros(MAX_Z + 1, dtype=torch.bool)
+    for el in elements:
+        mask[Element(el).Z] = True
+    return mask
+
+
+def draw_num_atoms(hist: Sequence[float], n: int, max_atoms: int, generator: torch.Generator) -> torch.Tensor:
+    """Atom counts drawn from the training distribution, restricted to at most ``max_atoms``."""
+    p = torch.tensor(hist[: max_atoms + 1], dtype=torch.float64)
+    if p.sum() <= 0:
+        raise ValueError(f"the training data has no crystal with at most {max_atoms} atoms")
+    return torch.multinomial(p / p.sum(), n, replacement=True, generator=generator)
+
+
+def build_condition(model: CrystalDiffusion, n: int, elements: Sequence[str] | None,
+                    targets: Mapping[str, Target], generator: torch.Generator) -> Condition | None:
+    """Normalised property values drawn uniformly inside each target range (open ends: 3 std from the
+    training mean) and the element multi-hot of the requested chemical system."""
+    cfg, norm = model.cfg, model.normalizer
+    unknown = set(targets) - set(cfg.properties)
+    if unknown:
+        raise ValueError(f"the model is not conditioned on {sorted(unknown)} (it knows {list(cfg.properties)})")
+    props = given = None
+    if cfg.properties:
+        props = torch.zeros(n, len(cfg.properties))
+        given = torch.zeros(n, len(cfg.properties), dtype=torch.bool)
+        for j, name in enumerate(cfg.properties):
+            if name not in targets:
+                continue
+            lo, hi = targets[name]
+            mean, std = norm.prop_mean[j], norm.prop_std[j]
+            lo = mean - 3 * std if lo is None else lo
+            hi = mean + 3 * std if hi is None else hi
+            values = lo + (hi - lo) * torch.rand(n, generator=generator, dtype=torch.float64)
+            props[:, j] = ((values - mean) / std).float()
+            given[:, j] = True
+    hot = None
+    if cfg.condition_on_elements and elements is not None:
+        hot = allowed_mask(elements).float().expand(n, -1).clone()
+    if props is None and hot is None:
+        return None
+    return Condition(props, given, hot)
+
+
+def sample_structures(model: CrystalDiffusion, ckpt: Mapping[str, Any], n: int, seed: int, cfg: SamplerConfig,
+                      elements: Sequence[str] | None = None, targets: Mapping[str, Target] | None = None,
+                      max_atoms: int = 20, batch_size: int = 256) -> list[Structure]:
+    """``n`` crystals; every species lies in ``elements`` when given."""
+    generator = torch.Generator().manual_seed(seed)
+    counts = draw_num_atoms(ckpt["num_atoms_hist"], n, max_atoms, generator)
+    out: list[Structure] = []
+    for start in range(0, n, batch_size):
+        part = counts[start:start + batch_size]
+        cond = build_condition(model, len(part), elements, targets or {}, generator)
+        out += structures_from_batch(sample(model, part, cfg, generator, cond, allowed_mask(elements)))
+    return out
+
+
+def property_matrix(rows: Sequence[Mapping[str, float]], names: Sequence[str]) -> np.ndarray:
+    return np.array([[float(r.get(k, np.nan)) for k in names] for r in rows], dtype=float).reshape(len(rows), len(names))
