@@ -132,11 +132,31 @@ class RandomOptions(Strict):
     volume_factor: float = Field(1.1, gt=0.5, lt=3.0, description="pyxtal volume factor.")
 
 
+class DiffusionOptions(Strict):
+    """The diffusion generator: a trained checkpoint (``matloop train --generator diffusion``) and sampling."""
+
+    checkpoint: Path | None = Field(None, description="Checkpoint file; required with generator.name=diffusion.")
+    steps: int = Field(1000, ge=1, description="Reverse steps: 1000 default, <= 200 is the fast setting.")
+    corrector_steps: int = Field(1, ge=0)
+    step_lr: float = Field(1e-5, gt=0)
+    guidance_scale: float = Field(1.0, ge=0, description="Classifier-free guidance (0 unconditional, 1 "
+                                  "conditional, > 1 stronger).")
+    oversample: float = Field(2.0, ge=1, description="Draw this many times n and keep n by arm weight.")
+
+
 class GeneratorConfig(Strict):
-    name: Literal["substitution", "random"] = "substitution"
+    name: Literal["substitution", "random", "diffusion"] = "substitution"
     n_per_round: int = Field(16, ge=1, le=100_000)
     substitution: SubstitutionOptions = SubstitutionOptions()
     random: RandomOptions = RandomOptions()
+    diffusion: DiffusionOptions = DiffusionOptions()
+
+    @model_validator(mode="after")
+    def _checkpoint_given(self) -> GeneratorConfig:
+        if self.name == "diffusion" and self.diffusion.checkpoint is None:
+            raise ValueError("generator.name=diffusion needs generator.diffusion.checkpoint (train one with "
+                             "`matloop train --generator diffusion`)")
+        return self
 
 
 class MatcherConfig(Strict):

@@ -131,9 +131,11 @@ def _candidates_table(url: str, cid: str, top: int, include_known: bool = False)
     console.print(candidates_table(url, cid, top, include_known))
 
 
-from flows.evaluate_cmd import evaluate  # noqa: E402  (a command of this app, in its own module)
+from flows.evaluate_cmd import evaluate  # noqa: E402  (commands of this app in their own modules)
+from flows.train_cmd import train  # noqa: E402
 
 app.command()(evaluate)
+app.command()(train)
 
 
 def main() -> None:

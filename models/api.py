@@ -64,7 +64,7 @@ def build_condition(model: CrystalDiffusion, n: int, elements: Sequence[str] | N
         raise ValueError(f"the model is not conditioned on {sorted(unknown)} (it knows {list(cfg.properties)})")
     props = given = None
     if cfg.properties:
-        props = torch.zeros(n, len(cfg.properties))
+        props = torch.zeros(n, len(cfg.properties), dtype=torch.float32)
         given = torch.zeros(n, len(cfg.properties), dtype=torch.bool)
         for j, name in enumerate(cfg.properties):
             if name not in targets:
@@ -99,4 +99,5 @@ def sample_structures(model: CrystalDiffusion, ckpt: Mapping[str, Any], n: int, 
 
 
 def property_matrix(rows: Sequence[Mapping[str, float]], names: Sequence[str]) -> np.ndarray:
-    return np.array([[float(r.get(k, np.nan)) for k in names] for r in rows], dtype=float).reshape(len(rows), len(names))
+    values = [[float(r.get(k, np.nan)) for k in names] for r in rows]
+    return np.array(values, dtype=float).reshape(len(rows), len(names))

@@ -37,7 +37,8 @@ class CrystalBatch:
         return replace(self, **changes)
 
     def to(self, device: torch.device | str) -> CrystalBatch:
-        return CrystalBatch(**{k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()})
+        return CrystalBatch(**{k: (v.to(device) if isinstance(v, torch.Tensor) else v)
+                               for k, v in self.__dict__.items()})
 
     def edges(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All ordered pairs (i, j), i != j, of atoms of the same crystal (fully connected, as CSPNet)."""
@@ -85,6 +86,27 @@ def structures_from_batch(b: CrystalBatch) -> list[Structure]:
     return out
 
 
+_SYM = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
+
+
+def symmetric_factor(lattice: torch.Tensor) -> torch.Tensor:
+    """(L L^T)^(1/2): the lattice with its orientation removed (rows stay lattice vectors of the same cell)."""
+    evals, evecs = torch.linalg.eigh(lattice @ lattice.transpose(-1, -2))
+    return evecs @ torch.diag_embed(evals.clamp(min=0).sqrt()) @ evecs.transpose(-1, -2)
+
+
+def symmetric_to_vector(s: torch.Tensor) -> torch.Tensor:
+    return torch.stack([s[..., i, j] for i, j in _SYM], dim=-1)
+
+
+def vector_to_symmetric(v: torch.Tensor) -> torch.Tensor:
+    s = torch.zeros(*v.shape[:-1], 3, 3, dtype=v.dtype, device=v.device)
+    for k, (i, j) in enumerate(_SYM):
+        s[..., i, j] = v[..., k]
+        s[..., j, i] = v[..., k]
+    return s
+
+
 @dataclass(frozen=True)
 class Normalizer:
     """Dataset statistics the model is trained in: lattice length scale and property means/stds."""
@@ -105,11 +127,20 @@ class Normalizer:
         return cls(scale, tuple(prop_names), tuple(float(x) for x in mean),
                    tuple(float(x) if x > 0 else 1.0 for x in std))
 
-    def lattice_to_model(self, lattice: torch.Tensor, num_atoms: torch.Tensor) -> torch.Tensor:
-        return lattice / (self.length_scale * num_atoms.to(lattice.dtype).pow(1 / 3))[:, None, None]
+    def _scale(self, num_atoms: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return self.length_scale * num_atoms.to(dtype).pow(1 / 3)
 
-    def lattice_from_model(self, lattice: torch.Tensor, num_atoms: torch.Tensor) -> torch.Tensor:
-        return lattice * (self.length_scale * num_atoms.to(lattice.dtype).pow(1 / 3))[:, None, None]
+    def lattice_to_model(self, lattice: torch.Tensor, num_atoms: torch.Tensor) -> torch.Tensor:
+        """(B, 6) rotation-invariant lattice: the symmetric factor S of the polar decomposition L = S U
+        (S = (L L^T)^(1/2)), scaled by the expected cell size, as (S00, S11, S22, S01, S02, S12)."""
+        return symmetric_to_vector(symmetric_factor(lattice) / self._scale(num_atoms, lattice.dtype)[:, None, None])
+
+    def lattice_from_model(self, vec: torch.Tensor, num_atoms: torch.Tensor) -> torch.Tensor:
+        """Lattice matrices (B, 3, 3) from model vectors; eigenvalues are kept positive (a valid cell)."""
+        s = vector_to_symmetric(vec)
+        evals, evecs = torch.linalg.eigh(s)
+        s = evecs @ torch.diag_embed(evals.clamp(min=0.05)) @ evecs.transpose(1, 2)
+        return s * self._scale(num_atoms, vec.dtype)[:, None, None]
 
     def props_to_model(self, values: np.ndarray) -> np.ndarray:
         return (values - np.asarray(self.prop_mean)) / np.asarray(self.prop_std)

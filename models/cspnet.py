@@ -1,10 +1,10 @@
 """CSPNet-style periodic message passing (after DiffCSP, Jiao et al. 2023), the denoiser of the diffusion.
 
 Messages between every pair of atoms of a crystal see both atoms' features, the lattice Gram matrix
-``L L^T`` (rotation invariant) and Fourier features of the fractional-coordinate difference (invariant to
-periodic translations). Outputs: a fractional-coordinate score per atom (invariant to rotations and
-translations, equivariant to permutations), species logits per atom, and a lattice noise prediction
-``M(h) L`` that rotates with the lattice.
+(rotation invariant) and Fourier features of the fractional-coordinate difference (invariant to periodic
+translations). The lattice enters as the 6 entries of its symmetric polar factor S = (L L^T)^(1/2), itself
+rotation invariant. Outputs: a fractional-coordinate score per atom and species logits per atom
+(equivariant to permutations, invariant to rotations and translations), and a noise prediction for S.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from models.crystal import MAX_Z
+from models.crystal import MAX_Z, vector_to_symmetric
 
 _TRIU = torch.triu_indices(3, 3)
 
@@ -90,9 +90,9 @@ class CSPNet(nn.Module):
         self.out_norm = nn.LayerNorm(hidden_dim)
         self.frac_out = nn.Linear(hidden_dim, 3, bias=False)
         self.species_out = nn.Linear(hidden_dim, MAX_Z + 1)
-        self.lattice_out = nn.Sequential(nn.Linear(hidden_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, 9))
+        self.lattice_out = nn.Sequential(nn.Linear(hidden_dim + 6, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, 6))
 
-    def forward(self, species: torch.Tensor, frac: torch.Tensor, lattice: torch.Tensor, t: torch.Tensor,
+    def forward(self, species: torch.Tensor, frac: torch.Tensor, lattice: torch.Tensor, t: torch.Tensor,  # (B, 6)
                 batch: torch.Tensor, edges: tuple[torch.Tensor, torch.Tensor],
                 cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         src, dst = edges
@@ -100,10 +100,11 @@ class CSPNet(nn.Module):
         if self.cond_embedding is not None and cond is not None:
             graph = graph + self.cond_embedding(cond)
         h = self.species_embedding(species) + graph[batch]
-        gram = (lattice @ lattice.transpose(1, 2))[:, _TRIU[0], _TRIU[1]]
+        s = vector_to_symmetric(lattice)
+        gram = (s @ s)[:, _TRIU[0], _TRIU[1]]
         for layer in self.layers:
             h = layer(h, frac, gram, batch, src, dst)
         h = self.out_norm(h)
         pooled = scatter_mean(h, batch, lattice.shape[0])
-        eps_lattice = self.lattice_out(pooled).view(-1, 3, 3) @ lattice
+        eps_lattice = self.lattice_out(torch.cat([pooled, lattice], dim=-1))
         return eps_lattice, self.frac_out(h), self.species_out(h)

@@ -1,7 +1,9 @@
 """The crystal diffusion model: three forward processes (corruption) and the training loss.
 
-* Lattice: DDPM with a cosine schedule on the normalised lattice matrix; the denoiser predicts the noise
-  (the loss is Ho et al.'s epsilon-prediction MSE).
+* Lattice: DDPM with a cosine schedule on the lattice's symmetric polar factor S = (L L^T)^(1/2) (6 numbers,
+  rotation invariant, as MatterGen), scaled by the expected cell size; the denoiser predicts the noise (Ho et
+  al.'s epsilon-prediction MSE). A raw lattice matrix in a fixed orientation cannot be denoised by a
+  rotation-invariant network; its symmetric factor can.
 * Fractional coordinates: a variance-exploding wrapped normal on the torus (DiffCSP); the denoiser
   predicts the wrapped-normal score, normalised by its expected magnitude.
 * Species: absorbing-state D3PM (Austin et al. 2021): each atom's element is replaced by a mask token with
@@ -64,12 +66,13 @@ class Condition:
     def vector(self, cfg: DiffusionConfig, num_graphs: int, device: torch.device) -> torch.Tensor | None:
         parts = []
         if cfg.properties:
-            p = self.props if self.props is not None else torch.zeros(num_graphs, len(cfg.properties), device=device)
+            p = (self.props if self.props is not None
+                 else torch.zeros(num_graphs, len(cfg.properties), device=device, dtype=torch.float32))
             g = self.given if self.given is not None else torch.zeros_like(p, dtype=torch.bool)
             parts += [p * g, g.float()]
         if cfg.condition_on_elements:
             parts.append(self.elements if self.elements is not None
-                         else torch.zeros(num_graphs, MAX_Z + 1, device=device))
+                         else torch.zeros(num_graphs, MAX_Z + 1, device=device, dtype=torch.float32))
         return torch.cat(parts, dim=-1) if parts else None
 
 
@@ -84,6 +87,7 @@ class CrystalDiffusion(nn.Module):
         grid = torch.linspace(0, 1, 1001, dtype=torch.float64)
         norms = score_norm(sigma_schedule(grid, cfg.sigma_min, cfg.sigma_max), 4000, torch.Generator().manual_seed(0))
         self.register_buffer("_score_norm_grid", norms.float(), persistent=False)
+        self.float()  # float32 whatever torch's process-wide default is (MACE sets it to float64)
 
     def sigma(self, t: torch.Tensor) -> torch.Tensor:
         return sigma_schedule(t, self.cfg.sigma_min, self.cfg.sigma_max)
@@ -94,7 +98,7 @@ class CrystalDiffusion(nn.Module):
     # ---- forward processes -------------------------------------------------------------------------------
     @staticmethod
     def noise_lattice(l0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        ab = cosine_alpha_bar(t)[:, None, None]
+        ab = cosine_alpha_bar(t)[:, None]
         return ab.sqrt() * l0 + (1 - ab).sqrt() * eps
 
     @staticmethod
@@ -112,7 +116,8 @@ class CrystalDiffusion(nn.Module):
         n, dev, p = b.num_graphs, b.frac.device, self.cfg.cond_drop_prob
         props = given = elements = None
         if self.cfg.properties:
-            props = b.props if b.props is not None else torch.zeros(n, len(self.cfg.properties), device=dev)
+            props = (b.props if b.props is not None
+                     else torch.zeros(n, len(self.cfg.properties), device=dev, dtype=torch.float32))
             given = b.prop_mask if b.prop_mask is not None else torch.zeros_like(props, dtype=torch.bool)
             given = given & (torch.rand(given.shape, generator=generator, device=dev) >= p)
         if self.cfg.condition_on_elements:
@@ -122,13 +127,13 @@ class CrystalDiffusion(nn.Module):
 
     def loss(self, b: CrystalBatch, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
         """Weighted sum of the lattice epsilon MSE, the normalised coordinate score MSE and species CE."""
-        n, dev = b.num_graphs, b.frac.device
-        t = torch.rand(n, generator=generator, device=dev) * (1 - 1e-3) + 1e-3
+        n, dev, dt = b.num_graphs, b.frac.device, b.frac.dtype
+        t = torch.rand(n, generator=generator, device=dev, dtype=dt) * (1 - 1e-3) + 1e-3
         l0 = self.normalizer.lattice_to_model(b.lattice, b.num_atoms)
-        eps_l = torch.randn(l0.shape, generator=generator, device=dev)
+        eps_l = torch.randn(l0.shape, generator=generator, device=dev, dtype=dt)
         lt = self.noise_lattice(l0, t, eps_l)
         sigma = self.sigma(t)[b.batch][:, None]
-        eps_f = torch.randn(b.frac.shape, generator=generator, device=dev)
+        eps_f = torch.randn(b.frac.shape, generator=generator, device=dev, dtype=dt)
         ft, score = self.noise_frac(b.frac, sigma, eps_f)
         norm = self.score_norm(t)[b.batch][:, None]
         at, masked = self.mask_species(b.species, t[b.batch], torch.rand(b.species.shape, generator=generator,
@@ -141,4 +146,4 @@ class CrystalDiffusion(nn.Module):
                   else logits.sum() * 0.0)
         w = self.cfg.loss_weights
         total = w[0] * loss_l + w[1] * loss_f + w[2] * loss_a
-        return total, {"lattice": float(loss_l), "coords": float(loss_f), "species": float(loss_a)}
+        return total, {"lattice": loss_l.item(), "coords": loss_f.item(), "species": loss_a.item()}

@@ -82,15 +82,17 @@ def sample(model: CrystalDiffusion, num_atoms: torch.Tensor, cfg: SamplerConfig,
     edges = fully_connected_edges(num_atoms, batch)
     predict = Predictor(model, cond, allowed, cfg.guidance_scale, n, dev)
 
-    def randn(shape):
-        return torch.randn(shape, generator=generator, device=dev)
+    dt = next(model.parameters()).dtype
 
-    lattice = randn((n, 3, 3))
-    frac = torch.rand((batch.shape[0], 3), generator=generator, device=dev)
+    def randn(shape):
+        return torch.randn(shape, generator=generator, device=dev, dtype=dt)
+
+    lattice = randn((n, 6))
+    frac = torch.rand((batch.shape[0], 3), generator=generator, device=dev, dtype=dt)
     species = torch.full((batch.shape[0],), MASK, dtype=torch.long, device=dev)
     for k in range(cfg.steps, 0, -1):
         t_val, s_val = k / cfg.steps, (k - 1) / cfg.steps
-        t = torch.full((n,), t_val, device=dev)
+        t = torch.full((n,), t_val, device=dev, dtype=dt)
         sigma_t = model.sigma(torch.tensor(t_val))
         sigma_s = model.sigma(torch.tensor(s_val))
         norm = model.score_norm(torch.tensor(t_val)).sqrt()

@@ -35,6 +35,11 @@ class TrainConfig(BaseModel):
                                    "original data.")
 
 
+# checkpoint keys written by the trainer; everything else is model metadata carried along
+TRAINING_STATE = frozenset({"format", "state_dict", "ema_state_dict", "ema_n_averaged", "optimizer", "rng_state",
+                            "epoch", "step", "history", "train_config", "hash"})
+
+
 def ema_of(model: nn.Module, decay: float) -> AveragedModel:
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
 
@@ -92,7 +97,7 @@ class Trainer:
                 self.ema.update_parameters(self.model)
                 self.step += 1
                 n += 1
-                for k, v in {"loss": float(loss), **detail}.items():
+                for k, v in {"loss": loss.item(), **detail}.items():
                     parts[k] = parts.get(k, 0.0) + v
             self.epoch += 1
             record = {"epoch": self.epoch, "seconds": time.perf_counter() - start,
@@ -100,7 +105,8 @@ class Trainer:
             self.history.append(record)
             if log:
                 log(record)
-            if checkpoint is not None and (self.epoch % self.cfg.checkpoint_every == 0 or self.epoch == self.cfg.epochs):
+            due = self.epoch % self.cfg.checkpoint_every == 0 or self.epoch == self.cfg.epochs
+            if checkpoint is not None and due:
                 save_checkpoint(checkpoint, self.payload())
         return self.history
 
@@ -119,7 +125,7 @@ def concat_batches(a, b):
 def resume_trainer(model: nn.Module, path: Path, cfg: TrainConfig | None = None) -> Trainer:
     """A trainer restored from a checkpoint (its own train config unless ``cfg`` overrides, e.g. more epochs)."""
     ckpt = load_checkpoint(path)
-    meta = {k: ckpt[k] for k in ("kind", "model_config", "normalizer", "num_atoms_hist", "data_digest")}
+    meta = {k: v for k, v in ckpt.items() if k not in TRAINING_STATE}
     trainer = Trainer(model, cfg or TrainConfig.model_validate(ckpt["train_config"]), meta)
     trainer.restore(ckpt)
     return trainer

@@ -25,9 +25,20 @@ def geometry_rejections(structure: Structure, cfg: FilterConfig) -> list[Rejecti
     from ase.data import covalent_radii
 
     out = []
-    radii = np.array([covalent_radii[site.specie.Z] for site in structure])
+    # A collapsed cell (an atom closer to its own periodic image than the floor, or almost no volume per atom)
+    # is rejected before a neighbour list, whose size grows as cutoff^3 / (V/N) and with the cell's skew:
+    # the list is built on the LLL-reduced cell (same distances, fewest periodic images).
+    reduced = structure.get_reduced_structure(reduction_algo="LLL")
+    radii = np.array([covalent_radii[site.specie.Z] for site in reduced])
     cutoff = max(cfg.min_distance, cfg.covalent_scale * 2 * radii.max())
-    centers, neighbors, _, distances = structure.get_neighbor_list(cutoff)
+    m = reduced.lattice.matrix
+    heights = reduced.volume / np.linalg.norm(np.cross(m[[1, 2, 0]], m[[2, 0, 1]]), axis=1)
+    if heights.min() < cfg.min_distance or reduced.volume / len(reduced) < 0.5:
+        out.append(Rejection(check="min_distance", detail=f"collapsed cell: thinnest cell height "
+                             f"{heights.min():.3f} Å, {reduced.volume / len(reduced):.3f} Å³/atom"))
+        distances = np.array([])
+    else:
+        centers, neighbors, _, distances = reduced.get_neighbor_list(cutoff)
     if len(distances):
         k = int(np.argmin(distances))
         if distances[k] < cfg.min_distance:
@@ -38,7 +49,7 @@ def geometry_rejections(structure: Structure, cfg: FilterConfig) -> list[Rejecti
             j = int(np.argmin(ratio))
             if ratio[j] < cfg.covalent_scale:
                 out.append(Rejection(check="covalent_distance", detail=(
-                    f"{structure[centers[j]].specie}-{structure[neighbors[j]].specie} at {distances[j]:.3f} Å is "
+                    f"{reduced[centers[j]].specie}-{reduced[neighbors[j]].specie} at {distances[j]:.3f} Å is "
                     f"{ratio[j]:.2f} x the covalent radii sum (< {cfg.covalent_scale})")))
     vpa = structure.volume / len(structure)
     if not cfg.volume_per_atom[0] <= vpa <= cfg.volume_per_atom[1]:

@@ -60,3 +60,32 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_diffusion(tmp_path_factory) -> Path:
+    """A small diffusion checkpoint trained in this session on Mg-Si-O structures (seconds, not a good model:
+    enough for interface and campaign tests)."""
+    from ase.io import write
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from conf.schema import GeneratorConfig, SeedsConfig, TargetConfig
+    from conf.training import TrainRunConfig
+    from tasks.generate import make_conditions
+    from tasks.generators import build_generator
+    from tasks.seedset import build_seed_set
+    from tasks.train import train_diffusion
+
+    tmp = tmp_path_factory.mktemp("diffusion")
+    target = TargetConfig(chemical_system="Mg-Si-O", max_atoms=12)
+    seeds = build_seed_set(SeedsConfig(), target)
+    pool = build_generator(GeneratorConfig(), seeds).sample(40, make_conditions(target, 0), seed=0)
+    structures = [s.structure for s in seeds.known_phases if len(s.structure) <= 12 and s.relax_cell]
+    structures += [c.structure for c in pool]
+    frames = [AseAtomsAdaptor.get_atoms(s) for s in structures]
+    write(tmp / "train.extxyz", frames, format="extxyz")
+    run = TrainRunConfig.model_validate({
+        "data": [str(tmp / "train.extxyz")], "max_atoms": 12, "out": str(tmp / "tiny.pt"),
+        "model": {"hidden_dim": 32, "num_layers": 2, "num_freqs": 4},
+        "train": {"epochs": 60, "batch_size": 16, "lr": 2e-3, "checkpoint_every": 30}})
+    return train_diffusion(run)

@@ -18,9 +18,16 @@ def seeds():
     return build_seed_set(SeedsConfig(), TARGET)
 
 
+def _config(name: str, checkpoint=None) -> GeneratorConfig:
+    if name == "diffusion":
+        return GeneratorConfig(name=name, diffusion={"checkpoint": checkpoint, "steps": 30})
+    return GeneratorConfig(name=name)
+
+
 @pytest.fixture(params=GENERATOR_NAMES)
 def generator(request, seeds) -> Generator:
-    return build_generator(GeneratorConfig(name=request.param), seeds)
+    ckpt = request.getfixturevalue("tiny_diffusion") if request.param == "diffusion" else None
+    return build_generator(_config(request.param, ckpt), seeds)
 
 
 def test_samples_are_candidates_in_the_system_with_provenance(generator):
@@ -39,7 +46,8 @@ def test_samples_are_candidates_in_the_system_with_provenance(generator):
 
 def test_sampling_is_reproducible(generator, seeds):
     conditions = make_conditions(TARGET, 0)
-    again = build_generator(GeneratorConfig(name=generator.name), seeds)
+    again = build_generator(_config(generator.name, getattr(generator, "options", None) and
+                                    getattr(generator.options, "checkpoint", None)), seeds)
     assert [c.hash for c in generator.sample(4, conditions, 5)] == [c.hash for c in again.sample(4, conditions, 5)]
 
 

@@ -82,3 +82,9 @@ def test_earlier_round_structures_are_duplicates():
 def _rotation(theta):
     c, s = np.cos(theta), np.sin(theta)
     return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+def test_collapsed_cell_is_rejected_without_building_a_neighbour_list():
+    flat = Structure(Lattice([[4, 0, 0], [0, 4, 0], [0, 0, 1e-4]]), ["Mg", "O"], [[0, 0, 0], [.5, .5, .5]])
+    rej = geometry_rejections(flat, FilterConfig())
+    assert rej[0].check == "min_distance" and "collapsed cell" in rej[0].detail

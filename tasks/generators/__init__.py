@@ -7,7 +7,7 @@ from tasks.errors import GeneratorError
 from tasks.generators.base import Generator
 from tasks.seeds import SeedSet
 
-GENERATOR_NAMES = ("substitution", "random")
+GENERATOR_NAMES = ("substitution", "random", "diffusion")
 
 
 def build_generator(cfg: GeneratorConfig, seeds: SeedSet) -> Generator:
@@ -20,6 +20,10 @@ def build_generator(cfg: GeneratorConfig, seeds: SeedSet) -> Generator:
         from tasks.generators.random_search import RandomGenerator
 
         return RandomGenerator(cfg.random)
+    if cfg.name == "diffusion":
+        from tasks.generators.diffusion import DiffusionGenerator
+
+        return DiffusionGenerator(cfg.diffusion)
     raise GeneratorError(f"unknown generator {cfg.name!r}; allowed: {', '.join(GENERATOR_NAMES)}")
 
 

@@ -1,0 +1,113 @@
+"""Training and fine-tuning generators from structure files (pure functions; flows/train.py wraps them)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pymatgen.core import Structure
+
+from conf.training import TrainRunConfig
+from tasks.errors import MatloopError
+from tasks.metrics.io import load_structure_table
+
+log = logging.getLogger("matloop.train")
+
+
+def load_training_table(paths: Sequence[Path], max_atoms: int) -> pd.DataFrame:
+    """All readable, ordered structures with at most ``max_atoms`` sites from ``paths`` (bad rows logged)."""
+    frames = []
+    for path in paths:
+        df = load_structure_table(Path(path))
+        bad = df["structure"].isna()
+        for i, err in zip(df.loc[bad, "id"], df.loc[bad, "error"]):
+            log.warning("skipped %s in %s: %s", i, path, err)
+        frames.append(df[~bad])
+    df = pd.concat(frames, ignore_index=True)
+    df = df[[s.is_ordered and len(s) <= max_atoms for s in df["structure"]]].reset_index(drop=True)
+    if df.empty:
+        raise MatloopError(f"no usable training structure (ordered, <= {max_atoms} sites) in "
+                           f"{[str(p) for p in paths]}")
+    return df
+
+
+def split_holdout(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if fraction <= 0:
+        return df, df.iloc[:0]
+    order = np.random.default_rng(seed).permutation(len(df))
+    n_hold = int(round(fraction * len(df)))
+    return df.iloc[np.sort(order[n_hold:])].reset_index(drop=True), df.iloc[np.sort(order[:n_hold])].reset_index(drop=True)
+
+
+def property_values(df: pd.DataFrame, names: Sequence[str]) -> np.ndarray | None:
+    if not names:
+        return None
+    missing = [n for n in names if n not in df.columns]
+    if missing:
+        raise MatloopError(f"training data has no column(s) {missing}; it has {list(df.columns)}")
+    return df[list(names)].to_numpy(dtype=float)
+
+
+def train_diffusion(run: TrainRunConfig, resume: bool = False, log_epoch: Callable[[dict], None] | None = None) -> Path:
+    """Train (or resume) a diffusion model on ``run.data``; writes the checkpoint and the held-out ids."""
+    from models.api import training_meta
+    from models.crystal import Normalizer
+    from models.data import CrystalDataset
+    from models.diffusion import CrystalDiffusion
+    from models.training import Trainer, resume_trainer
+
+    df, held = split_holdout(load_training_table(run.data, run.max_atoms), run.holdout, run.train.seed)
+    structures: list[Structure] = list(df["structure"])
+    props = property_values(df, run.model.properties)
+    if resume and run.out.exists():
+        trainer = resume_trainer(_model_from_checkpoint(run.out), run.out, run.train)
+        normalizer = trainer.model.normalizer
+    else:
+        normalizer = Normalizer.fit(structures, props, run.model.properties)
+        model = CrystalDiffusion(run.model, normalizer)
+        data0 = CrystalDataset(structures, normalizer, props)
+        meta = {**training_meta(run.model, data0), "data_paths": [str(p) for p in run.data]}
+        trainer = Trainer(model, run.train, meta)
+    data = CrystalDataset(structures, normalizer, props)
+    run.out.parent.mkdir(parents=True, exist_ok=True)
+    run.out.with_suffix(".holdout.json").write_text(json.dumps({"ids": [str(i) for i in held["id"]]}))
+    trainer.fit(data, checkpoint=run.out, log=log_epoch)
+    return run.out
+
+
+def _model_from_checkpoint(path: Path):
+    from models.api import load_diffusion
+
+    model, _ = load_diffusion(path, use_ema=False)
+    model.train()
+    return model
+
+
+def fine_tune_diffusion(checkpoint: Path, structures: Sequence[Structure], props: np.ndarray | None, epochs: int,
+                        out: Path, replay: Sequence[Structure] | None = None,
+                        replay_props: np.ndarray | None = None, replay_fraction: float = 0.5) -> Path:
+    """Continue training ``checkpoint`` on new (structure, properties) pairs for ``epochs`` more epochs,
+    mixing ``replay_fraction`` of every batch from ``replay`` (by default the checkpoint's own training
+    files) so the model does not forget the original distribution."""
+    from models.data import CrystalDataset
+    from models.training import TrainConfig, resume_trainer
+
+    model = _model_from_checkpoint(checkpoint)
+    from models.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    cfg = TrainConfig.model_validate({**ckpt["train_config"], "epochs": ckpt["epoch"] + epochs,
+                                      "replay_fraction": replay_fraction})
+    trainer = resume_trainer(model, checkpoint, cfg)
+    trainer.meta = {**trainer.meta, "fine_tuned_from": ckpt["hash"]}
+    if replay is None:
+        df = load_training_table([Path(p) for p in ckpt.get("data_paths", [])], 200)
+        replay, replay_props = list(df["structure"]), property_values(df, model.cfg.properties)
+    norm = model.normalizer
+    trainer.fit(CrystalDataset(list(structures), norm, props), checkpoint=out,
+                replay=CrystalDataset(list(replay), norm, replay_props))
+    return out
