@@ -19,5 +19,6 @@ class TrainRunConfig(Strict):
                            "checkpoint) for evaluation.")
     max_atoms: int = Field(20, ge=1, description="Structures with more sites are left out.")
     out: Path = Field(Path("checkpoints/diffusion.pt"), description="Checkpoint path.")
+    threads: int | None = Field(None, ge=1, description="torch threads for training (default: all cores).")
     model: DiffusionConfig = DiffusionConfig()
     train: TrainConfig = TrainConfig()

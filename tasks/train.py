@@ -40,7 +40,8 @@ def split_holdout(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.Data
         return df, df.iloc[:0]
     order = np.random.default_rng(seed).permutation(len(df))
     n_hold = int(round(fraction * len(df)))
-    return df.iloc[np.sort(order[n_hold:])].reset_index(drop=True), df.iloc[np.sort(order[:n_hold])].reset_index(drop=True)
+    train, held = np.sort(order[n_hold:]), np.sort(order[:n_hold])
+    return df.iloc[train].reset_index(drop=True), df.iloc[held].reset_index(drop=True)
 
 
 def property_values(df: pd.DataFrame, names: Sequence[str]) -> np.ndarray | None:
@@ -60,6 +61,11 @@ def train_diffusion(run: TrainRunConfig, resume: bool = False, log_epoch: Callab
     from models.diffusion import CrystalDiffusion
     from models.training import Trainer, resume_trainer
 
+    import os
+
+    import torch
+
+    torch.set_num_threads(run.threads or os.cpu_count() or 1)
     df, held = split_holdout(load_training_table(run.data, run.max_atoms), run.holdout, run.train.seed)
     structures: list[Structure] = list(df["structure"])
     props = property_values(df, run.model.properties)
