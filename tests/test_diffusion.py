@@ -110,3 +110,19 @@ def test_checkpoints_load_weights_only_even_after_mace_import(tmp_path):
     torch.save({"format": "matloop-checkpoint-1", "payload": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(Exception, match="[Ww]eights only|weights_only|Unsupported global"):
         load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_sampling_is_seeded_and_never_leaves_the_chemical_system(tiny_diffusion):
+    from models.api import load_diffusion, sample_structures
+    from models.sampler import SamplerConfig
+
+    model, ckpt = load_diffusion(tiny_diffusion)
+    cfg = SamplerConfig(steps=20)
+    a = sample_structures(model, ckpt, 48, 7, cfg, elements=["Mg", "O"], max_atoms=12)
+    b = sample_structures(model, ckpt, 48, 7, cfg, elements=["Mg", "O"], max_atoms=12)
+    assert all(x.matches(y, scale=False) or np.allclose(x.frac_coords, y.frac_coords) for x, y in zip(a, b))
+    assert [x.composition for x in a] == [y.composition for y in b]
+    assert all({el.symbol for el in s.composition.elements} <= {"Mg", "O"} for s in a)  # 0 % leave Mg-O
+    assert all(len(s) <= 12 for s in a)
+    c = sample_structures(model, ckpt, 48, 8, cfg, elements=["Mg", "O"], max_atoms=12)
+    assert [x.composition for x in c] != [y.composition for y in a]
