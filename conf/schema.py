@@ -10,16 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pymatgen.core.periodic_table import Element
 
+from conf.base import Strict
+from conf.dft import DFTConfig
+
 PropertyName = Literal["e_above_hull", "formation_energy_per_atom", "energy_per_atom", "band_gap"]
-
-
-class Strict(BaseModel):
-    """Base for every config block: unknown keys are errors, instances are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class TargetRange(Strict):
@@ -198,10 +195,6 @@ class RelaxConfig(Strict):
                                     "than this factor count as exploded.")
     chunk_size: int = Field(6, ge=1, description="Structures per relaxation task.")
     retries: int = Field(1, ge=0, description="Prefect retries of a relaxation task.")
-
-
-class DFTConfig(Strict):
-    backend: Literal["none"] = "none"
 
 
 class EvaluateConfig(Strict):

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from conf.schema import Strict
+from conf.base import Strict
 from models.diffusion import DiffusionConfig
 from models.training import TrainConfig
 

@@ -1,0 +1,64 @@
+"""Typed configuration of the DFT step (``dft:`` in a campaign config)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from conf.base import Strict
+
+
+class CP2KSettings(Strict):
+    """Small-cell CP2K settings that finish in tens of seconds per 2-8 atom cell on one core."""
+
+    calculation: Literal["static", "relax"] = "static"
+    functional: Literal["PBE"] = "PBE"
+    basis_family: str = Field("DZVP-MOLOPT-SR-GTH", description="Basis family; potentials GTH-<functional>-qN "
+                              "are matched to each element's basis valence.")
+    cutoff: float = Field(300.0, gt=0, description="Plane-wave cutoff, Ry.")
+    eps_default: float = Field(1e-10, gt=0)
+    eps_scf: float = Field(1e-6, gt=0, description="SCF convergence, Hartree.")
+    max_scf: int = Field(50, ge=1, description="Most SCF iterations per outer loop.")
+    kpoints_per_atom: int = Field(16, ge=1, description="k-point density (pymatgen automatic_density kppa).")
+    spin_polarized: Literal["auto", "yes", "no"] = Field("auto", description="auto: spin polarised only when "
+                                                          "the composition holds a magnetic element.")
+    cp2k_data_dir: Path = Field(Path("/usr/share/cp2k"), description="CP2K's data folder (BASIS_MOLOPT, "
+                                "GTH_POTENTIALS), e.g. from the Debian package cp2k-data.")
+    pmg_data_dir: Path | None = Field(None, description="pymatgen's CP2K data (`pmg config --cp2k`); default: "
+                                      "PMG_CP2K_DATA_DIR, else built once under ~/.cache/matloop.")
+    command: str = Field("cp2k.psmp", description="CP2K executable.")
+
+
+class SlurmSettings(Strict):
+    partition: str | None = None
+    account: str | None = None
+    walltime: str = Field("00:30:00", pattern=r"^(\d+-)?\d{1,2}:\d{2}:\d{2}$")
+    cores: int = Field(1, ge=1)
+    memory: str = Field("2G", pattern=r"^\d+[KMGT]?$")
+    modules: list[str] = Field(default_factory=list, description="`module load` lines for the job.")
+    extra_directives: list[str] = Field(default_factory=list, description="Extra #SBATCH options, e.g. --qos=x.")
+    poll_seconds: float = Field(5.0, gt=0)
+
+
+class DFTSelection(Strict):
+    per_round: int = Field(2, ge=0, description="Candidates sent to DFT per round.")
+    per_campaign: int = Field(20, ge=0, description="Most candidates sent to DFT in the whole campaign.")
+    max_e_above_hull: float = Field(0.3, description="Only candidates within this MLIP E_hull (eV/atom).")
+
+
+class DFTConfig(Strict):
+    backend: Literal["none", "local", "slurm"] = "none"
+    code: Literal["cp2k", "vasp"] = "cp2k"
+    concurrency: int = Field(2, ge=1, description="Prefect tag concurrency limit 'dft'.")
+    selection: DFTSelection = DFTSelection()
+    cp2k: CP2KSettings = CP2KSettings()
+    slurm: SlurmSettings = SlurmSettings()
+
+    @model_validator(mode="after")
+    def _runnable(self) -> DFTConfig:
+        if self.code == "vasp" and self.backend == "local":
+            raise ValueError("dft.code=vasp runs through dft.backend=slurm on a cluster with VASP; "
+                             "use code=cp2k for local calculations")
+        return self
