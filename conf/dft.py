@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from conf.base import Strict
 
@@ -31,27 +32,54 @@ class CP2KSettings(Strict):
     command: str = Field("cp2k.psmp", description="CP2K executable.")
 
 
+_NAME = r"^[A-Za-z0-9_.@+-]+$"
+
+
 class SlurmSettings(Strict):
-    partition: str | None = None
-    account: str | None = None
+    """How the ``slurm`` backend submits each calculation (one job per calculation)."""
+
+    partition: str | None = Field(None, pattern=_NAME)
+    account: str | None = Field(None, pattern=_NAME)
     walltime: str = Field("00:30:00", pattern=r"^(\d+-)?\d{1,2}:\d{2}:\d{2}$")
     cores: int = Field(1, ge=1)
     memory: str = Field("2G", pattern=r"^\d+[KMGT]?$")
     modules: list[str] = Field(default_factory=list, description="`module load` lines for the job.")
-    extra_directives: list[str] = Field(default_factory=list, description="Extra #SBATCH options, e.g. --qos=x.")
-    poll_seconds: float = Field(5.0, gt=0)
+    extra_directives: list[str] = Field(default_factory=list, description="Extra sbatch options, e.g. --qos=x.")
+    python: str | None = Field(None, description="Python of the matloop install on the compute nodes; "
+                               "default: the submitting interpreter (a shared file system).")
+    poll_seconds: float = Field(5.0, gt=0, description="Seconds between squeue/scontrol polls.")
+
+    @field_validator("extra_directives")
+    @classmethod
+    def _options(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not v.startswith("--") or any(c in v for c in "\n\r\0")]
+        if bad:
+            raise ValueError(f"extra_directives must be single-line long options like '--qos=high'; got {bad}")
+        return value
+
+    @field_validator("modules")
+    @classmethod
+    def _modules(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not re.fullmatch(r"[A-Za-z0-9_./+-]+", v)]
+        if bad:
+            raise ValueError(f"modules must be module names like 'cp2k/2023.1'; got {bad}")
+        return value
 
 
 class DFTSelection(Strict):
     per_round: int = Field(2, ge=0, description="Candidates sent to DFT per round.")
     per_campaign: int = Field(20, ge=0, description="Most candidates sent to DFT in the whole campaign.")
     max_e_above_hull: float = Field(0.3, description="Only candidates within this MLIP E_hull (eV/atom).")
+    max_sites: int = Field(8, ge=1, description="Only cells with at most this many sites (cost grows ~N^3).")
 
 
 class DFTConfig(Strict):
     backend: Literal["none", "local", "slurm"] = "none"
     code: Literal["cp2k", "vasp"] = "cp2k"
-    concurrency: int = Field(2, ge=1, description="Prefect tag concurrency limit 'dft'.")
+    concurrency: int = Field(2, ge=1, description="Prefect tag concurrency limit 'dft' (calculations at once).")
+    local_timeout_s: float = Field(3600.0, gt=0, description="A local calculation running longer fails.")
+    references_dir: Path | None = Field(None, description="Where shared elemental references run; default: "
+                                        "<output_dir>/dft-references.")
     selection: DFTSelection = DFTSelection()
     cp2k: CP2KSettings = CP2KSettings()
     slurm: SlurmSettings = SlurmSettings()

@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 
 from conf.schema import CampaignConfig, RelaxConfig
+from flows.dft import dft_stage
 from flows.runners import SharedProcessPool, make_task_runner
 from tasks.evaluate import evaluate_task
 from tasks.feedback import feedback_task
@@ -73,9 +74,20 @@ def relax_stage(store: Store, campaign_id: str, round_index: int, cfg: CampaignC
     return {"intervals": [(r["start"], r["end"]) for r in results], "compute_s": sum(r["compute_s"] for r in results)}
 
 
+def dft_step(store: Store, campaign_id: str, round_index: int, cfg: CampaignConfig) -> dict:
+    """The DFT subflow, or a recorded skip when ``dft.backend`` is ``none``."""
+    t0 = time.time()
+    if cfg.dft.backend == "none":
+        get_run_logger().info("round %d: DFT step skipped (dft.backend: none)", round_index)
+        store.advance_round(campaign_id, round_index, "dft", {"dft": "skipped (dft.backend: none)"})
+        return {"intervals": [], "compute_s": 0.0}
+    dft_stage(store.url, campaign_id, round_index)
+    return {"intervals": [(t0, time.time())], "compute_s": time.time() - t0}
+
+
 @flow(name="matloop-round", flow_run_name="{campaign_id}-round-{round_index}")
 def campaign_round(store_url: str, campaign_id: str, round_index: int) -> dict:
-    """One round: generate -> filter -> relax -> (dft: none) -> evaluate -> feedback."""
+    """One round: generate -> filter -> relax -> evaluate -> dft -> feedback."""
     log = get_run_logger()
     store = Store(store_url)
     cfg = store.config(campaign_id)
@@ -83,23 +95,22 @@ def campaign_round(store_url: str, campaign_id: str, round_index: int) -> dict:
     timings: dict[str, dict[str, Any]] = {}
     steps = [("generated", "generate", generate_task, True), ("filtered", "filter", filter_task, True),
              ("relaxed", "relax", None, True), ("evaluated", "evaluate", evaluate_task, False),
-             ("completed", "feedback", feedback_task, False)]
+             ("dft", "dft", None, False), ("completed", "feedback", feedback_task, False)]
     for state, name, step, cached in steps:
         if round_reached(store.round(campaign_id, round_index).status, state):
             continue
         t0 = time.time()
-        if step is None:
+        if name == "relax":
             out = relax_stage(store, campaign_id, round_index, cfg, cdir)
+        elif name == "dft":
+            out = dft_step(store, campaign_id, round_index, cfg)
         else:
             res = persisted(step, cdir, cached=cached)(store_url, campaign_id, round_index)
             out = {"intervals": [(res["start"], res["end"])], "compute_s": res["compute_s"]}
         timings[name] = {"wall_s": time.time() - t0, **out}
         log.info("round %d: %s done in %.1f s", round_index, name, timings[name]["wall_s"])
-    if cfg.dft.backend == "none":
-        log.info("round %d: DFT step skipped (dft.backend: none)", round_index)
     previous = store.round(campaign_id, round_index).summary.get("timings", {})
-    store.advance_round(campaign_id, round_index, "completed",
-                        {"timings": {**previous, **timings}, "dft": f"skipped (backend {cfg.dft.backend})"})
+    store.advance_round(campaign_id, round_index, "completed", {"timings": {**previous, **timings}})
     return store.round(campaign_id, round_index).summary
 
 

@@ -7,6 +7,8 @@ MP-compatible ``MPGGADoubleRelaxStaticMaker`` for clusters that have VASP.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import subprocess
@@ -65,6 +67,17 @@ def basis_and_potential(elements: list[str], settings: CP2KSettings) -> dict[str
         raise DFTInputError(f"no {settings.basis_family} basis with a matching GTH-{settings.functional} "
                             f"pseudopotential for {missing} in {data}")
     return out
+
+
+ENERGY_FIELDS = ("calculation", "functional", "basis_family", "cutoff", "eps_default", "eps_scf",
+                 "kpoints_per_atom", "spin_polarized")
+
+
+def settings_hash(settings: CP2KSettings) -> str:
+    """Hash of the settings that change a converged energy (not max_scf, paths or the executable), so a
+    rerun with more SCF steps still shares elemental references with the first attempt."""
+    payload = json.dumps({k: getattr(settings, k) for k in ENERGY_FIELDS}, sort_keys=True)
+    return "cp2k-" + hashlib.sha256(payload.encode()).hexdigest()[:11]
 
 
 def spin_polarized(structure: Structure, settings: CP2KSettings) -> bool:

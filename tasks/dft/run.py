@@ -17,7 +17,7 @@ from pymatgen.core import Structure
 
 from conf.dft import CP2KSettings
 from tasks.candidate import structure_to_json
-from tasks.dft.inputs import DFTInputError, cp2k_maker, ensure_pmg_data_dir
+from tasks.dft.inputs import DFTInputError, cp2k_maker, ensure_pmg_data_dir, vasp_flow
 
 
 class CalcSpec(BaseModel):
@@ -26,8 +26,9 @@ class CalcSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     label: str = Field(description="Candidate hash or 'element:<El>' for an elemental reference.")
-    structure: dict
-    settings: CP2KSettings
+    structure: dict = Field(description="pymatgen Structure.as_dict().")
+    code: Literal["cp2k", "vasp"] = "cp2k"
+    settings: CP2KSettings = Field(description="CP2K settings (VASP uses atomate2's MP input sets).")
     settings_hash: str
 
 
@@ -89,12 +90,14 @@ def _finite(x: Any) -> bool:
 
 
 def outcome_from_task_doc(doc: Any, wall: float) -> DFTOutcome:
-    """The store's view of an atomate2 CP2K TaskDocument."""
+    """The store's view of an atomate2 CP2K (or VASP) TaskDocument."""
     calc = doc.calcs_reversed[0] if doc.calcs_reversed else None
     out = doc.output
     scf = None
-    if calc is not None and calc.output.scf is not None:
+    if calc is not None and getattr(calc.output, "scf", None) is not None:
         scf = bool(calc.has_cp2k_completed == "successful") and bool(calc.output.scf)
+    version = (f"CP2K {calc.cp2k_version}" if hasattr(calc, "cp2k_version")
+               else f"VASP {getattr(calc, 'vasp_version', '')}".strip()) if calc is not None else ""
     if str(doc.state) != "successful" or out is None or not _finite(out.energy):
         return DFTOutcome(status="failed", reason=f"CP2K run {doc.state}", wall_time_s=wall, scf_converged=scf)
     return DFTOutcome(status="completed", energy=out.energy, energy_per_atom=out.energy_per_atom,
@@ -103,12 +106,14 @@ def outcome_from_task_doc(doc: Any, wall: float) -> DFTOutcome:
                       stress=[list(map(float, r)) for r in out.stress] if out.stress is not None else None,
                       scf_converged=scf if scf is not None else True,
                       band_gap=out.bandgap if _finite(out.bandgap) else None, wall_time_s=wall,
-                      code_version=f"CP2K {calc.cp2k_version}" if calc is not None else "CP2K")
+                      code_version=version)
 
 
-def dft_environment(settings: CP2KSettings) -> dict[str, str]:
+def dft_environment(settings: CP2KSettings, code: str = "cp2k") -> dict[str, str]:
     """Environment of a DFT worker process. pymatgen reads its CP2K data folder when it is imported, so
     calculations run in their own process (:mod:`tasks.dft.worker`) started with these variables."""
+    if code == "vasp":  # VASP_CMD etc. come from the cluster's atomate2 settings
+        return {"OMP_NUM_THREADS": "1"}
     return {"PMG_CP2K_DATA_DIR": str(ensure_pmg_data_dir(settings)),
             "PMG_DEFAULT_CP2K_FUNCTIONAL": settings.functional, "OMP_NUM_THREADS": "1"}
 
@@ -116,19 +121,20 @@ def dft_environment(settings: CP2KSettings) -> dict[str, str]:
 def run_local(spec: CalcSpec, calc_dir: Path) -> DFTOutcome:
     """Run ``spec`` with jobflow's ``run_locally`` in ``calc_dir``; failures become an outcome, not an error.
 
-    Call it in a process started with :func:`dft_environment` (the worker does).
+    Call it in a process started with :func:`dft_environment` (the backends do).
     """
     from jobflow import run_locally
 
     start = time.perf_counter()
     calc_dir.mkdir(parents=True, exist_ok=True)
-    (calc_dir / "calc.json").write_text(spec.model_dump_json(indent=1))
     structure = Structure.from_dict(spec.structure)
-    try:
-        maker = cp2k_maker(structure, spec.settings)
-    except DFTInputError as exc:
-        return DFTOutcome(status="failed", reason=str(exc))
-    job = maker.make(structure)
+    if spec.code == "vasp":
+        job = vasp_flow(structure)
+    else:
+        try:
+            job = cp2k_maker(structure, spec.settings).make(structure)
+        except DFTInputError as exc:
+            return DFTOutcome(status="failed", reason=str(exc))
     errors = _JobErrors()
     jf_logger = logging.getLogger("jobflow")
     level = jf_logger.level
@@ -143,7 +149,8 @@ def run_local(spec: CalcSpec, calc_dir: Path) -> DFTOutcome:
     finally:
         jf_logger.removeHandler(errors)
         jf_logger.setLevel(level)
-    response = responses.get(job.uuid, {}).get(1) if responses else None
+    last = job.jobs[-1] if hasattr(job, "jobs") else job  # a VASP flow ends with its static job
+    response = responses.get(last.uuid, {}).get(1) if responses else None
     wall = time.perf_counter() - start
     if response is None or response.output is None:
         return DFTOutcome(status="failed", reason=errors.reason() or "the job produced no output", wall_time_s=wall)

@@ -1,11 +1,12 @@
 """The campaign store: SQLAlchemy tables and the repository that writes them."""
 
+from tasks.store.dft_repo import DFT_STATES, DFT_TERMINAL, DFTRepo
 from tasks.store.engine import get_engine, transaction
 from tasks.store.repo import ROUND_STATES, CampaignRepo, round_reached
 from tasks.store.results_repo import ResultsRepo
 
 
-class Store(CampaignRepo, ResultsRepo):
+class Store(CampaignRepo, ResultsRepo, DFTRepo):
     """Access to one store (an SQLAlchemy URL). Holds no connection, so it pickles to task workers."""
 
     def __init__(self, url: str) -> None:
@@ -15,4 +16,4 @@ class Store(CampaignRepo, ResultsRepo):
         return f"Store({self.url!r})"
 
 
-__all__ = ["ROUND_STATES", "Store", "get_engine", "round_reached", "transaction"]
+__all__ = ["DFT_STATES", "DFT_TERMINAL", "ROUND_STATES", "Store", "get_engine", "round_reached", "transaction"]

@@ -161,3 +161,40 @@ class ReferenceEnergyRow(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     energy_per_atom: Mapped[float | None] = mapped_column(Float)  # eV/atom
     final_structure: Mapped[str | None] = mapped_column(Text)
+
+
+class DFTCalcRow(Base):
+    """One DFT calculation and its state: queued -> submitted -> running -> completed | failed | lost.
+
+    Elemental references are shared by every campaign (``campaign_id`` ""), keyed by element and the hash of
+    the settings that change the energy; a rerun keeps the row and appends the earlier attempt to ``history``.
+    """
+
+    __tablename__ = "dft_calculations"
+    __table_args__ = (UniqueConstraint("campaign_id", "label", "settings_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(String(32), index=True)  # "" for shared references
+    label: Mapped[str] = mapped_column(String(64))  # candidate hash or "element:<El>"
+    kind: Mapped[str] = mapped_column(String(12))  # candidate | reference
+    round_index: Mapped[int | None] = mapped_column(Integer)
+    structure: Mapped[str] = mapped_column(Text)  # input structure, pymatgen JSON
+    settings: Mapped[dict[str, Any]]
+    settings_hash: Mapped[str] = mapped_column(String(16))
+    backend: Mapped[str] = mapped_column(String(12))  # local | slurm
+    state: Mapped[str] = mapped_column(String(12), default="queued", index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    history: Mapped[list[Any]] = mapped_column(default=list)  # earlier attempts: state, reason, job, settings
+    job_id: Mapped[str | None] = mapped_column(String(40))  # SLURM job id, or "<host>:<pid>" of a local worker
+    calc_dir: Mapped[str] = mapped_column(Text)
+    energy: Mapped[float | None] = mapped_column(Float)  # eV
+    energy_per_atom: Mapped[float | None] = mapped_column(Float)  # eV/atom
+    final_structure: Mapped[str | None] = mapped_column(Text)
+    forces: Mapped[list[Any] | None]  # eV/Å
+    stress: Mapped[list[Any] | None]  # kbar
+    scf_converged: Mapped[bool | None] = mapped_column(Boolean)
+    band_gap: Mapped[float | None] = mapped_column(Float)  # eV
+    wall_time_s: Mapped[float | None] = mapped_column(Float)
+    code_version: Mapped[str] = mapped_column(String(60), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
