@@ -22,6 +22,8 @@ class CP2KSettings(Strict):
     eps_default: float = Field(1e-10, gt=0)
     eps_scf: float = Field(1e-6, gt=0, description="SCF convergence, Hartree.")
     max_scf: int = Field(50, ge=1, description="Most SCF iterations per outer loop.")
+    max_errors: int = Field(5, ge=0, description="custodian corrections (e.g. SCF mixing changes) before a "
+                            "calculation is given up as failed.")
     kpoints_per_atom: int = Field(16, ge=1, description="k-point density (pymatgen automatic_density kppa).")
     spin_polarized: Literal["auto", "yes", "no"] = Field("auto", description="auto: spin polarised only when "
                                                           "the composition holds a magnetic element.")

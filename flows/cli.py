@@ -1,4 +1,4 @@
-"""The ``matloop`` command line: run, status, candidates, export."""
+"""The ``matloop`` command line: run, status, candidates, export, evaluate, train, dft."""
 
 from __future__ import annotations
 
@@ -133,9 +133,11 @@ def _candidates_table(url: str, cid: str, top: int, include_known: bool = False)
 
 from flows.evaluate_cmd import evaluate  # noqa: E402  (commands of this app in their own modules)
 from flows.train_cmd import train  # noqa: E402
+from flows.dft_cmd import dft_app  # noqa: E402
 
 app.command()(evaluate)
 app.command()(train)
+app.add_typer(dft_app, name="dft")
 
 
 def main() -> None:

@@ -122,7 +122,7 @@ def cp2k_maker(structure: Structure, settings: CP2KSettings):
                           else (RelaxMaker, RelaxSetGenerator))
     generator = gen_cls(user_input_settings=user, user_kpoints_settings=kpoints)
     return maker_cls(input_set_generator=generator,
-                     run_cp2k_kwargs={"cp2k_cmd": settings.command,
+                     run_cp2k_kwargs={"cp2k_cmd": settings.command, "max_errors": settings.max_errors,
                                       "custodian_kwargs": {"polling_time_step": 1, "monitor_freq": 5}})
 
 

@@ -121,7 +121,7 @@ class DFTRepo:
             row.state, row.reason, row.job_id = "queued", "", None
             row.settings, row.settings_hash, row.backend = settings, settings_hash, backend
             for field in _RESULT_FIELDS:
-                setattr(row, field, None)
+                setattr(row, field, "" if field == "code_version" else None)
 
     # ---- selection inputs and DFT properties ------------------------------------------------------------
     def dft_pool(self, cid: str, r: int, mlip: str, relax_hash: str) -> list[dict[str, Any]]:

@@ -1,0 +1,189 @@
+"""DFT step logic without DFT: selection, formation energies, settings hashes, SLURM command lines, and the
+calculation state machine on a real SQLite store (the scheduler is a fake here; real CP2K and real SLURM
+run in test_dft_cp2k.py and test_dft_slurm.py)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from pymatgen.core import Lattice, Structure
+
+from conf.dft import CP2KSettings, DFTConfig, SlurmSettings
+from tasks.dft.backends import JobState, SlurmBackend
+from tasks.dft.calc import drive
+from tasks.dft.inputs import DFTInputError, basis_and_potential, settings_hash, spin_polarized
+from tasks.dft.run import DFTOutcome
+from tasks.dft.select import formation_energy_per_atom, lowest_elemental_phases, mean_absolute_error, select_for_dft
+from tasks.errors import EvaluationError, StoreError
+from tasks.store import Store
+
+CP2K_DATA = Path("/usr/share/cp2k")
+
+
+def _pool():
+    return [dict(hash="a", e_above_hull=0.05, novel=False, nsites=4), dict(hash="b", e_above_hull=0.05, novel=True,
+            nsites=4), dict(hash="c", e_above_hull=0.0, novel=False, nsites=20),
+            dict(hash="d", e_above_hull=0.5, novel=True, nsites=2), dict(hash="e", e_above_hull=0.01, novel=True,
+            nsites=6), dict(hash="f", e_above_hull=None, novel=True, nsites=2)]
+
+
+def test_selection_orders_by_ehull_then_novelty_and_respects_budgets():
+    assert select_for_dft(_pool(), set(), 3, 10, 0.3, 8) == ["e", "b", "a"]  # c too big, d too high, f no value
+    assert select_for_dft(_pool(), {"e"}, 2, 10, 0.3, 8) == ["b", "a"]  # already computed: skipped
+    assert select_for_dft(_pool(), set(), 3, 1, 0.3, 8) == ["e"]  # campaign budget left: 1
+    assert select_for_dft(_pool(), set(), 3, 0, 0.3, 8) == []
+    assert select_for_dft(_pool(), set(), 5, 10, 0.3, 24)[0] == "c"
+
+
+def test_formation_energy_and_mae():
+    assert formation_energy_per_atom("MgO", -5.0, {"Mg": -2.0, "O": -4.0}) == pytest.approx(-2.0)
+    assert formation_energy_per_atom("Mg2O2", -5.0, {"Mg": -2.0, "O": -4.0}) == pytest.approx(-2.0)
+    with pytest.raises(EvaluationError, match=r"\['O'\]"):
+        formation_energy_per_atom("MgO", -5.0, {"Mg": -2.0})
+    assert mean_absolute_error([(1.0, 0.5), (0.0, 1.0)]) == pytest.approx(0.75)
+    assert mean_absolute_error([]) is None
+    rows = [("mg1", "Mg2", -1.5, "s1"), ("mg2", "Mg", -1.6, "s2"), ("mgo", "MgO", -6.0, "s3"), ("o", "O2", -4.9, "s4")]
+    assert lowest_elemental_phases(rows) == {"Mg": ("mg2", "s2"), "O": ("o", "s4")}
+
+
+def test_settings_hash_tracks_only_energy_settings():
+    base = settings_hash(CP2KSettings())
+    assert base == settings_hash(CP2KSettings(max_scf=400, command="/opt/cp2k/bin/cp2k.psmp"))
+    assert base != settings_hash(CP2KSettings(cutoff=400)) != settings_hash(CP2KSettings(kpoints_per_atom=64))
+
+
+def test_spin_polarisation_follows_magnetic_elements():
+    nacl = Structure(Lattice.cubic(4.2), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    feo = Structure(Lattice.cubic(4.3), ["Fe", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert not spin_polarized(nacl, CP2KSettings()) and spin_polarized(feo, CP2KSettings())
+    assert not spin_polarized(feo, CP2KSettings(spin_polarized="no"))
+
+
+@pytest.mark.skipif(not (CP2K_DATA / "BASIS_MOLOPT").is_file(), reason="cp2k-data is not installed")
+def test_basis_and_potential_per_element_and_one_clear_error_for_missing():
+    bp = basis_and_potential(["Mg", "O", "Si"], CP2KSettings())
+    assert bp["O"] == {"basis": "DZVP-MOLOPT-SR-GTH", "potential": "GTH-PBE-q6", "aux_basis": None}
+    assert bp["Mg"]["potential"] == "GTH-PBE-q10" and bp["Si"]["potential"] == "GTH-PBE-q4"
+    with pytest.raises(DFTInputError, match=r"\['Pu'\]"):
+        basis_and_potential(["Mg", "Pu"], CP2KSettings())
+
+
+def test_config_rejects_vasp_locally_and_unsafe_slurm_values():
+    with pytest.raises(ValidationError, match="vasp"):
+        DFTConfig(backend="local", code="vasp")
+    for bad in ({"partition": "debug; rm -rf /"}, {"extra_directives": ["--qos=x\n#SBATCH --uid=0"]},
+                {"extra_directives": ["-p x"]}, {"modules": ["cp2k && curl x"]}, {"walltime": "1 hour"}):
+        with pytest.raises(ValidationError):
+            SlurmSettings(**bad)
+
+
+def test_sbatch_is_an_argument_list_and_the_script_quotes_everything(tmp_path):
+    calc_dir = tmp_path / "dir with space; $(x)"
+    calc_dir.mkdir()
+    backend = SlurmBackend(SlurmSettings(partition="debug", account="mat-1", cores=2, memory="3G",
+                                         walltime="01:00:00", modules=["cp2k/2023.1"], extra_directives=["--qos=hi"]))
+    args = backend.sbatch_args(calc_dir, "element:O'; x")
+    assert args[:2] == ["sbatch", "--parsable"] and args[-1] == str(calc_dir / "job.sh")
+    assert {"--partition=debug", "--account=mat-1", "--cpus-per-task=2", "--mem=3G", "--time=01:00:00",
+            "--qos=hi", f"--chdir={calc_dir}"} <= set(args)
+    assert "--job-name=matloop-element_O___x" in args
+    script = backend.job_script(calc_dir, {"PMG_CP2K_DATA_DIR": "/data/it's here"})
+    lines = script.splitlines()
+    assert lines[0] == "#!/bin/bash" and "module load cp2k/2023.1" in lines
+    assert f"export PMG_CP2K_DATA_DIR={shlex.quote('/data/it' + chr(39) + 's here')}" in lines
+    assert shlex.split(lines[-1])[2:] == ["-m", "tasks.dft.worker", str(calc_dir)]
+
+
+# ---- the state machine on a real store, with a scripted scheduler ------------------------------------------
+class FakeScheduler:
+    """Plays back job states; writes a result when told to (what a worker would do)."""
+
+    def __init__(self, states, result: DFTOutcome | None = None, calc_dir: Path | None = None):
+        self.states, self.result, self.submitted, self.calc_dir = list(states), result, [], calc_dir
+
+    def submit(self, calc_dir, env, name):
+        self.submitted.append(calc_dir)
+        return f"job{len(self.submitted)}"
+
+    def state(self, job_id):
+        st = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        if st.state == "finished" and self.result is not None:
+            (Path(self.submitted[-1] if self.submitted else self.calc_dir) / "result.json").write_text(
+                self.result.model_dump_json())
+        return st
+
+    def cancel(self, job_id):
+        pass
+
+
+def _queue(store: Store, tmp_path: Path, label="h1") -> int:
+    s = Structure(Lattice.cubic(4.2), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return store.queue_dft([dict(campaign_id="c1", label=label, kind="candidate", round_index=0,
+                                 structure=json.dumps(s.as_dict()), settings={"code": "cp2k"},
+                                 settings_hash="cp2k-x", backend="slurm", calc_dir=str(tmp_path / label))])[0]
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store(f"sqlite:///{tmp_path / 's.db'}")
+
+
+def _drive(store, calc_id, fake, monkeypatch):
+    monkeypatch.setattr("tasks.dft.calc.backend_for", lambda name, cfg: fake)
+    monkeypatch.setattr("tasks.dft.calc.dft_environment", lambda settings, code: {})
+    return drive(store, calc_id, DFTConfig(), poll_s=0.0)
+
+
+def test_completed_run_walks_every_state(store, tmp_path, monkeypatch):
+    cid = _queue(store, tmp_path)
+    assert _queue(store, tmp_path) == cid  # queueing is idempotent
+    ok = DFTOutcome(status="completed", energy=-10.0, energy_per_atom=-5.0, scf_converged=True, wall_time_s=3.0,
+                    code_version="CP2K 2023.1")
+    fake = FakeScheduler([JobState("pending"), JobState("running"), JobState("finished", "COMPLETED")], ok)
+    row = _drive(store, cid, fake, monkeypatch)
+    assert (row.state, row.energy_per_atom, row.job_id, row.code_version) == ("completed", -5.0, "job1", "CP2K 2023.1")
+    assert len(fake.submitted) == 1 and (Path(row.calc_dir) / "calc.json").is_file()
+    assert _drive(store, cid, FakeScheduler([JobState("gone")]), monkeypatch).state == "completed"  # final: untouched
+
+
+def test_vanished_job_is_lost_and_cancelled_one_too_then_rerunnable(store, tmp_path, monkeypatch):
+    cid = _queue(store, tmp_path)
+    row = _drive(store, cid, FakeScheduler([JobState("running"), JobState("gone")]), monkeypatch)
+    assert row.state == "lost" and "vanished" in row.reason
+    store.requeue_dft(cid, {"code": "cp2k", "max_scf": 99}, "cp2k-x", "slurm")
+    row = store.dft_calc(cid)
+    assert row.state == "queued" and row.history[0]["state"] == "lost" and row.history[0]["job_id"] == "job1"
+    row = _drive(store, cid, FakeScheduler([JobState("finished", "CANCELLED")]), monkeypatch)
+    assert row.state == "lost" and "CANCELLED" in row.reason
+    row = _drive(store, _queue(store, tmp_path, "h2"), FakeScheduler([JobState("finished", "TIMEOUT")]), monkeypatch)
+    assert row.state == "failed" and "TIMEOUT" in row.reason
+
+
+def test_reattaches_to_a_submitted_job_without_submitting_again(store, tmp_path, monkeypatch):
+    cid = _queue(store, tmp_path)
+    assert store.transition(cid, "submitted", "queued")
+    store.set_dft_job(cid, "4242")
+    Path(tmp_path / "h1").mkdir()
+    ok = DFTOutcome(status="completed", energy=-1.0, energy_per_atom=-0.5)
+    fake = FakeScheduler([JobState("unknown", "slurmctld restarting"), JobState("running"), JobState("finished")], ok,
+                         calc_dir=tmp_path / "h1")
+    row = _drive(store, cid, fake, monkeypatch)
+    assert row.state == "completed" and row.job_id == "4242" and fake.submitted == []
+
+
+def test_transitions_are_compare_and_set_and_validated(store, tmp_path):
+    cid = _queue(store, tmp_path)
+    assert store.transition(cid, "submitted", "queued")
+    assert not store.transition(cid, "submitted", "queued")  # a second claimer loses
+    with pytest.raises(StoreError, match="no transition"):
+        store.transition(cid, "queued", "submitted")
+    with pytest.raises(StoreError, match="allowed: queued, submitted"):
+        store.transition(cid, "done")
+    with pytest.raises(StoreError, match="only completed, failed, lost"):
+        store.requeue_dft(cid, {}, "cp2k-x", "slurm")
+    with pytest.raises(StoreError, match="allowed"):
+        store.dft_calcs("c1", ["bogus"])
