@@ -72,9 +72,10 @@ def plan_round(store: Store, cid: str, r: int, cfg: CampaignConfig) -> tuple[lis
     settings, shash = calc_settings(cfg.dft)
     sel = cfg.dft.selection
     pool = store.dft_pool(cid, r, spec.identity, rhash)
-    done_before = store.dft_calcs(cid)
-    chosen = select_for_dft(pool, store.dft_labels(cid, shash), sel.per_round,
-                            sel.per_campaign - len({row.label for row in done_before}),
+    campaign_rows = store.dft_calcs(cid)
+    this_round = sum(row.round_index == r for row in campaign_rows)  # queued before a restart count too
+    chosen = select_for_dft(pool, store.dft_labels(cid, shash), sel.per_round - this_round,
+                            sel.per_campaign - len({row.label for row in campaign_rows}),
                             sel.max_e_above_hull, sel.max_sites)
     by_hash = {p["hash"]: p for p in pool}
     root = Path(store.campaign(cid).campaign_dir) / "dft"
