@@ -33,12 +33,19 @@ def campaign_table(url: str) -> Table:
     return table
 
 
+def _dft_cell(dft) -> str:
+    if not isinstance(dft, dict):
+        return "skipped" if dft else "-"
+    mae = dft.get("mae_formation_energy_per_atom")
+    return f"{dft.get('completed', 0)}/{dft.get('calculations', 0)}" + (f" ({mae:.3f})" if mae is not None else "")
+
+
 def rounds_table(url: str, cid: str) -> Table:
     store = Store(url)
     c = store.campaign(cid)
     table = Table(title=f"campaign {cid} ({c.name}): {c.status}; MLIP {c.mlip or '-'}")
     for col in ("round", "status", "generated", "valid (CDVAE)", "accepted", "rejected (by check)", "relaxed ok",
-                "stable new", "S.U.N.", "best E_hull", "wall (s)"):
+                "stable new", "S.U.N.", "best E_hull", "DFT ok/n (MAE E_f)", "wall (s)"):
         table.add_column(col)
     for r in store.rounds(cid):
         s = r.summary or {}
@@ -49,7 +56,7 @@ def rounds_table(url: str, cid: str) -> Table:
                       f"{_fmt(s.get('rejected'))} ({rej})" if rej else _fmt(s.get("rejected")),
                       f"{_fmt(s.get('relax_converged'))}/{_fmt(s.get('relaxed'))}", _fmt(s.get("stable_new")),
                       _fmt(s.get("sun_rate"), 2),
-                      _fmt(s.get("best_e_above_hull")), _fmt(wall, 1) if wall else "-")
+                      _fmt(s.get("best_e_above_hull")), _dft_cell(s.get("dft")), _fmt(wall, 1) if wall else "-")
     return table
 
 
