@@ -57,6 +57,10 @@ def test_local_cp2k_energies_land_in_the_store(dft_campaign):
     assert 0 <= summary["mae_formation_energy_per_atom"] < 1.5  # eV/atom: CHGNet vs PBE/DZVP on one cell
     res = CliRunner().invoke(app, ["dft", "ls", cid, "--store", cfg.store_url()])
     assert res.exit_code == 0 and "completed" in res.output and "element:Mg" in res.output
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:  # the Prefect tag limit bounding concurrent calculations
+        assert client.read_concurrency_limit_by_tag("dft").concurrency_limit == cfg.dft.concurrency
 
 
 def test_forced_scf_failure_keeps_the_round_and_rerun_with_corrected_settings_completes(dft_campaign):

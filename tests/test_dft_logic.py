@@ -187,3 +187,18 @@ def test_transitions_are_compare_and_set_and_validated(store, tmp_path):
         store.requeue_dft(cid, {}, "cp2k-x", "slurm")
     with pytest.raises(StoreError, match="allowed"):
         store.dft_calcs("c1", ["bogus"])
+
+
+def test_atomate2_parsing_fix_is_scoped_and_only_applied_while_upstream_is_broken():
+    import atomate2.cp2k.schemas.calculation as calc
+
+    from tasks.dft.run import atomate2_cp2k_needs_dft_fix, cp2k_parsing_fix
+
+    original = calc.CalculationInput
+    broken = atomate2_cp2k_needs_dft_fix()
+    with cp2k_parsing_fix():
+        patched = calc.CalculationInput
+        # a non-spin-polarised run's DFT section parses inside the context
+        assert patched.cleanup_dft({"Multiplicity": 1, "Spin-polarized": "RKS"}) is not None
+    assert calc.CalculationInput is original  # restored afterwards
+    assert (patched is not original) == broken
