@@ -4,4 +4,4 @@ set -euo pipefail
 if ! command -v cp2k.psmp >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cp2k cp2k-data >/dev/null
 fi
-cp2k.psmp --version | head -1
+cp2k.psmp --version | awk "NR==1"

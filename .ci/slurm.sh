@@ -46,12 +46,12 @@ MinJobAge=300
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=${cpus} RealMemory=${mem} State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
-if ! scontrol ping 2>/dev/null | grep -q UP; then
+if ! scontrol ping 2>/dev/null | grep UP >/dev/null; then
   /usr/sbin/slurmctld
-  for _ in $(seq 100); do scontrol ping 2>/dev/null | grep -q UP && break; sleep 0.1; done
+  for _ in $(seq 100); do scontrol ping 2>/dev/null | grep UP >/dev/null && break; sleep 0.1; done
 fi
-if ! sinfo -h -o %t 2>/dev/null | grep -qE '^(idle|mix|alloc)'; then
+if ! sinfo -h -o %t 2>/dev/null | grep -E >/dev/null '^(idle|mix|alloc)'; then
   /usr/sbin/slurmd -N localhost
-  for _ in $(seq 100); do sinfo -h -o %t 2>/dev/null | grep -qE '^idle' && break; sleep 0.2; done
+  for _ in $(seq 100); do sinfo -h -o %t 2>/dev/null | grep -E >/dev/null '^idle' && break; sleep 0.2; done
 fi
 sinfo -h
