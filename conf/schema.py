@@ -15,6 +15,7 @@ from pymatgen.core.periodic_table import Element
 
 from conf.base import Strict
 from conf.dft import DFTConfig
+from conf.lab import LabConfig
 
 PropertyName = Literal["e_above_hull", "formation_energy_per_atom", "energy_per_atom", "band_gap"]
 
@@ -229,6 +230,7 @@ class CampaignConfig(Strict):
     dft: DFTConfig = DFTConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     feedback: FeedbackConfig = FeedbackConfig()
+    lab: LabConfig = LabConfig()
     store: StoreConfig = StoreConfig()
     runner: RunnerConfig = RunnerConfig()
 

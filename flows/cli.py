@@ -1,4 +1,4 @@
-"""The ``matloop`` command line: run, status, candidates, export, evaluate, train, dft."""
+"""The ``matloop`` command line: run, status, candidates, export, evaluate, train, dft, lab."""
 
 from __future__ import annotations
 
@@ -134,10 +134,12 @@ def _candidates_table(url: str, cid: str, top: int, include_known: bool = False)
 from flows.evaluate_cmd import evaluate  # noqa: E402  (commands of this app in their own modules)
 from flows.train_cmd import train  # noqa: E402
 from flows.dft_cmd import dft_app  # noqa: E402
+from flows.lab_cmd import lab_app  # noqa: E402
 
 app.command()(evaluate)
 app.command()(train)
 app.add_typer(dft_app, name="dft")
+app.add_typer(lab_app, name="lab")
 
 
 def main() -> None:

@@ -102,6 +102,8 @@ class RoundFeedback(_Result):
     n_evaluated: int = 0
     n_stable: int = 0
     best_e_hull: float | None = Field(None, description="Lowest E_hull in the campaign so far, eV/atom.")
+    lab_measurements_used: list[int] = Field(default_factory=list, description="Ids of the lab measurements "
+                                             "this feedback has taken into account.")
 
 
 def settings_hash(model: BaseModel) -> str:

@@ -2,11 +2,12 @@
 
 from tasks.store.dft_repo import DFT_STATES, DFT_TERMINAL, DFTRepo
 from tasks.store.engine import get_engine, transaction
+from tasks.store.lab_repo import LabRepo
 from tasks.store.repo import ROUND_STATES, CampaignRepo, round_reached
 from tasks.store.results_repo import ResultsRepo
 
 
-class Store(CampaignRepo, ResultsRepo, DFTRepo):
+class Store(CampaignRepo, ResultsRepo, DFTRepo, LabRepo):
     """Access to one store (an SQLAlchemy URL). Holds no connection, so it pickles to task workers."""
 
     def __init__(self, url: str) -> None:

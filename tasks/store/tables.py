@@ -198,3 +198,27 @@ class DFTCalcRow(Base):
     code_version: Mapped[str] = mapped_column(String(60), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class LabMeasurementRow(Base):
+    """One measured property of a candidate from a lab file; ``row_hash`` makes re-ingesting a file a no-op."""
+
+    __tablename__ = "lab_measurements"
+    __table_args__ = (UniqueConstraint("campaign_id", "row_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"), index=True)
+    property: Mapped[str] = mapped_column(String(60))
+    value: Mapped[float] = mapped_column(Float)  # in the canonical unit below
+    unit: Mapped[str] = mapped_column(String(20))  # canonical unit
+    raw_value: Mapped[float] = mapped_column(Float)
+    raw_unit: Mapped[str] = mapped_column(String(20))
+    uncertainty: Mapped[float | None] = mapped_column(Float)  # canonical unit
+    sample_id: Mapped[str] = mapped_column(String(100))
+    measured_on: Mapped[str] = mapped_column(String(10))  # ISO date
+    notes: Mapped[str] = mapped_column(Text, default="")
+    source_file: Mapped[str] = mapped_column(Text)
+    source_line: Mapped[int] = mapped_column(Integer)
+    row_hash: Mapped[str] = mapped_column(String(24))
+    ingested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,1 @@
+"""Lab results: reading, validating and ingesting measured properties of candidates."""
