@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 
 from conf.schema import CampaignConfig, RelaxConfig
+from flows.artifacts import Progress, publish_round
 from flows.dft import dft_stage
 from flows.runners import SharedProcessPool, make_task_runner
 from tasks.evaluate import evaluate_task
@@ -28,6 +29,9 @@ from tasks.mlip import MLIPSpec, resolve_mlip
 from tasks.relax import load_mlip_task, relax_chunk_task, relax_context
 from tasks.store import Store, round_reached
 from tasks.validity import filter_task
+
+STEP_SHARE = {"generate": 10.0, "filter": 5.0, "relax": 55.0, "evaluate": 5.0, "dft": 20.0, "feedback": 5.0}
+
 
 def _cache_key(context: Any, parameters: dict[str, Any]) -> str:
     payload = json.dumps(parameters, sort_keys=True, default=str)
@@ -57,7 +61,8 @@ def chunks(items: list[str], size: int) -> list[list[str]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def relax_stage(store: Store, campaign_id: str, round_index: int, cfg: CampaignConfig, campaign_dir: str) -> dict:
+def relax_stage(store: Store, campaign_id: str, round_index: int, cfg: CampaignConfig, campaign_dir: str,
+                on_chunk=None) -> dict:
     """Submit relaxation chunks (missing reference phases first, then accepted candidates) and wait."""
     _, spec, shash = relax_context(store, campaign_id)
     done_refs = store.reference_energies(spec.identity, shash)
@@ -67,7 +72,11 @@ def relax_stage(store: Store, campaign_id: str, round_index: int, cfg: CampaignC
     size = cfg.relax.chunk_size
     futures = [relax.submit(store.url, campaign_id, "reference", chunk) for chunk in chunks(refs, size)]
     futures += [relax.submit(store.url, campaign_id, "candidate", chunk) for chunk in chunks(cands, size)]
-    results = [f.result() for f in futures]
+    results = []
+    for f in futures:  # in submission order; progress moves as chunks finish
+        results.append(f.result())
+        if on_chunk is not None:
+            on_chunk(len(results), len(futures))
     converged = sum(r["converged"] for r in results if r["kind"] == "candidate")
     summary = {"relaxed": len(cands), "relax_converged": converged, "references_relaxed": len(refs)}
     store.advance_round(campaign_id, round_index, "relaxed", summary)
@@ -96,21 +105,31 @@ def campaign_round(store_url: str, campaign_id: str, round_index: int) -> dict:
     steps = [("generated", "generate", generate_task, True), ("filtered", "filter", filter_task, True),
              ("relaxed", "relax", None, True), ("evaluated", "evaluate", evaluate_task, False),
              ("dft", "dft", None, False), ("completed", "feedback", feedback_task, False)]
+    progress = Progress(campaign_id, round_index)
+    done_pct = 0.0
     for state, name, step, cached in steps:
+        share = STEP_SHARE[name]
         if round_reached(store.round(campaign_id, round_index).status, state):
+            done_pct += share
             continue
         t0 = time.time()
         if name == "relax":
-            out = relax_stage(store, campaign_id, round_index, cfg, cdir)
+            base = done_pct
+            out = relax_stage(store, campaign_id, round_index, cfg, cdir,
+                              on_chunk=lambda i, n, base=base, share=share: progress.set(base + share * i / n))
         elif name == "dft":
             out = dft_step(store, campaign_id, round_index, cfg)
         else:
             res = persisted(step, cdir, cached=cached)(store_url, campaign_id, round_index)
             out = {"intervals": [(res["start"], res["end"])], "compute_s": res["compute_s"]}
         timings[name] = {"wall_s": time.time() - t0, **out}
+        done_pct += share
+        progress.set(done_pct)
         log.info("round %d: %s done in %.1f s", round_index, name, timings[name]["wall_s"])
     previous = store.round(campaign_id, round_index).summary.get("timings", {})
     store.advance_round(campaign_id, round_index, "completed", {"timings": {**previous, **timings}})
+    progress.set(100.0)
+    publish_round(store, campaign_id, round_index)
     return store.round(campaign_id, round_index).summary
 
 

@@ -134,3 +134,27 @@ def test_micro_campaign_with_the_diffusion_generator(prefect_server, tiny_diffus
     assert len(df) > 0 and set(df["generator"]) == {"diffusion"}
     structures = store.candidate_structures(cid, list(df["hash"]))
     assert all({el.symbol for el in s.composition.elements} <= {"Mg", "Si", "O"} for s in structures.values())
+
+
+def test_round_artifacts_are_in_the_prefect_api(finished_campaign):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.artifacts import artifact_key
+
+    cfg, cid, _ = finished_campaign
+    with get_client(sync_client=True) as client:
+        def versions(what):
+            return client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
+                any_=[artifact_key(cid, what)])))
+
+        tables, summaries = versions("best-candidates"), versions("round-summary")
+        assert len(tables) == len(summaries) == cfg.rounds  # one version per round, same key
+        assert {a.type for a in tables} == {"table"} and {a.type for a in summaries} == {"markdown"}
+        latest = max(summaries, key=lambda a: a.created)
+        assert f"round {cfg.rounds - 1}" in latest.data and "data:image/png;base64," in latest.data
+        table = max(tables, key=lambda a: a.created).data
+        assert "e_above_hull_eV_atom" in table and "formula" in table
+        for r in range(cfg.rounds):
+            (progress,) = versions(f"round-{r}-progress")
+            assert progress.type == "progress" and float(progress.data) == 100.0

@@ -1,0 +1,43 @@
+"""Prefect UI artifacts of a campaign: per-round tables and summaries, and live progress.
+
+Keys are stable per campaign (``matloop-<id>-best-candidates``, ``matloop-<id>-round-summary``), so every round
+adds a version of the same artifact and the Artifacts page compares them across rounds.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
+                               update_progress_artifact)
+
+from tasks.round_report import best_candidates, round_markdown
+from tasks.store import Store
+
+
+def artifact_key(cid: str, what: str) -> str:
+    return f"matloop-{cid.lower()}-{what}"
+
+
+def publish_round(store: Store, cid: str, r: int, top: int = 10) -> None:
+    """The round's best-candidates table and its markdown summary (with the E_hull plot)."""
+    rows = best_candidates(store, cid, top)
+    create_table_artifact(rows or [{"formula": "-", "note": "no converged new candidate yet"}],
+                          key=artifact_key(cid, "best-candidates"),
+                          description=f"Best new candidates after round {r} (MLIP E_hull, eV/atom)")
+    create_markdown_artifact(round_markdown(store, cid, r), key=artifact_key(cid, "round-summary"),
+                             description=f"Round {r} summary")
+
+
+class Progress:
+    """A progress artifact for one round; ``advance`` moves it within the share of a step."""
+
+    def __init__(self, cid: str, r: int) -> None:
+        self.value = 0.0
+        self.id: UUID = create_progress_artifact(0.0, key=artifact_key(cid, f"round-{r}-progress"),
+                                                 description=f"Round {r}: generate, filter, relax, evaluate, dft, "
+                                                             "feedback")
+
+    def set(self, percent: float) -> None:
+        self.value = max(self.value, min(100.0, percent))
+        update_progress_artifact(self.id, self.value)

@@ -1,0 +1,80 @@
+"""What a finished round shows its user: the best candidates, the round's numbers and an E_hull plot.
+
+Pure functions over the store (no Prefect): :mod:`flows.artifacts` publishes them as Prefect UI artifacts.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from typing import Any
+
+from tasks.store import Store
+from tasks.store.views import candidate_frame
+
+
+def _num(x: Any, digits: int = 3) -> Any:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), digits)
+
+
+def best_candidates(store: Store, cid: str, top: int = 10) -> list[dict[str, Any]]:
+    """The ``top`` relaxed new candidates of the campaign so far by MLIP E_hull, with DFT and lab values."""
+    threshold = store.config(cid).evaluate.stability_threshold
+    df = candidate_frame(store.url, cid)
+    df = df[(df["relax_status"] == "converged") & (df["relaxed_match"].fillna("") == "")].head(top)
+    extra: dict[str, dict[str, float]] = {}
+    for h, name, value, _, source in store.properties(cid):
+        if source in ("dft", "lab"):
+            extra.setdefault(h, {})[f"{source}_{name}"] = value
+    return [{"formula": r.formula, "hash": r.hash, "round": int(r.round), "origin": r.origin,
+             "e_above_hull_eV_atom": _num(r.e_above_hull), "formation_energy_eV_atom": _num(r.formation_energy_per_atom),
+             "dft_formation_energy_eV_atom": _num(extra.get(r.hash, {}).get("dft_formation_energy_per_atom")),
+             "lab": ", ".join(f"{k[4:]}={v:g}" for k, v in extra.get(r.hash, {}).items() if k.startswith("lab_")),
+             "status": "stable" if _num(r.e_above_hull) is not None and r.e_above_hull <= threshold
+             else "above threshold"} for r in df.itertuples()]
+
+
+def ehull_histogram_png(store: Store, cid: str, r: int) -> bytes:
+    """Histogram of MLIP E_hull: this round's candidates against the earlier rounds'."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = candidate_frame(store.url, cid)
+    df = df[df["e_above_hull"].notna()]
+    fig, ax = plt.subplots(figsize=(5, 3), dpi=80)
+    bins = [i * 0.05 for i in range(21)]
+    ax.hist([df[df["round"] < r]["e_above_hull"].clip(upper=1.0), df[df["round"] == r]["e_above_hull"].clip(upper=1.0)],
+            bins=bins, stacked=True, label=["earlier rounds", f"round {r}"], color=["#bbbbbb", "#1f77b4"])
+    ax.set_xlabel("E above hull (eV/atom, MLIP; 1.0 = 1.0 or more)")
+    ax.set_ylabel("candidates")
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def round_markdown(store: Store, cid: str, r: int) -> str:
+    """Markdown summary of round ``r`` with the E_hull histogram embedded as a base64 PNG."""
+    s = store.round(cid, r).summary or {}
+    dft = s.get("dft")
+    lines = [f"# Campaign {cid}, round {r}", "", "| | |", "|---|---|"]
+    rows = [("generated", s.get("generated")), ("accepted by the filter", s.get("accepted")),
+            ("relaxed (converged / total)", f"{s.get('relax_converged')} / {s.get('relaxed')}"),
+            ("stable and new", s.get("stable_new")), ("S.U.N. rate", _num(s.get("sun_rate"))),
+            ("best E_hull (eV/atom)", _num(s.get("best_e_above_hull")))]
+    if isinstance(dft, dict):
+        rows += [("DFT completed / failed / lost", f"{dft.get('completed')} / {dft.get('failed')} / {dft.get('lost')}"),
+                 ("MAE E_form MLIP vs DFT (eV/atom)", _num(dft.get("mae_formation_energy_per_atom")))]
+    else:
+        rows.append(("DFT", dft or "-"))
+    lab = s.get("lab") or {}
+    rows.append(("lab measurements (new)", f"{lab.get('measurements', 0)} ({lab.get('new', 0)})"))
+    lines += [f"| {k} | {v} |" for k, v in rows]
+    png = base64.b64encode(ehull_histogram_png(store, cid, r)).decode()
+    lines += ["", f"![E_hull histogram](data:image/png;base64,{png})"]
+    return "\n".join(lines)
