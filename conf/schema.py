@@ -192,6 +192,8 @@ class RelaxConfig(Strict):
     device: Literal["cpu", "cuda", "mps"] = "cpu"
     fmax: float = Field(0.05, gt=0, description="Force convergence, eV/Å.")
     max_steps: int = Field(200, ge=1)
+    optimizer: Literal["FIRE", "BFGS", "LBFGS"] = Field("FIRE", description="ASE optimizer.")
+    max_step: float = Field(0.2, gt=0, description="Largest step of the optimizer, Å.")
     max_volume_ratio: float = Field(2.5, gt=1, description="Cells whose volume grows or shrinks by more "
                                     "than this factor count as exploded.")
     chunk_size: int = Field(6, ge=1, description="Structures per relaxation task.")

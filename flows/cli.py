@@ -1,4 +1,4 @@
-"""The ``matloop`` command line: run, status, candidates, export, evaluate, train, dft, lab."""
+"""The ``matloop`` command line: run, status, candidates, export, evaluate, train, dft, lab, rerun-failed."""
 
 from __future__ import annotations
 
@@ -135,11 +135,13 @@ from flows.evaluate_cmd import evaluate  # noqa: E402  (commands of this app in 
 from flows.train_cmd import train  # noqa: E402
 from flows.dft_cmd import dft_app  # noqa: E402
 from flows.lab_cmd import lab_app  # noqa: E402
+from flows.rerun_cmd import rerun_failed_cmd  # noqa: E402
 
 app.command()(evaluate)
 app.command()(train)
 app.add_typer(dft_app, name="dft")
 app.add_typer(lab_app, name="lab")
+app.command("rerun-failed")(rerun_failed_cmd)
 
 
 def main() -> None:

@@ -52,8 +52,10 @@ def relax_structure(structure: Structure, calc, cfg: RelaxConfig, *, hash: str, 
                     relax_cell: bool = True) -> RelaxResult:
     """Relax one structure with ``calc``; every outcome is a :class:`RelaxResult`."""
     from ase.filters import FrechetCellFilter
-    from ase.optimize import FIRE
+    from ase.optimize import BFGS, FIRE, LBFGS
     from pymatgen.io.ase import AseAtomsAdaptor
+
+    optimizers = {"FIRE": FIRE, "BFGS": BFGS, "LBFGS": LBFGS}
 
     start = time.perf_counter()
     atoms = AseAtomsAdaptor.get_atoms(structure)
@@ -64,7 +66,8 @@ def relax_structure(structure: Structure, calc, cfg: RelaxConfig, *, hash: str, 
         if not _finite(atoms):
             status, reason = "nan", "non-finite energy or forces at the start"
         else:
-            opt = FIRE(FrechetCellFilter(atoms) if relax_cell else atoms, logfile=None)
+            opt = optimizers[cfg.optimizer](FrechetCellFilter(atoms) if relax_cell else atoms, logfile=None,
+                                            maxstep=cfg.max_step)
             converged = False
             for converged in opt.irun(fmax=cfg.fmax, steps=cfg.max_steps):
                 ratio = atoms.get_volume() / v0

@@ -68,6 +68,7 @@ class RelaxResult(_Result):
     mlip: str = Field(description="Identity of the MLIP model used.")
     settings_hash: str = Field(description="Hash of the relaxation settings.")
     wall_time_s: float = Field(description="Wall time of the relaxation, s.")
+    attempt: int = Field(0, description="0: the campaign's own relaxation; n: the n-th rerun with fallback settings.")
 
 
 class Evaluation(_Result):

@@ -13,7 +13,7 @@ from sqlalchemy import and_, select, update
 
 from tasks.errors import StoreError
 from tasks.store.engine import insert_ignore, transaction, upsert
-from tasks.store.tables import CandidateRow, DFTCalcRow, PropertyRow, RelaxationRow
+from tasks.store.tables import CandidateRow, DFTCalcRow, PropertyRow
 
 DFT_STATES = ("queued", "submitted", "running", "completed", "failed", "lost")
 DFT_TERMINAL = ("completed", "failed", "lost")
@@ -126,16 +126,15 @@ class DFTRepo:
     # ---- selection inputs and DFT properties ------------------------------------------------------------
     def dft_pool(self, cid: str, r: int, mlip: str, relax_hash: str) -> list[dict[str, Any]]:
         """Converged candidates first proposed in round ``r`` with their MLIP E_hull and relaxed structure."""
+        relaxed = {c.id: (c, rel) for c, rel in self.relaxations(cid, mlip, relax_hash)  # type: ignore[attr-defined]
+                   if c.round_index == r and rel.status == "converged"}
         with transaction(self.url) as s:
-            rows = s.execute(select(CandidateRow, RelaxationRow.final_structure, PropertyRow.value)
-                             .join(RelaxationRow, RelaxationRow.candidate_id == CandidateRow.id)
-                             .join(PropertyRow, PropertyRow.candidate_id == CandidateRow.id)
-                             .where(CandidateRow.campaign_id == cid, CandidateRow.round_index == r,
-                                    RelaxationRow.mlip == mlip, RelaxationRow.settings_hash == relax_hash,
-                                    RelaxationRow.status == "converged", PropertyRow.name == "e_above_hull",
-                                    PropertyRow.source == "mlip", PropertyRow.model == mlip)).all()
+            ehull = dict(s.execute(select(PropertyRow.candidate_id, PropertyRow.value).where(
+                PropertyRow.candidate_id.in_(list(relaxed)), PropertyRow.name == "e_above_hull",
+                PropertyRow.source == "mlip", PropertyRow.model == mlip)).all())
         return [dict(hash=c.hash, formula=c.formula, nsites=c.nsites, novel=not c.relaxed_match,
-                     structure=final, e_above_hull=ehull) for c, final, ehull in rows]
+                     structure=rel.final_structure, e_above_hull=ehull[i])
+                for i, (c, rel) in relaxed.items() if i in ehull]
 
     def save_dft_properties(self, cid: str, r: int, values: Sequence[tuple[str, str, float, str]], model: str,
                             summary: dict[str, Any]) -> None:

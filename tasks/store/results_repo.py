@@ -18,6 +18,12 @@ PROPERTY_UNITS = {"energy_per_atom": "eV/atom", "formation_energy_per_atom": "eV
                   "e_above_hull": "eV/atom", "band_gap": "eV"}
 
 
+def attempt_of(settings_hash: str) -> int:
+    """Rerun attempt encoded in a settings hash (``...-rN``); 0 for the campaign's own settings."""
+    head, sep, tail = settings_hash.rpartition("-r")
+    return int(tail) if sep and tail.isdigit() else 0
+
+
 class ResultsRepo:
     url: str
 
@@ -55,17 +61,39 @@ class ResultsRepo:
                           .values(status="relaxed" if ok else "relax_failed"))
 
     def relaxations(self, cid: str, mlip: str, settings: str) -> list[tuple[CandidateRow, RelaxationRow]]:
-        """Every relaxation of the campaign's candidates with this MLIP and settings."""
+        """The effective relaxation of each relaxed candidate with this MLIP: the one with the campaign's
+        ``settings`` if it converged, else the latest converged rerun (``matloop rerun-failed``), else the
+        latest attempt."""
         with transaction(self.url) as s:
-            return [tuple(r) for r in s.execute(select(CandidateRow, RelaxationRow).join(RelaxationRow).where(
+            rows = s.execute(select(CandidateRow, RelaxationRow).join(RelaxationRow).where(
                 CandidateRow.campaign_id == cid, RelaxationRow.mlip == mlip,
-                RelaxationRow.settings_hash == settings).order_by(CandidateRow.id)).all()]
+                (RelaxationRow.settings_hash == settings) | (RelaxationRow.attempt > 0))
+                .order_by(CandidateRow.id, RelaxationRow.attempt)).all()
+        chosen: dict[int, tuple[CandidateRow, RelaxationRow]] = {}
+        for cand, rel in rows:
+            have = chosen.get(cand.id)
+            if have is None or have[1].status != "converged":
+                chosen[cand.id] = (cand, rel)  # attempts come in order: a later one replaces a failed one
+        return list(chosen.values())
+
+    def failed_relaxations(self, cid: str, mlip: str, settings: str,
+                           statuses: Sequence[str] | None = None) -> list[tuple[CandidateRow, RelaxationRow]]:
+        """Candidates whose effective relaxation failed (optionally only with these statuses)."""
+        return [(c, r) for c, r in self.relaxations(cid, mlip, settings)
+                if r.status != "converged" and (not statuses or r.status in statuses)]
 
     def reference_energies(self, mlip: str, settings: str) -> dict[str, ReferenceEnergyRow]:
+        """Effective reference energy per structure hash: the one with ``settings`` if it converged, else the
+        latest converged rerun (settings hash ``<settings[:10]>-rN``), else the latest attempt."""
         with transaction(self.url) as s:
-            rows = s.scalars(select(ReferenceEnergyRow).where(ReferenceEnergyRow.mlip == mlip,
-                                                              ReferenceEnergyRow.settings_hash == settings))
-            return {row.hash: row for row in rows}
+            rows = list(s.scalars(select(ReferenceEnergyRow).where(
+                ReferenceEnergyRow.mlip == mlip, (ReferenceEnergyRow.settings_hash == settings)
+                | ReferenceEnergyRow.settings_hash.startswith(f"{settings[:10]}-r"))))
+        chosen: dict[str, ReferenceEnergyRow] = {}
+        for row in sorted(rows, key=lambda r: attempt_of(r.settings_hash)):
+            if row.hash not in chosen or chosen[row.hash].status != "converged":
+                chosen[row.hash] = row
+        return chosen
 
     def save_reference_energies(self, results: Sequence[RelaxResult], formulas: dict[str, str]) -> None:
         rows = [dict(mlip=x.mlip, settings_hash=x.settings_hash, hash=x.hash, formula=formulas[x.hash],

@@ -130,6 +130,7 @@ class RelaxationRow(Base):
     volume_ratio: Mapped[float | None] = mapped_column(Float)
     final_structure: Mapped[str | None] = mapped_column(Text)
     wall_time_s: Mapped[float] = mapped_column(Float)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)  # 0: campaign settings; n: n-th rerun (fallback)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
