@@ -68,7 +68,10 @@ def time_cell(store, n: int, structure, root: Path, cfg) -> dict:
                    env={**os.environ, "OMP_NUM_THREADS": "1"})
     plain = time.perf_counter() - t
     return {"atoms": n, "matloop_wall_s": total, "worker_wall_s": row.wall_time_s, "plain_cp2k_s": plain,
-            "overhead_ratio": (total - plain) / plain, "energy_per_atom_eV": row.energy_per_atom}
+            # atomate2 + jobflow + custodian (inputs, run, polling, parsing, gzip) inside the worker
+            "atomate2_overhead_ratio": (row.wall_time_s - plain) / plain,
+            # everything: worker process start and imports, backend polling, store writes
+            "total_overhead_ratio": (total - plain) / plain, "energy_per_atom_eV": row.energy_per_atom}
 
 
 def campaign_mae(store_url: str | None, campaign_id: str | None) -> dict:
@@ -116,19 +119,20 @@ def main() -> dict:
     store = Store(f"sqlite:///{root / 'bench.db'}")
     timings = [time_cell(store, n, s, root, cfg) for n, s in cells().items()]
     for t in timings:
-        print(f"{t['atoms']} atoms: matloop {t['matloop_wall_s']:.1f} s, plain CP2K {t['plain_cp2k_s']:.1f} s, "
-              f"overhead {100 * t['overhead_ratio']:.0f} %")
+        print(f"{t['atoms']} atoms: plain CP2K {t['plain_cp2k_s']:.1f} s, atomate2 worker {t['worker_wall_s']:.1f} s "
+              f"({100 * t['atomate2_overhead_ratio']:+.0f} %), matloop total {t['matloop_wall_s']:.1f} s "
+              f"({100 * t['total_overhead_ratio']:+.0f} %)")
     mae = None if args.skip_campaign else campaign_mae(args.store, args.campaign)
     if mae:
         print(f"MLIP ({mae['mlip']}) vs DFT formation energy MAE: {mae['mae_formation_energy_eV_per_atom']} eV/atom "
               f"over {mae['n_pairs']} candidates")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
-    overhead = max(t["overhead_ratio"] for t in timings)
+    overhead = max(t["atomate2_overhead_ratio"] for t in timings)
     result = {"benchmark": "dft", "commit": commit, "date": datetime.now(timezone.utc).isoformat(),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
               "settings": cfg.cp2k.model_dump(mode="json"), "cells": timings, "campaign": mae,
-              "targets": TARGETS, "max_overhead_ratio": overhead,
+              "targets": TARGETS, "max_atomate2_overhead_ratio": overhead,
               "meets_targets": overhead <= TARGETS["atomate2_overhead_max"]}
     out = args.out or ROOT / "benchmarks" / "results" / f"dft-{commit}.json"
     out.write_text(json.dumps(result, indent=1, default=str))
