@@ -29,7 +29,8 @@ def _snapshot(url):
         }
 
 
-def test_sigkill_mid_round_then_resume(tmp_path, prefect_server):
+def _kill_mid_round(tmp_path, prefect_server):
+    """Start `matloop run`, SIGKILL it in the middle of round 0's relaxations; return what the tests need."""
     cfg = {"name": "killme", "seed": 5, "rounds": 2, "output_dir": str(tmp_path / "out"),
            "target": {"chemical_system": "Mg-O", "max_atoms": 8},
            "seeds": {"known_phases": [{"template": "NaCl", "species": {"Na": "Mg", "Cl": "O"}}], "max_sites": 12},
@@ -63,10 +64,10 @@ def test_sigkill_mid_round_then_resume(tmp_path, prefect_server):
     assert campaign.status == "running" and store.round(campaign.id, 0).status == "filtered"
     before = _snapshot(url)
 
-    res = subprocess.run(MATLOOP + ["run", "--resume", campaign.id, "--store", url, "--no-progress"], env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert store.campaign(campaign.id).status == "completed"
+    return url, env, store, campaign, before
+
+
+def _check_nothing_lost_or_duplicated(url, store, campaign, before):
     after = _snapshot(url)
     # nothing lost: every proposal and relaxation from before the kill is still there, unchanged
     assert set(before["proposals"]) <= set(after["proposals"])
@@ -81,3 +82,40 @@ def test_sigkill_mid_round_then_resume(tmp_path, prefect_server):
         assert s.scalar(select(func.count()).select_from(CampaignRow)) == 1
     assert len(relaxed_hashes) == accepted
     assert [r.status for r in store.rounds(campaign.id)] == ["completed", "completed"]
+
+
+def test_sigkill_mid_round_then_resume(tmp_path, prefect_server):
+    url, env, store, campaign, before = _kill_mid_round(tmp_path, prefect_server)
+    res = subprocess.run(MATLOOP + ["run", "--resume", campaign.id, "--store", url, "--no-progress"], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert store.campaign(campaign.id).status == "completed"
+    _check_nothing_lost_or_duplicated(url, store, campaign, before)
+
+
+def test_sigkill_then_prefect_flow_run_retry_skips_completed_work(tmp_path, prefect_server):
+    """Prefect's own retry (the UI button / `prefect flow-run retry`) of the crashed campaign flow run."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.states import Crashed
+
+    url, env, store, campaign, before = _kill_mid_round(tmp_path, prefect_server)
+    with get_client(sync_client=True) as client:
+        (run,) = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(
+            any_=[f"campaign-{campaign.id}"])))
+        client.set_flow_run_state(run.id, Crashed(message="worker killed"), force=True)  # what the UI shows
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    res = subprocess.run([prefect, "flow-run", "retry", str(run.id), "--entrypoint",
+                          "flows/campaign.py:discovery_campaign"], env=env, capture_output=True, text=True,
+                         timeout=600, cwd=Path(__file__).resolve().parents[1])
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert store.campaign(campaign.id).status == "completed"
+    _check_nothing_lost_or_duplicated(url, store, campaign, before)
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(run.id).state.is_completed()
+        rounds = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(
+            any_=[f"{campaign.id}-round-0"])))
+        chunks = [t for t in client.read_task_runs() if t.name.startswith("relax-chunk")
+                  and t.flow_run_id in {r.id for r in rounds}]
+    # chunks finished before the kill come back from their persisted results instead of running again
+    assert any(t.state.name == "Cached" for t in chunks), sorted({t.state.name for t in chunks})
