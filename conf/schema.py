@@ -219,6 +219,21 @@ class RunnerConfig(Strict):
     max_workers: int = Field(2, ge=1)
 
 
+class ScheduleConfig(Strict):
+    """When the deployed campaign runs (``matloop deploy`` puts this on the ``campaign`` deployment)."""
+
+    cron: str | None = Field(None, description="Cron expression, e.g. '0 2 * * *'; none: keep the "
+                             "deployment file's schedule.")
+    timezone: str = "UTC"
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None and len(value.split()) != 5:
+            raise ValueError(f"cron {value!r} needs 5 fields (minute hour day month weekday)")
+        return value
+
+
 class CampaignConfig(Strict):
     name: str = "campaign"
     seed: int = 0
@@ -233,6 +248,7 @@ class CampaignConfig(Strict):
     evaluate: EvaluateConfig = EvaluateConfig()
     feedback: FeedbackConfig = FeedbackConfig()
     lab: LabConfig = LabConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
     store: StoreConfig = StoreConfig()
     runner: RunnerConfig = RunnerConfig()
 

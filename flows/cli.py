@@ -1,4 +1,4 @@
-"""The ``matloop`` command line: run, status, candidates, export, evaluate, train, dft, lab, rerun-failed."""
+"""The ``matloop`` command line: run, status, candidates, export, evaluate, train, dft, lab, rerun-failed, deploy."""
 
 from __future__ import annotations
 
@@ -136,12 +136,14 @@ from flows.train_cmd import train  # noqa: E402
 from flows.dft_cmd import dft_app  # noqa: E402
 from flows.lab_cmd import lab_app  # noqa: E402
 from flows.rerun_cmd import rerun_failed_cmd  # noqa: E402
+from flows.deploy_cmd import deploy  # noqa: E402
 
 app.command()(evaluate)
 app.command()(train)
 app.add_typer(dft_app, name="dft")
 app.add_typer(lab_app, name="lab")
 app.command("rerun-failed")(rerun_failed_cmd)
+app.command()(deploy)
 
 
 def main() -> None:
