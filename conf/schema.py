@@ -214,9 +214,29 @@ class StoreConfig(Strict):
     url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file matloop.db in output_dir.")
 
 
+class DaskSlurmConfig(Strict):
+    """Dask workers as SLURM jobs (dask-jobqueue ``SLURMCluster``) for ``runner.kind: dask-slurm``."""
+
+    cores: int = Field(1, ge=1, description="Cores per worker job.")
+    processes: int = Field(1, ge=1, description="Dask worker processes per job.")
+    memory: str = Field("4GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$", description="Memory per job, e.g. 4GB.")
+    walltime: str = Field("01:00:00", pattern=r"^(\d+-)?\d{1,2}:\d{2}:\d{2}$")
+    partition: str | None = Field(None, pattern=r"^[A-Za-z0-9_.@+-]+$")
+    account: str | None = Field(None, pattern=r"^[A-Za-z0-9_.@+-]+$")
+    job_extra: list[str] = Field(default_factory=list, description="Extra #SBATCH options, e.g. --qos=high.")
+    prologue: list[str] = Field(default_factory=list, description="Shell lines before the worker starts, "
+                                "e.g. 'module load cuda'.")
+    minimum: int = Field(1, ge=0, description="Adaptive scaling: fewest worker jobs.")
+    maximum: int = Field(4, ge=1, description="Adaptive scaling: most worker jobs.")
+    interface: str | None = Field(None, description="Network interface of the workers, e.g. ib0 (lo: one node).")
+    python: str | None = Field(None, description="Python on the compute nodes; default: this interpreter.")
+    log_directory: Path | None = Field(None, description="Worker job logs; default: none kept.")
+
+
 class RunnerConfig(Strict):
-    kind: Literal["threads", "processes"] = "processes"
-    max_workers: int = Field(2, ge=1)
+    kind: Literal["threads", "processes", "dask-slurm"] = "processes"
+    max_workers: int = Field(2, ge=1, description="threads/processes: pool size.")
+    dask_slurm: DaskSlurmConfig = DaskSlurmConfig()
 
 
 class ScheduleConfig(Strict):

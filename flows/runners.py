@@ -1,4 +1,5 @@
-"""Task runners from config: threads, or one process pool shared by a campaign and all its rounds."""
+"""Task runners from config: threads, one process pool shared by a campaign and all its rounds, or Dask
+workers running as SLURM jobs (prefect-dask + dask-jobqueue)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from conf.schema import RunnerConfig
 
-RUNNERS = ("threads", "processes")
+RUNNERS = ("threads", "processes", "dask-slurm")
 
 
 class SharedProcessPool(ProcessPoolTaskRunner):
@@ -53,4 +54,24 @@ def make_task_runner(cfg: RunnerConfig):
         return ThreadPoolTaskRunner(max_workers=cfg.max_workers)
     if cfg.kind == "processes":
         return SharedProcessPool(max_workers=cfg.max_workers)
+    if cfg.kind == "dask-slurm":
+        return dask_slurm_runner(cfg.dask_slurm)
     raise ValueError(f"unknown task runner {cfg.kind!r}; allowed: {', '.join(RUNNERS)}")
+
+
+def dask_slurm_runner(cfg):
+    """A ``DaskTaskRunner`` on a ``dask_jobqueue.SLURMCluster`` with adaptive scaling (without adapt or
+    n_workers no job would ever be submitted). Worker jobs inherit PREFECT_API_URL through sbatch's exported
+    environment, so their task runs report to the campaign's server."""
+    import sys
+
+    from prefect_dask import DaskTaskRunner
+
+    kwargs: dict[str, Any] = {"cores": cfg.cores, "processes": cfg.processes, "memory": cfg.memory,
+                              "walltime": cfg.walltime, "python": cfg.python or sys.executable,
+                              "job_extra_directives": list(cfg.job_extra), "job_script_prologue": list(cfg.prologue)}
+    optional = {"queue": cfg.partition, "account": cfg.account, "interface": cfg.interface,
+                "log_directory": str(cfg.log_directory) if cfg.log_directory else None}
+    kwargs.update({k: v for k, v in optional.items() if v is not None})
+    return DaskTaskRunner(cluster_class="dask_jobqueue.SLURMCluster", cluster_kwargs=kwargs,
+                          adapt_kwargs={"minimum": cfg.minimum, "maximum": cfg.maximum})

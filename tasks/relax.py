@@ -100,10 +100,20 @@ def relax_structure(structure: Structure, calc, cfg: RelaxConfig, *, hash: str, 
         settings_hash=relax_settings_hash(cfg), wall_time_s=time.perf_counter() - start)
 
 
+def worker_info() -> dict:
+    """Where this process runs (recorded with each relaxation): host, pid and the SLURM job, if any."""
+    import os
+    import socket
+
+    return {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+
+
 def relax_many(items: Sequence[tuple[str, Structure, bool]], spec: MLIPSpec, cfg: RelaxConfig) -> list[RelaxResult]:
     """Relax ``(hash, structure, relax_cell)`` items with one loaded model."""
     calc = load_calculator(spec)
-    return [relax_structure(s, calc, cfg, hash=h, mlip=spec.identity, relax_cell=rc) for h, s, rc in items]
+    where = worker_info()
+    return [relax_structure(s, calc, cfg, hash=h, mlip=spec.identity, relax_cell=rc).model_copy(
+        update={"worker": where}) for h, s, rc in items]
 
 
 @task(name="load-mlip")

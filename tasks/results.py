@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -69,6 +69,7 @@ class RelaxResult(_Result):
     settings_hash: str = Field(description="Hash of the relaxation settings.")
     wall_time_s: float = Field(description="Wall time of the relaxation, s.")
     attempt: int = Field(0, description="0: the campaign's own relaxation; n: the n-th rerun with fallback settings.")
+    worker: dict[str, Any] = Field(default_factory=dict, description="Where it ran: host, pid, SLURM job id.")
 
 
 class Evaluation(_Result):

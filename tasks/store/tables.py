@@ -131,6 +131,7 @@ class RelaxationRow(Base):
     final_structure: Mapped[str | None] = mapped_column(Text)
     wall_time_s: Mapped[float] = mapped_column(Float)
     attempt: Mapped[int] = mapped_column(Integer, default=0)  # 0: campaign settings; n: n-th rerun (fallback)
+    worker: Mapped[dict[str, Any] | None]  # host, pid, slurm_job_id of the process that ran it
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
