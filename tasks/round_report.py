@@ -62,7 +62,7 @@ def round_markdown(store: Store, cid: str, r: int) -> str:
     """Markdown summary of round ``r`` with the E_hull histogram embedded as a base64 PNG."""
     s = store.round(cid, r).summary or {}
     dft = s.get("dft")
-    lines = [f"# Campaign {cid}, round {r}", "", "| | |", "|---|---|"]
+    lines = [f"# Campaign {cid}, round {r}", "", "| quantity | value |", "|---|---|"]
     rows = [("generated", s.get("generated")), ("accepted by the filter", s.get("accepted")),
             ("relaxed (converged / total)", f"{s.get('relax_converged')} / {s.get('relaxed')}"),
             ("stable and new", s.get("stable_new")), ("S.U.N. rate", _num(s.get("sun_rate"))),

@@ -4,72 +4,33 @@ the campaign config), and a process worker runs the triggered campaign deploymen
 
 from __future__ import annotations
 
-import base64
 import os
-import socket
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.prefect_server import BIN, http_status, prefect_server
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 AUTH = "matloop:s3cret"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str, auth: str | None) -> int:
-    req = urllib.request.Request(url)
-    if auth:
-        req.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return 0  # not listening yet
 
 
 @pytest.fixture(scope="module")
 def auth_server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_API_AUTH_STRING": AUTH,
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": api}
-    env.pop("PREFECT_API_AUTH_STRING", None)
-    log = open(home / "server.log", "w")
-    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 90
-    while time.time() < deadline and _get(f"{api}/health", AUTH) != 200:
-        time.sleep(0.5)
-    assert _get(f"{api}/health", AUTH) == 200, (home / "server.log").read_text()[-3000:]
-    client_env = {**env, "PREFECT_API_AUTH_STRING": AUTH}
-    client_env.pop("PREFECT_SERVER_API_AUTH_STRING")
-    yield api, client_env
-    os.killpg(proc.pid, 15)
-    proc.wait(timeout=30)
+    with prefect_server(tmp_path_factory.mktemp("prefect-home"), auth=AUTH) as (api, env):
+        yield api, env
 
 
 def test_api_refuses_calls_without_credentials(auth_server):
     api, env = auth_server
-    assert _get(f"{api}/health", None) == 200  # probes stay open (load balancers, k8s)
-    assert _get(f"{api}/admin/version", None) == 401
-    assert _get(f"{api}/admin/version", "matloop:wrong") == 401
-    assert _get(f"{api}/admin/version", AUTH) == 200
+    assert http_status(f"{api}/health", None) == 200  # probes stay open (load balancers, k8s)
+    assert http_status(f"{api}/admin/version", None) == 401
+    assert http_status(f"{api}/admin/version", "matloop:wrong") == 401
+    assert http_status(f"{api}/admin/version", AUTH) == 200
     ok = subprocess.run([str(BIN / "prefect"), "work-pool", "ls"], env=env, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     anon = subprocess.run([str(BIN / "prefect"), "work-pool", "ls"], capture_output=True, text=True,
