@@ -3,8 +3,9 @@
 The fallback for attempt ``n`` halves the optimizer's largest step ``n`` times and allows ``n + 1`` times
 the steps; exploded or NaN relaxations switch to a quasi-Newton optimizer (BFGS, or LBFGS after BFGS), and
 unconverged ones to LBFGS (or FIRE after it); errors are retried with the smaller step. Explicit overrides
-(``--set relax.x=y``) win. A converged rerun becomes the candidate's effective relaxation, so the next
-round's evaluation and feedback use it.
+(``--set relax.x=y``) win; naming another MLIP (``relax.backend``/``relax.mace_model``) relaxes with it first and
+then polishes with the campaign's MLIP, whose energy is stored (the hull stays one MLIP). A converged rerun
+becomes the candidate's effective relaxation, so the next round's evaluation and feedback use it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 from prefect import task
 
 from conf.schema import RelaxConfig
-from tasks.relax import relax_context, relax_structure
+from tasks.candidate import structure_from_json
+from tasks.relax import relax_context, relax_structure, worker_info
 
 REASONS = {"exploded": "exploded", "not-converged": "not_converged", "nan": "nan", "error": "error"}
 
@@ -40,6 +42,19 @@ def attempt_hash(base_hash: str, attempt: int) -> str:
     return f"{base_hash[:10]}-r{attempt}"
 
 
+def helper_mlip(cfg: RelaxConfig, overrides: dict[str, Any] | None, campaign_mlip: str):
+    """The MLIP named by ``--set relax.backend=... / relax.mace_model=...``, when it differs from the
+    campaign's. Energies stay on the campaign's hull: the helper only relaxes, the campaign MLIP polishes."""
+    keys = ("backend", "mace_model", "chgnet_model")
+    if not overrides or not any(k in overrides for k in keys):
+        return None
+    from tasks.mlip import resolve_mlip
+
+    spec = resolve_mlip(RelaxConfig.model_validate({**cfg.model_dump(), **{k: overrides[k] for k in keys
+                                                                          if k in overrides}}))
+    return spec if spec.identity != campaign_mlip else None
+
+
 @task(name="rerun-relax-chunk")
 def rerun_chunk_task(store_url: str, campaign_id: str, kind: str, items: list[tuple[str, str, int]],
                      overrides: dict[str, Any] | None = None) -> dict:
@@ -59,12 +74,21 @@ def rerun_chunk_task(store_url: str, campaign_id: str, kind: str, items: list[tu
     else:
         raise ValueError(f"unknown relax kind {kind!r}; allowed: candidate, reference")
     calc = load_calculator(spec)
+    helper = helper_mlip(cfg.relax, overrides, spec.identity)
+    helper_calc = load_calculator(helper) if helper else None
     results = []
     for h, status, attempt in items:
         rcfg = fallback_settings(cfg.relax, status, attempt, overrides)
         structure, relax_cell = structures[h]
+        extra = {}
+        if helper_calc is not None:  # another MLIP finds the minimum; the campaign's MLIP polishes and scores it
+            pre = relax_structure(structure, helper_calc, rcfg, hash=h, mlip=helper.identity, relax_cell=relax_cell)
+            extra = {"pre_relaxed_with": helper.identity, "pre_relax_status": pre.status}
+            if pre.final_structure is not None and pre.status in ("converged", "not_converged"):
+                structure = structure_from_json(pre.final_structure)
         res = relax_structure(structure, calc, rcfg, hash=h, mlip=spec.identity, relax_cell=relax_cell)
-        results.append(res.model_copy(update={"attempt": attempt, "settings_hash": attempt_hash(shash, attempt)}))
+        results.append(res.model_copy(update={"attempt": attempt, "settings_hash": attempt_hash(shash, attempt),
+                                              "worker": {**worker_info(), **extra}}))
     if kind == "candidate":
         store.save_relaxations(campaign_id, results)
     else:

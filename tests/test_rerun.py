@@ -26,7 +26,7 @@ def test_fallback_ladder():
 
 
 @pytest.mark.slow
-def test_rerun_failed_relaxations_through_the_cli(prefect_server, tmp_path):
+def test_rerun_failed_relaxations_through_the_cli(prefect_server, tmp_path, tiny_mace):
     from flows.campaign import run_campaign, start_campaign
     from flows.cli import app
     from tasks.evaluate import evaluate_task
@@ -45,14 +45,18 @@ def test_rerun_failed_relaxations_through_the_cli(prefect_server, tmp_path):
     ok = {c.hash for c, r in before if r.status == "converged"}
     assert failed, "max_steps=2 should leave relaxations unconverged"
 
+    # fallback: more steps, and a different MLIP (the tiny MACE) to find the minimum; CHGNet polishes and scores
     res = CliRunner().invoke(app, ["rerun-failed", cid, "--reason", "not-converged", "--set", "relax.max_steps=150",
-                                   "--set", "relax.fmax=0.1", "--store", cfg.store_url()])
+                                   "--set", "relax.fmax=0.1", "--set", "relax.backend=mace",
+                                   "--set", f"relax.mace_model={tiny_mace}", "--store", cfg.store_url()])
     assert res.exit_code == 0, res.output
     after = {c.hash: r for c, r in store.relaxations(cid, spec.identity, shash)}
     assert all(after[h].attempt == 0 for h in ok)  # converged ones were not touched
     assert all(after[h].attempt == 1 for h in failed)
     assert any(after[h].status == "converged" for h in failed), res.output
     assert all(r.settings_hash.endswith("-r1") for h, r in after.items() if h in failed)
+    assert all(after[h].mlip == spec.identity and after[h].worker["pre_relaxed_with"].startswith("mace:")
+               for h in failed)
     refs = store.reference_energies(spec.identity, shash)
     assert all(refs[h].settings_hash.endswith("-r1") for h in refs_failed)  # failed known phases rerun too
     evaluate_task.fn(cfg.store_url(), cid, 0)  # what the next round's evaluation does
