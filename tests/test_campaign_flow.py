@@ -149,12 +149,14 @@ def test_round_artifacts_are_in_the_prefect_api(finished_campaign):
                 any_=[artifact_key(cid, what)])))
 
         tables, summaries = versions("best-candidates"), versions("round-summary")
-        assert len(tables) == len(summaries) == cfg.rounds  # one version per round, same key
+        # one version per finished round run under the same key (a round rerun after a crash adds one)
+        assert len(tables) == len(summaries) >= cfg.rounds
         assert {a.type for a in tables} == {"table"} and {a.type for a in summaries} == {"markdown"}
-        latest = max(summaries, key=lambda a: a.created)
-        assert f"round {cfg.rounds - 1}" in latest.data and "data:image/png;base64," in latest.data
+        for r in range(cfg.rounds):
+            assert any(f"round {r}" in a.data and "data:image/png;base64," in a.data for a in summaries)
         table = max(tables, key=lambda a: a.created).data
         assert "e_above_hull_eV_atom" in table and "formula" in table
         for r in range(cfg.rounds):
-            (progress,) = versions(f"round-{r}-progress")
-            assert progress.type == "progress" and float(progress.data) == 100.0
+            progress = versions(f"round-{r}-progress")
+            latest = max(progress, key=lambda a: a.created)  # an interrupted run leaves a version below 100
+            assert latest.type == "progress" and float(latest.data) == 100.0
