@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -45,8 +47,22 @@ def get_engine(url: str) -> Engine:
             cur.close()
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    Base.metadata.create_all(engine)
+    _create_tables(engine)
     return engine
+
+
+def _create_tables(engine: Engine, attempts: int = 5) -> None:
+    """``create_all``, tolerating another process creating the same tables at the same moment (a campaign
+    and a CLI command opening a new store together): the loser retries and finds the tables there."""
+    for attempt in range(attempts):
+        try:
+            Base.metadata.create_all(engine)
+            return
+        except (OperationalError, ProgrammingError, IntegrityError) as exc:
+            text = str(exc).lower()
+            if attempt == attempts - 1 or not ("already exists" in text or "duplicate" in text):
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 @contextmanager
