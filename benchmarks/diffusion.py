@@ -88,7 +88,10 @@ def main() -> dict:
         "sampling": {"n": len(samples), "seconds": t_sample, "structures_per_s": len(samples) / t_sample,
                      "throughput_batch": timing},
         "evaluation_seconds": t_eval,
-        "training": {"seconds_per_epoch": float(np.mean([h["seconds"] for h in history[-20:]])),
+        # median over all epochs: robust to epochs slowed by other work on the machine (mean kept too)
+        "training": {"seconds_per_epoch": float(np.median([h["seconds"] for h in history])),
+                     "seconds_per_epoch_min": float(np.min([h["seconds"] for h in history])),
+                     "seconds_per_epoch_mean": float(np.mean([h["seconds"] for h in history])),
                      "final_loss": history[-1]["loss"]},
     }
     out = args.out or ROOT / "benchmarks" / "results" / f"diffusion-{args.dataset}.json"
