@@ -18,9 +18,38 @@ from tasks.store import Store
 
 
 def ensure_tag_limit(tag: str, limit: int) -> None:
-    """Create or update the tag concurrency limit (idempotent)."""
+    """Create or update the tag concurrency limit (idempotent) and give back slots leaked by killed runs."""
     with get_client(sync_client=True) as client:
         client.create_concurrency_limit(tag=tag, concurrency_limit=limit)
+        release_stale_slots(client, tag)
+
+
+def release_stale_slots(client, tag: str) -> int:
+    """Give back slots of the ``tag`` limit that no running task run holds.
+
+    A campaign killed during DFT leaves its slots taken: a server's lease repossessor frees them after the
+    lease (60 s) expires, but the temporary server ``matloop run`` starts keeps leases in memory only, so the
+    next run would wait forever. Slots of task runs still Running (other campaigns) are kept. Returns how many
+    slots were released.
+    """
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+    held = client.read_concurrency_limit_by_tag(tag).active_slots
+    live = []
+    for task_run_id in held:
+        try:
+            state = client.read_task_run(task_run_id).state
+        except Exception:  # the task run is gone
+            continue
+        if state is not None and state.is_running():
+            live.append(task_run_id)
+    name = f"tag:{tag}"
+    active = client.read_global_concurrency_limit_by_name(name).active_slots
+    if active <= len(live):
+        return 0
+    client.reset_concurrency_limit_by_tag(tag, slot_override=live)  # revoke stale leases, re-lease live ones
+    client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active_slots=len(live)))
+    return active - len(live)
 
 
 def run_calcs(store_url: str, ids: list[int], cfg: DFTConfig) -> list[dict]:

@@ -202,3 +202,20 @@ def test_atomate2_parsing_fix_is_scoped_and_only_applied_while_upstream_is_broke
         assert patched.cleanup_dft({"Multiplicity": 1, "Spin-polarized": "RKS"}) is not None
     assert calc.CalculationInput is original  # restored afterwards
     assert (patched is not original) == broken
+
+
+def test_leaked_dft_tag_slots_are_released(prefect_server):
+    """Slots a killed run left taken (no running holder) are given back when a DFT stage starts."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+    from flows.dft import ensure_tag_limit
+
+    ensure_tag_limit("dft-leak-test", 2)
+    with get_client(sync_client=True) as client:
+        client.update_global_concurrency_limit("tag:dft-leak-test", GlobalConcurrencyLimitUpdate(active_slots=2))
+        assert client.read_global_concurrency_limit_by_name("tag:dft-leak-test").active_slots == 2
+    ensure_tag_limit("dft-leak-test", 2)
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name("tag:dft-leak-test")
+        assert limit.active_slots == 0 and limit.limit == 2
