@@ -55,6 +55,20 @@ def micro_config(tmp: Path, **overrides):
     return validate_config(data)
 
 
+def fresh_postgres_url() -> str:
+    """The PostgreSQL named by MATLOOP_TEST_POSTGRES_URL (.ci/postgres.sh), emptied; skips the test without it."""
+    url = os.environ.get("MATLOOP_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("MATLOOP_TEST_POSTGRES_URL is not set (.ci/postgres.sh starts a server)")
+    from tasks.store import get_engine
+    from tasks.store.tables import Base
+
+    engine = get_engine(url)
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    return url
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

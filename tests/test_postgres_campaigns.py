@@ -12,22 +12,15 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
+from tests.conftest import fresh_postgres_url
+
 pytestmark = pytest.mark.slow
 MATLOOP = str(Path(sys.executable).with_name("matloop"))
 
 
 @pytest.fixture
 def pg_url():
-    url = os.environ.get("MATLOOP_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("MATLOOP_TEST_POSTGRES_URL is not set (.ci/postgres.sh starts a server)")
-    from tasks.store import get_engine
-    from tasks.store.tables import Base
-
-    engine = get_engine(url)
-    Base.metadata.drop_all(engine)
-    Base.metadata.create_all(engine)
-    return url
+    return fresh_postgres_url()
 
 
 def test_two_concurrent_campaigns_on_one_postgres_store(pg_url, prefect_server, tmp_path):

@@ -1,6 +1,5 @@
 """The store on real SQLite: campaigns, idempotent writes, transactions that leave nothing half-written."""
 
-import os
 
 import pytest
 from pymatgen.core import Lattice, Structure
@@ -12,8 +11,8 @@ from tasks.generate import make_conditions
 from tasks.results import FilterVerdict, Rejection
 from tasks.seeds import Seed, SeedSet
 from tasks.store import Store, get_engine, round_reached, transaction
-from tasks.store.tables import Base, CandidateRow, ProposalRow, VerdictRow
-from tests.conftest import micro_config
+from tasks.store.tables import CandidateRow, ProposalRow, VerdictRow
+from tests.conftest import fresh_postgres_url, micro_config
 
 
 def _cand(a: float, key: str) -> Candidate:
@@ -27,13 +26,7 @@ def store_url(request, tmp_path):
     """A fresh store: SQLite in tmp, or the PostgreSQL named by MATLOOP_TEST_POSTGRES_URL (.ci/postgres.sh)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
-    url = os.environ.get("MATLOOP_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("MATLOOP_TEST_POSTGRES_URL is not set (.ci/postgres.sh starts a server)")
-    engine = get_engine(url)
-    Base.metadata.drop_all(engine)
-    Base.metadata.create_all(engine)
-    return url
+    return fresh_postgres_url()
 
 
 @pytest.fixture
