@@ -142,18 +142,28 @@ class DiffusionOptions(Strict):
     oversample: float = Field(2.0, ge=1, description="Draw this many times n and keep n by arm weight.")
 
 
+class GANOptions(Strict):
+    """The GAN generator: a trained checkpoint (``matloop train --generator gan``)."""
+
+    checkpoint: Path | None = Field(None, description="Checkpoint file; required with generator.name=gan.")
+    oversample: float = Field(2.0, ge=1, description="Draw this many times n and keep n by arm weight.")
+    batch_size: int = Field(1024, ge=1, description="Crystals per generator pass.")
+
+
 class GeneratorConfig(Strict):
-    name: Literal["substitution", "random", "diffusion"] = "substitution"
+    name: Literal["substitution", "random", "diffusion", "gan"] = "substitution"
     n_per_round: int = Field(16, ge=1, le=100_000)
     substitution: SubstitutionOptions = SubstitutionOptions()
     random: RandomOptions = RandomOptions()
     diffusion: DiffusionOptions = DiffusionOptions()
+    gan: GANOptions = GANOptions()
 
     @model_validator(mode="after")
     def _checkpoint_given(self) -> GeneratorConfig:
-        if self.name == "diffusion" and self.diffusion.checkpoint is None:
-            raise ValueError("generator.name=diffusion needs generator.diffusion.checkpoint (train one with "
-                             "`matloop train --generator diffusion`)")
+        for name in ("diffusion", "gan"):
+            if self.name == name and getattr(self, name).checkpoint is None:
+                raise ValueError(f"generator.name={name} needs generator.{name}.checkpoint (train one with "
+                                 f"`matloop train --generator {name}`)")
         return self
 
 

@@ -3,22 +3,42 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from conf.base import Strict
+from models.collapse import CollapseConfig
 from models.diffusion import DiffusionConfig
+from models.gan import GANConfig
 from models.training import TrainConfig
+
+MODEL_CONFIGS = {"diffusion": DiffusionConfig, "gan": GANConfig}
 
 
 class TrainRunConfig(Strict):
-    generator: Literal["diffusion"] = "diffusion"
+    generator: Literal["diffusion", "gan"] = "diffusion"
     data: list[Path] = Field(description="Training files: MP-20-format CSVs, CIF folders or extxyz.")
     holdout: float = Field(0.0, ge=0, lt=1, description="Share of the data held out (ids written beside the "
                            "checkpoint) for evaluation.")
     max_atoms: int = Field(20, ge=1, description="Structures with more sites are left out.")
-    out: Path = Field(Path("checkpoints/diffusion.pt"), description="Checkpoint path.")
+    out: Path = Field(Path("checkpoints/diffusion.pt"), description="Checkpoint path (default: "
+                      "checkpoints/<generator>.pt).")
     threads: int | None = Field(None, ge=1, description="torch threads for training (default: all cores).")
-    model: DiffusionConfig = DiffusionConfig()
+    model: DiffusionConfig | GANConfig = Field(DiffusionConfig(), description="Architecture of the generator "
+                                               "family named by `generator` (DiffusionConfig or GANConfig).")
     train: TrainConfig = TrainConfig()
+    collapse: CollapseConfig = Field(CollapseConfig(), description="GAN only: mode-collapse monitoring.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_of_generator(cls, raw: Any) -> Any:
+        """Validate ``model`` as the config class of ``generator`` (so field errors name the right class)."""
+        if isinstance(raw, dict):
+            kind = raw.get("generator", "diffusion")
+            if kind in MODEL_CONFIGS:
+                model = raw.get("model", {})
+                raw = {"out": f"checkpoints/{kind}.pt", **raw,
+                       "model": model if isinstance(model, MODEL_CONFIGS[kind])
+                       else MODEL_CONFIGS[kind].model_validate(model or {})}
+        return raw

@@ -7,17 +7,18 @@ from prefect import flow, get_run_logger, task
 from conf.training import TrainRunConfig
 
 
-@task(name="train-diffusion")
+@task(name="train-generator", task_run_name="train-{run.generator}")
 def train_task(run: TrainRunConfig, resume: bool) -> str:
-    from tasks.train import train_diffusion
+    from tasks.train import describe_epoch, train_model
 
     logger = get_run_logger()
 
     def log_epoch(record: dict) -> None:
-        if record["epoch"] % max(1, run.train.checkpoint_every) == 0 or record["epoch"] == run.train.epochs:
-            logger.info("epoch %d: loss %.4f (%.2f s)", record["epoch"], record["loss"], record["seconds"])
+        due = record["epoch"] % max(1, run.train.checkpoint_every) == 0 or record["epoch"] == run.train.epochs
+        if due or "restart" in record:
+            logger.info(describe_epoch(record))
 
-    return str(train_diffusion(run, resume=resume, log_epoch=log_epoch))
+    return str(train_model(run, resume=resume, log_epoch=log_epoch))
 
 
 @flow(name="matloop-train-generator")

@@ -9,7 +9,8 @@ import typer
 
 
 def train(
-    generator: Annotated[str, typer.Option(help="Generator to train: diffusion.")] = "diffusion",
+    generator: Annotated[str | None, typer.Option(help="Generator to train: diffusion | gan (default: the "
+                                                  "config's, else diffusion).")] = None,
     data: Annotated[list[Path] | None, typer.Option(help="Training file(s): CSV, CIF folder, extxyz.")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML of a TrainRunConfig (conf/train_*.yaml).")] = None,
     properties: Annotated[str | None, typer.Option(help="Comma-separated property columns to condition on.")] = None,
@@ -25,9 +26,9 @@ def train(
     from conf.loader import ConfigError, apply_override
     from flows.cli import console, fail
 
-    if generator != "diffusion":
-        fail(ValueError(f"unknown generator {generator!r}; allowed: diffusion"))
     raw: dict = yaml.safe_load(config.read_text()) if config else {}
+    if generator is not None:  # validated with the config: diffusion | gan
+        raw["generator"] = generator
     if data:
         raw["data"] = [str(p) for p in data]
     if properties is not None:
@@ -55,9 +56,9 @@ def train(
             with prefect_api():
                 path = train_generator(run, resume)
         else:
-            from tasks.train import train_diffusion
+            from tasks.train import describe_epoch, train_model
 
-            path = train_diffusion(run, resume, lambda r: console.print(f"epoch {r['epoch']}: loss {r['loss']:.4f}"))
+            path = train_model(run, resume, lambda r: console.print(describe_epoch(r)))
     except MatloopError as exc:
         fail(exc)
     console.print(f"checkpoint: {path}")

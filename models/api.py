@@ -1,4 +1,5 @@
-"""Build, load and sample a crystal diffusion model in terms of pymatgen structures and element symbols."""
+"""Build, load and sample the crystal generative models (diffusion, GAN) in terms of pymatgen structures and
+element symbols."""
 
 from __future__ import annotations
 
@@ -14,27 +15,49 @@ from models.checkpoint import load_checkpoint
 from models.crystal import MAX_Z, Normalizer, structures_from_batch
 from models.data import CrystalDataset
 from models.diffusion import Condition, CrystalDiffusion, DiffusionConfig
+from models.gan import CrystalGAN, GANConfig
 from models.sampler import SamplerConfig, sample
 
 Target = tuple[float | None, float | None]  # (min, max) in physical units; equal for a value target
+ModelConfig = DiffusionConfig | GANConfig
+GenerativeModel = CrystalDiffusion | CrystalGAN
+# checkpoint "kind" -> (config class, model class); both models are built as ``Model(config, normalizer)``
+MODEL_KINDS: dict[str, tuple[type[ModelConfig], type[GenerativeModel]]] = {
+    "diffusion": (DiffusionConfig, CrystalDiffusion), "gan": (GANConfig, CrystalGAN)}
 
 
-def training_meta(cfg: DiffusionConfig, data: CrystalDataset) -> dict[str, Any]:
-    return {"kind": "diffusion", "model_config": cfg.model_dump(mode="json"),
+def kind_of(cfg: ModelConfig) -> str:
+    return next(kind for kind, (config_cls, _) in MODEL_KINDS.items() if isinstance(cfg, config_cls))
+
+
+def build_model(cfg: ModelConfig, normalizer: Normalizer) -> GenerativeModel:
+    return MODEL_KINDS[kind_of(cfg)][1](cfg, normalizer)
+
+
+def training_meta(cfg: ModelConfig, data: CrystalDataset) -> dict[str, Any]:
+    return {"kind": kind_of(cfg), "model_config": cfg.model_dump(mode="json"),
             "normalizer": data.normalizer.as_dict(), "num_atoms_hist": data.num_atoms_histogram(),
             "data_digest": data.digest()}
 
 
-def load_diffusion(path: Path, use_ema: bool = True) -> tuple[CrystalDiffusion, dict[str, Any]]:
-    """Model (EMA weights by default) and the checkpoint dict it came from."""
+def load_model(path: Path, use_ema: bool = True, kind: str | None = None) -> tuple[GenerativeModel, dict[str, Any]]:
+    """Model (EMA weights by default) and the checkpoint dict it came from; ``kind`` (one of
+    :data:`MODEL_KINDS`) insists on a model family."""
     ckpt = load_checkpoint(path)
-    if ckpt.get("kind") != "diffusion":
-        raise ValueError(f"{path} holds a {ckpt.get('kind')!r} model, not a diffusion model")
-    model = CrystalDiffusion(DiffusionConfig.model_validate(ckpt["model_config"]),
-                             Normalizer.from_dict(ckpt["normalizer"]))
+    found = ckpt.get("kind")
+    if found not in MODEL_KINDS:
+        raise ValueError(f"{path} holds a {found!r} model; known kinds: {', '.join(MODEL_KINDS)}")
+    if kind is not None and found != kind:
+        raise ValueError(f"{path} holds a {found!r} model, not a {kind} model")
+    config_cls, model_cls = MODEL_KINDS[found]
+    model = model_cls(config_cls.model_validate(ckpt["model_config"]), Normalizer.from_dict(ckpt["normalizer"]))
     model.load_state_dict(ckpt["ema_state_dict" if use_ema else "state_dict"])
     model.eval()
     return model, ckpt
+
+
+def load_diffusion(path: Path, use_ema: bool = True) -> tuple[CrystalDiffusion, dict[str, Any]]:
+    return load_model(path, use_ema, kind="diffusion")
 
 
 def allowed_mask(elements: Sequence[str] | None) -> torch.Tensor | None:
@@ -54,7 +77,7 @@ def draw_num_atoms(hist: Sequence[float], n: int, max_atoms: int, generator: tor
     return torch.multinomial(p / p.sum(), n, replacement=True, generator=generator)
 
 
-def build_condition(model: CrystalDiffusion, n: int, elements: Sequence[str] | None,
+def build_condition(model: GenerativeModel, n: int, elements: Sequence[str] | None,
                     targets: Mapping[str, Target], generator: torch.Generator) -> Condition | None:
     """Normalised property values drawn uniformly inside each target range (open ends: 3 std from the
     training mean) and the element multi-hot of the requested chemical system."""
@@ -84,17 +107,27 @@ def build_condition(model: CrystalDiffusion, n: int, elements: Sequence[str] | N
     return Condition(props, given, hot)
 
 
-def sample_structures(model: CrystalDiffusion, ckpt: Mapping[str, Any], n: int, seed: int, cfg: SamplerConfig,
-                      elements: Sequence[str] | None = None, targets: Mapping[str, Target] | None = None,
-                      max_atoms: int = 20, batch_size: int = 256) -> list[Structure]:
-    """``n`` crystals; every species lies in ``elements`` when given."""
+def sample_batch(model: GenerativeModel, num_atoms: torch.Tensor, generator: torch.Generator,
+                 cfg: SamplerConfig | None = None, cond: Condition | None = None,
+                 allowed: torch.Tensor | None = None):
+    """One batch of crystals: the diffusion sampler (``cfg``, default 1000 steps) or one GAN pass."""
+    if isinstance(model, CrystalGAN):
+        return model.sample(num_atoms, generator, cond, allowed)
+    return sample(model, num_atoms, cfg or SamplerConfig(), generator, cond, allowed)
+
+
+def sample_structures(model: GenerativeModel, ckpt: Mapping[str, Any], n: int, seed: int,
+                      cfg: SamplerConfig | None = None, elements: Sequence[str] | None = None,
+                      targets: Mapping[str, Target] | None = None, max_atoms: int = 20,
+                      batch_size: int = 256) -> list[Structure]:
+    """``n`` crystals; every species lies in ``elements`` when given (``cfg``: diffusion sampler settings)."""
     generator = torch.Generator().manual_seed(seed)
     counts = draw_num_atoms(ckpt["num_atoms_hist"], n, max_atoms, generator)
     out: list[Structure] = []
     for start in range(0, n, batch_size):
         part = counts[start:start + batch_size]
         cond = build_condition(model, len(part), elements, targets or {}, generator)
-        out += structures_from_batch(sample(model, part, cfg, generator, cond, allowed_mask(elements)))
+        out += structures_from_batch(sample_batch(model, part, generator, cfg, cond, allowed_mask(elements)))
     return out
 
 

@@ -18,13 +18,12 @@ a multi-hot chemical system) is dropped at random during training.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from models.crystal import MASK, MAX_Z, CrystalBatch, Normalizer
+from models.conditioning import Condition, cond_dim, condition_of, element_multi_hot
+from models.crystal import MASK, CrystalBatch, Normalizer
 from models.cspnet import CSPNet
 from models.schedules import cosine_alpha_bar, mask_probability, score_norm, sigma_schedule, wrapped_normal_score
 
@@ -45,35 +44,10 @@ class DiffusionConfig(BaseModel):
     loss_weights: tuple[float, float, float] = Field((1.0, 1.0, 1.0), description="lattice, coords, species")
 
     def cond_dim(self) -> int:
-        return 2 * len(self.properties) + ((MAX_Z + 1) if self.condition_on_elements else 0)
+        return cond_dim(self)
 
 
-def element_multi_hot(species: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
-    """(B, MAX_Z + 1) indicator of the elements present in each crystal."""
-    hot = torch.zeros(num_graphs, MAX_Z + 1, dtype=torch.float32, device=species.device)
-    hot[batch, species] = 1.0
-    return hot
-
-
-@dataclass
-class Condition:
-    """Raw condition parts for a batch: property values (normalised), given flags, allowed elements."""
-
-    props: torch.Tensor | None  # (B, P)
-    given: torch.Tensor | None  # (B, P) bool
-    elements: torch.Tensor | None  # (B, MAX_Z + 1) multi-hot, or None when not conditioned
-
-    def vector(self, cfg: DiffusionConfig, num_graphs: int, device: torch.device) -> torch.Tensor | None:
-        parts = []
-        if cfg.properties:
-            p = (self.props if self.props is not None
-                 else torch.zeros(num_graphs, len(cfg.properties), device=device, dtype=torch.float32))
-            g = self.given if self.given is not None else torch.zeros_like(p, dtype=torch.bool)
-            parts += [p * g, g.float()]
-        if cfg.condition_on_elements:
-            parts.append(self.elements if self.elements is not None
-                         else torch.zeros(num_graphs, MAX_Z + 1, device=device, dtype=torch.float32))
-        return torch.cat(parts, dim=-1) if parts else None
+__all__ = ["Condition", "CrystalDiffusion", "DiffusionConfig", "element_multi_hot"]
 
 
 class CrystalDiffusion(nn.Module):
@@ -111,20 +85,6 @@ class CrystalDiffusion(nn.Module):
         masked = u < mask_probability(t_atom)
         return torch.where(masked, torch.full_like(a0, MASK), a0), masked
 
-    def condition_of(self, b: CrystalBatch, generator: torch.Generator | None) -> Condition:
-        """The batch's own conditions with classifier-free dropout applied."""
-        n, dev, p = b.num_graphs, b.frac.device, self.cfg.cond_drop_prob
-        props = given = elements = None
-        if self.cfg.properties:
-            props = (b.props if b.props is not None
-                     else torch.zeros(n, len(self.cfg.properties), device=dev, dtype=torch.float32))
-            given = b.prop_mask if b.prop_mask is not None else torch.zeros_like(props, dtype=torch.bool)
-            given = given & (torch.rand(given.shape, generator=generator, device=dev) >= p)
-        if self.cfg.condition_on_elements:
-            keep = (torch.rand(n, 1, generator=generator, device=dev) >= p).float()
-            elements = element_multi_hot(b.species, b.batch, n) * keep
-        return Condition(props, given, elements)
-
     def loss(self, b: CrystalBatch, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
         """Weighted sum of the lattice epsilon MSE, the normalised coordinate score MSE and species CE."""
         n, dev, dt = b.num_graphs, b.frac.device, b.frac.dtype
@@ -138,7 +98,7 @@ class CrystalDiffusion(nn.Module):
         norm = self.score_norm(t)[b.batch][:, None]
         at, masked = self.mask_species(b.species, t[b.batch], torch.rand(b.species.shape, generator=generator,
                                                                           device=dev))
-        cond = self.condition_of(b, generator).vector(self.cfg, n, dev)
+        cond = condition_of(self.cfg, b, generator).vector(self.cfg, n, dev)
         eps_hat, score_hat, logits = self.denoiser(at, ft, lt, t, b.batch, b.edges(), cond)
         loss_l = ((eps_hat - eps_l) ** 2).mean()
         loss_f = ((score_hat - score / norm.sqrt()) ** 2).mean()

@@ -1,15 +1,20 @@
 """The training loop shared by the crystal generators: AdamW, gradient clipping, EMA weights, checkpoints
-that resume exactly, and fine-tuning on new data with replay of the original data.
+that resume exactly, fine-tuning on new data with replay of the original data, and an optional health
+monitor that restarts from the last good state (GAN mode collapse).
 
-A trainable model exposes ``loss(batch, generator) -> (loss, parts)``; everything else is here.
+A trainable model exposes either ``loss(batch, generator) -> (loss, parts)`` (one optimizer, stepped here),
+or ``optimizer_groups() -> {name: (params, adamw_overrides)}`` together with
+``train_step(batch, generator, optimizers, grad_clip) -> parts`` (adversarial training: several optimizers
+stepped by the model). Everything else is here.
 """
 
 from __future__ import annotations
 
+import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,6 +45,35 @@ TRAINING_STATE = frozenset({"format", "state_dict", "ema_state_dict", "ema_n_ave
                             "epoch", "step", "history", "train_config", "hash"})
 
 
+class MonitorReport(BaseModel):
+    """What a health monitor found at the end of an epoch."""
+
+    metrics: dict[str, float]
+    healthy: bool
+    reason: str = ""
+
+
+class Monitor(Protocol):
+    """Checks the model every ``every`` epochs; unhealthy reports restore the last healthy state."""
+
+    every: int
+    max_restarts: int
+
+    def __call__(self, trainer: Trainer) -> MonitorReport: ...
+
+
+class TrainingStopped(RuntimeError):
+    """Training gave up after ``max_restarts`` unhealthy reports; the last healthy state was kept."""
+
+
+def build_optimizers(model: nn.Module, cfg: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+    groups = getattr(model, "optimizer_groups", None)
+    spec: dict[str, tuple[Iterable[nn.Parameter], dict]] = (
+        groups() if groups is not None else {"model": (model.parameters(), {})})
+    return {name: torch.optim.AdamW(params, **{"lr": cfg.lr, "weight_decay": cfg.weight_decay, **overrides})
+            for name, (params, overrides) in spec.items()}
+
+
 def ema_of(model: nn.Module, decay: float) -> AveragedModel:
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
 
@@ -50,14 +84,28 @@ class Trainer:
     def __init__(self, model: nn.Module, cfg: TrainConfig, meta: dict[str, Any]) -> None:
         self.model, self.cfg, self.meta = model, cfg, meta
         self.ema = ema_of(model, cfg.ema_decay)
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizers = build_optimizers(model, cfg)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.epoch, self.step, self.history = 0, 0, []
+        self.last_good: dict[str, Any] | None = None
+        self.restarts = 0
+
+    def _optimizer_state(self) -> dict[str, Any]:
+        if list(self.optimizers) == ["model"]:  # one optimizer: its state dict as such (checkpoint format 1)
+            return self.optimizers["model"].state_dict()
+        return {"groups": {name: opt.state_dict() for name, opt in self.optimizers.items()}}
+
+    def _load_optimizer_state(self, state: dict[str, Any]) -> None:
+        if list(self.optimizers) == ["model"]:
+            self.optimizers["model"].load_state_dict(state)
+            return
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["groups"][name])
 
     def payload(self) -> dict[str, Any]:
         ema_state = self.ema.module.state_dict()
         return {**self.meta, "state_dict": self.model.state_dict(), "ema_state_dict": ema_state,
-                "ema_n_averaged": self.ema.n_averaged, "optimizer": self.optimizer.state_dict(),
+                "ema_n_averaged": self.ema.n_averaged, "optimizer": self._optimizer_state(),
                 "rng_state": self.generator.get_state(), "epoch": self.epoch, "step": self.step,
                 "history": self.history, "train_config": self.cfg.model_dump(),
                 "hash": state_hash(ema_state, {k: self.meta[k] for k in ("kind", "model_config", "normalizer")})}
@@ -66,7 +114,7 @@ class Trainer:
         self.model.load_state_dict(ckpt["state_dict"])
         self.ema.module.load_state_dict(ckpt["ema_state_dict"])
         self.ema.n_averaged.copy_(ckpt["ema_n_averaged"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self._load_optimizer_state(ckpt["optimizer"])
         self.generator.set_state(ckpt["rng_state"])
         self.epoch, self.step, self.history = ckpt["epoch"], ckpt["step"], list(ckpt["history"])
 
@@ -82,32 +130,70 @@ class Trainer:
             old = replay.batch(torch.randint(len(replay), (n_old,), generator=self.generator).tolist())
             yield concat_batches(new, old)
 
+    def _step(self, batch) -> dict[str, float]:
+        custom = getattr(self.model, "train_step", None)
+        if custom is not None:
+            return custom(batch, self.generator, self.optimizers, self.cfg.grad_clip)
+        loss, detail = self.model.loss(batch, self.generator)
+        optimizer = self.optimizers["model"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        optimizer.step()
+        return {"loss": loss.item(), **detail}
+
+    def _check(self, monitor: Monitor, record: dict) -> bool:
+        """Run the monitor; on an unhealthy report restore the last healthy state (weights, EMA, optimizers;
+        the RNG and the epoch count run on, so the restart takes a different path). False: give up."""
+        report = monitor(self)
+        record.update({f"monitor.{k}": v for k, v in report.metrics.items()}, healthy=report.healthy)
+        if report.healthy:
+            self.last_good = copy.deepcopy(self.payload())
+            return True
+        self.restarts += 1
+        record["restart"] = self.restarts
+        record["reason"] = report.reason
+        if self.last_good is not None:
+            rng, epoch, step, history = self.generator.get_state(), self.epoch, self.step, self.history
+            self.restore(self.last_good)
+            self.generator.set_state(rng)
+            self.epoch, self.step, self.history = epoch, step, history
+        return self.restarts <= monitor.max_restarts
+
     def fit(self, data: CrystalDataset, checkpoint: Path | None = None, replay: CrystalDataset | None = None,
-            log: Callable[[dict], None] | None = None) -> list[dict]:
-        """Train until ``cfg.epochs`` (counting epochs already done when resumed)."""
+            log: Callable[[dict], None] | None = None, monitor: Monitor | None = None) -> list[dict]:
+        """Train until ``cfg.epochs`` (counting epochs already done when resumed).
+
+        With a ``monitor``, every ``monitor.every`` epochs the model is checked; an unhealthy model is put
+        back to its last healthy state, and after ``monitor.max_restarts`` restarts training stops with that
+        state checkpointed and :class:`TrainingStopped` raised.
+        """
         self.model.train()
         while self.epoch < self.cfg.epochs:
             start, parts, n = time.perf_counter(), {}, 0
             for batch in self._batches(data, replay):
-                loss, detail = self.model.loss(batch, self.generator)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-                self.optimizer.step()
+                detail = self._step(batch)
                 self.ema.update_parameters(self.model)
                 self.step += 1
                 n += 1
-                for k, v in {"loss": loss.item(), **detail}.items():
+                for k, v in detail.items():
                     parts[k] = parts.get(k, 0.0) + v
             self.epoch += 1
             record = {"epoch": self.epoch, "seconds": time.perf_counter() - start,
                       **{k: v / max(n, 1) for k, v in parts.items()}}
             self.history.append(record)
+            carry_on = True
+            if monitor is not None and monitor.every and self.epoch % monitor.every == 0:
+                carry_on = self._check(monitor, record)
+                self.model.train()
             if log:
                 log(record)
             due = self.epoch % self.cfg.checkpoint_every == 0 or self.epoch == self.cfg.epochs
-            if checkpoint is not None and due:
+            if checkpoint is not None and (due or not carry_on):
                 save_checkpoint(checkpoint, self.payload())
+            if not carry_on:
+                raise TrainingStopped(f"training stopped at epoch {self.epoch} after {self.restarts} restarts "
+                                      f"({record.get('reason')}); the last healthy state was kept")
         return self.history
 
 

@@ -53,17 +53,29 @@ def property_values(df: pd.DataFrame, names: Sequence[str]) -> np.ndarray | None
     return df[list(names)].to_numpy(dtype=float)
 
 
-def train_diffusion(run: TrainRunConfig, resume: bool = False, log_epoch: Callable[[dict], None] | None = None) -> Path:
-    """Train (or resume) a diffusion model on ``run.data``; writes the checkpoint and the held-out ids."""
-    from models.api import training_meta
-    from models.crystal import Normalizer
-    from models.data import CrystalDataset
-    from models.diffusion import CrystalDiffusion
-    from models.training import Trainer, resume_trainer
+def describe_epoch(record: dict) -> str:
+    """One log line for a training record: losses, then collapse-monitor figures and restarts if any."""
+    skip = {"epoch", "seconds", "healthy", "reason", "restart"}
+    parts = [f"{k} {v:.4f}" for k, v in record.items() if k not in skip and isinstance(v, float)]
+    line = f"epoch {record['epoch']} ({record['seconds']:.2f} s): " + ", ".join(parts)
+    if "restart" in record:
+        line += f"; COLLAPSE ({record['reason']}): restart {record['restart']} from the last healthy state"
+    return line
 
+
+def train_model(run: TrainRunConfig, resume: bool = False, log_epoch: Callable[[dict], None] | None = None) -> Path:
+    """Train (or resume) the generator family ``run.generator`` on ``run.data``; writes the checkpoint and the
+    held-out ids. GAN training is watched for mode collapse (``run.collapse``) and restarts from its last
+    healthy state when it collapses."""
     import os
 
     import torch
+
+    from models.api import build_model, training_meta
+    from models.collapse import CollapseMonitor
+    from models.crystal import Normalizer
+    from models.data import CrystalDataset
+    from models.training import Trainer, TrainingStopped, resume_trainer
 
     torch.set_num_threads(run.threads or os.cpu_count() or 1)
     df, held = split_holdout(load_training_table(run.data, run.max_atoms), run.holdout, run.train.seed)
@@ -74,37 +86,39 @@ def train_diffusion(run: TrainRunConfig, resume: bool = False, log_epoch: Callab
         normalizer = trainer.model.normalizer
     else:
         normalizer = Normalizer.fit(structures, props, run.model.properties)
-        model = CrystalDiffusion(run.model, normalizer)
         data0 = CrystalDataset(structures, normalizer, props)
         meta = {**training_meta(run.model, data0), "data_paths": [str(p) for p in run.data]}
-        trainer = Trainer(model, run.train, meta)
+        trainer = Trainer(build_model(run.model, normalizer), run.train, meta)
     data = CrystalDataset(structures, normalizer, props)
     run.out.parent.mkdir(parents=True, exist_ok=True)
     run.out.with_suffix(".holdout.json").write_text(json.dumps({"ids": [str(i) for i in held["id"]]}))
-    trainer.fit(data, checkpoint=run.out, log=log_epoch)
+    monitor = CollapseMonitor(data, run.collapse) if run.generator == "gan" and run.collapse.every else None
+    try:
+        trainer.fit(data, checkpoint=run.out, log=log_epoch, monitor=monitor)
+    except TrainingStopped as exc:
+        log.warning("%s: %s", run.out, exc)
     return run.out
 
 
 def _model_from_checkpoint(path: Path):
-    from models.api import load_diffusion
+    from models.api import load_model
 
-    model, _ = load_diffusion(path, use_ema=False)
+    model, _ = load_model(path, use_ema=False)
     model.train()
     return model
 
 
-def fine_tune_diffusion(checkpoint: Path, structures: Sequence[Structure], props: np.ndarray | None, epochs: int,
-                        out: Path, replay: Sequence[Structure] | None = None,
-                        replay_props: np.ndarray | None = None, replay_fraction: float = 0.5) -> Path:
-    """Continue training ``checkpoint`` on new (structure, properties) pairs for ``epochs`` more epochs,
-    mixing ``replay_fraction`` of every batch from ``replay`` (by default the checkpoint's own training
-    files) so the model does not forget the original distribution."""
+def fine_tune(checkpoint: Path, structures: Sequence[Structure], props: np.ndarray | None, epochs: int, out: Path,
+              replay: Sequence[Structure] | None = None, replay_props: np.ndarray | None = None,
+              replay_fraction: float = 0.5) -> Path:
+    """Continue training ``checkpoint`` (any generator family) on new (structure, properties) pairs for
+    ``epochs`` more epochs, mixing ``replay_fraction`` of every batch from ``replay`` (by default the
+    checkpoint's own training files) so the model does not forget the original distribution."""
+    from models.checkpoint import load_checkpoint
     from models.data import CrystalDataset
     from models.training import TrainConfig, resume_trainer
 
     model = _model_from_checkpoint(checkpoint)
-    from models.checkpoint import load_checkpoint
-
     ckpt = load_checkpoint(checkpoint)
     cfg = TrainConfig.model_validate({**ckpt["train_config"], "epochs": ckpt["epoch"] + epochs,
                                       "replay_fraction": replay_fraction})

@@ -76,30 +76,50 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(scope="session")
-def tiny_diffusion(tmp_path_factory) -> Path:
-    """A small diffusion checkpoint trained in this session on Mg-Si-O structures (seconds, not a good model:
-    enough for interface and campaign tests)."""
+def _mgsio_training_file(tmp: Path) -> Path:
+    """Mg-Si-O known phases + substitution proposals (<= 12 sites) as extxyz: a quick generator training set."""
     from ase.io import write
     from pymatgen.io.ase import AseAtomsAdaptor
 
     from conf.schema import GeneratorConfig, SeedsConfig, TargetConfig
-    from conf.training import TrainRunConfig
     from tasks.generate import make_conditions
     from tasks.generators import build_generator
     from tasks.seedset import build_seed_set
-    from tasks.train import train_diffusion
 
-    tmp = tmp_path_factory.mktemp("diffusion")
     target = TargetConfig(chemical_system="Mg-Si-O", max_atoms=12)
     seeds = build_seed_set(SeedsConfig(), target)
     pool = build_generator(GeneratorConfig(), seeds).sample(40, make_conditions(target, 0), seed=0)
     structures = [s.structure for s in seeds.known_phases if len(s.structure) <= 12 and s.relax_cell]
     structures += [c.structure for c in pool]
-    frames = [AseAtomsAdaptor.get_atoms(s) for s in structures]
-    write(tmp / "train.extxyz", frames, format="extxyz")
+    write(tmp / "train.extxyz", [AseAtomsAdaptor.get_atoms(s) for s in structures], format="extxyz")
+    return tmp / "train.extxyz"
+
+
+@pytest.fixture(scope="session")
+def tiny_diffusion(tmp_path_factory) -> Path:
+    """A small diffusion checkpoint trained in this session on Mg-Si-O structures (seconds, not a good model:
+    enough for interface and campaign tests)."""
+    from conf.training import TrainRunConfig
+    from tasks.train import train_model
+
+    tmp = tmp_path_factory.mktemp("diffusion")
     run = TrainRunConfig.model_validate({
-        "data": [str(tmp / "train.extxyz")], "max_atoms": 12, "out": str(tmp / "tiny.pt"),
+        "data": [str(_mgsio_training_file(tmp))], "max_atoms": 12, "out": str(tmp / "tiny.pt"),
         "model": {"hidden_dim": 32, "num_layers": 2, "num_freqs": 4},
         "train": {"epochs": 60, "batch_size": 16, "lr": 2e-3, "checkpoint_every": 30}})
-    return train_diffusion(run)
+    return train_model(run)
+
+
+@pytest.fixture(scope="session")
+def tiny_gan(tmp_path_factory) -> Path:
+    """A small GAN checkpoint trained in this session on the same Mg-Si-O set (seconds), collapse-monitored."""
+    from conf.training import TrainRunConfig
+    from tasks.train import train_model
+
+    tmp = tmp_path_factory.mktemp("gan")
+    run = TrainRunConfig.model_validate({
+        "generator": "gan", "data": [str(_mgsio_training_file(tmp))], "max_atoms": 12, "out": str(tmp / "gan.pt"),
+        "threads": 1, "model": {"hidden_dim": 32, "latent_dim": 16, "generator_layers": 2, "critic_layers": 2},
+        "train": {"epochs": 60, "batch_size": 16, "checkpoint_every": 30},
+        "collapse": {"every": 20, "n_samples": 32, "warmup": 20}})
+    return train_model(run)

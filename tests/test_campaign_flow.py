@@ -120,18 +120,20 @@ def test_retry_after_a_crash_reuses_persisted_task_results(finished_campaign):
     assert recent and {r.state.name for r in recent} == {"Cached"}
 
 
-def test_micro_campaign_with_the_diffusion_generator(prefect_server, tiny_diffusion, tmp_path):
+@pytest.mark.parametrize("name", ["diffusion", "gan"])
+def test_micro_campaign_with_a_learned_generator(prefect_server, name, request, tmp_path):
+    checkpoint = str(request.getfixturevalue(f"tiny_{name}"))
+    options = {"checkpoint": checkpoint, "steps": 40} if name == "diffusion" else {"checkpoint": checkpoint}
     cfg = micro_config(tmp_path, **{"target.chemical_system": "Mg-Si-O", "target.max_atoms": 12,
-                                    "generator.name": "diffusion", "generator.n_per_round": 4,
-                                    "generator.diffusion": {"checkpoint": str(tiny_diffusion), "steps": 40},
-                                    "relax.max_steps": 40})
+                                    "generator.name": name, "generator.n_per_round": 4,
+                                    f"generator.{name}": options, "relax.max_steps": 40})
     cid = start_campaign(cfg)
     run_campaign(cfg.store_url(), cid)
     store = Store(cfg.store_url())
     assert store.campaign(cid).status == "completed"
     assert [r.status for r in store.rounds(cid)] == ["completed", "completed"]
     df = candidate_frame(cfg.store_url(), cid)
-    assert len(df) > 0 and set(df["generator"]) == {"diffusion"}
+    assert len(df) > 0 and set(df["generator"]) == {name}
     structures = store.candidate_structures(cid, list(df["hash"]))
     assert all({el.symbol for el in s.composition.elements} <= {"Mg", "Si", "O"} for s in structures.values())
 

@@ -21,12 +21,18 @@ def seeds():
 def _config(name: str, checkpoint=None) -> GeneratorConfig:
     if name == "diffusion":
         return GeneratorConfig(name=name, diffusion={"checkpoint": checkpoint, "steps": 30})
+    if name == "gan":
+        return GeneratorConfig(name=name, gan={"checkpoint": checkpoint})
     return GeneratorConfig(name=name)
+
+
+CHECKPOINT_FIXTURES = {"diffusion": "tiny_diffusion", "gan": "tiny_gan"}
 
 
 @pytest.fixture(params=GENERATOR_NAMES)
 def generator(request, seeds) -> Generator:
-    ckpt = request.getfixturevalue("tiny_diffusion") if request.param == "diffusion" else None
+    fixture = CHECKPOINT_FIXTURES.get(request.param)
+    ckpt = request.getfixturevalue(fixture) if fixture else None
     return build_generator(_config(request.param, ckpt), seeds)
 
 

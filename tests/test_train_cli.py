@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from models.checkpoint import load_checkpoint
-from tasks.train import fine_tune_diffusion
+from tasks.train import fine_tune
 from tests.test_metrics import cscl, perovskite, rocksalt, wurtzite
 from tests.test_seeds import BAD_CIF
 
@@ -47,7 +47,7 @@ def test_train_resume_and_fine_tune(tmp_path):
     resumed = load_checkpoint(out)
     assert resumed["epoch"] == 4 and resumed["step"] == 2 * first["step"]
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4]
-    tuned = fine_tune_diffusion(out, [perovskite(3.95)], np.array([[2.5]]), epochs=1, out=tmp_path / "ft.pt",
+    tuned = fine_tune(out, [perovskite(3.95)], np.array([[2.5]]), epochs=1, out=tmp_path / "ft.pt",
                                 replay=[rocksalt()], replay_props=np.array([[0.0]]), replay_fraction=0.5)
     ft = load_checkpoint(tuned)
     assert ft["epoch"] == 5 and ft["fine_tuned_from"] == resumed["hash"] and ft["hash"] != resumed["hash"]

@@ -7,7 +7,7 @@ from tasks.errors import GeneratorError
 from tasks.generators.base import Generator
 from tasks.seeds import SeedSet
 
-GENERATOR_NAMES = ("substitution", "random", "diffusion")
+GENERATOR_NAMES = ("substitution", "random", "diffusion", "gan")
 
 
 def build_generator(cfg: GeneratorConfig, seeds: SeedSet) -> Generator:
@@ -24,6 +24,10 @@ def build_generator(cfg: GeneratorConfig, seeds: SeedSet) -> Generator:
         from tasks.generators.diffusion import DiffusionGenerator
 
         return DiffusionGenerator(cfg.diffusion)
+    if cfg.name == "gan":
+        from tasks.generators.gan import GANGenerator
+
+        return GANGenerator(cfg.gan)
     raise GeneratorError(f"unknown generator {cfg.name!r}; allowed: {', '.join(GENERATOR_NAMES)}")
 
 

@@ -1,0 +1,193 @@
+"""The conditional crystal GAN (Goodfellow et al. 2014): ``x = G(z, c)`` in one forward pass, ``D(x, c)``.
+
+Objective: hinge loss with spectral normalisation (Miyato et al. 2018) rather than WGAN-GP. WGAN-GP's
+penalty needs points on the straight line between a real and a generated crystal; with discrete species and
+coordinates on a torus that line is not a crystal at all, and the penalty costs a double backward and
+several critic steps per generator step. Spectral normalisation bounds the critic's Lipschitz constant on
+every input by construction, and hinge + SN trains with one critic step per generator step.
+
+Conditioning: the critic is a projection discriminator on the condition vector (normalised property targets
+with "given" flags and the chemical system's element multi-hot), plus an auxiliary property regressor that
+the generator is also trained to satisfy. Conditions are dropped at random in training, so the same model
+samples unconditionally. Species are discrete: the generator's logits pass through a straight-through
+Gumbel-softmax (one-hot forward, soft gradients), masked to the crystal's elements when the chemical system
+is given, so sampling with a requested system never leaves it. Atom counts are drawn first (from the
+training histogram, or the real batch's in training) and given to the generator.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from models.conditioning import Condition, cond_dim, condition_of
+from models.crystal import MASK, MAX_Z, CrystalBatch, Normalizer
+from models.gan_nets import CrystalCritic, CrystalGenerator, pair_distances
+
+
+class GANConfig(BaseModel):
+    """Architecture and optimisation settings, stored in every checkpoint."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    latent_dim: int = Field(64, ge=1)
+    hidden_dim: int = Field(128, ge=8)
+    generator_layers: int = Field(3, ge=1, description="Transformer layers over the atoms of a crystal.")
+    heads: int = Field(4, ge=1)
+    critic_layers: int = Field(3, ge=1, description="CSPNet message-passing layers of the critic.")
+    num_freqs: int = Field(8, ge=1)
+    max_atoms: int = Field(200, ge=1, description="Largest atom count the generator embeds.")
+    properties: tuple[str, ...] = Field((), description="Property columns the model is conditioned on.")
+    condition_on_elements: bool = True
+    cond_drop_prob: float = Field(0.15, ge=0, le=1, description="Probability of dropping each condition.")
+    generator_lr: float = Field(1e-4, gt=0, description="Two time-scale update rule: G slower than D.")
+    critic_lr: float = Field(4e-4, gt=0)
+    betas: tuple[float, float] = (0.0, 0.9)
+    gumbel_tau: float = Field(1.0, gt=0, description="Temperature of the straight-through Gumbel-softmax.")
+    aux_weight: float = Field(0.2, ge=0, description="Weight of the auxiliary property regression (larger values "
+                              "push generated cells to extremes of the property).")
+    feature_matching: float = Field(1.0, ge=0, description="Weight of feature matching (Salimans et al. 2016): "
+                                    "the generator also matches the mean critic features of real crystals.")
+    repulsion: float = Field(1.0, ge=0, description="Weight of a penalty on generated atom pairs closer than "
+                             "min_distance (a validity prior: coordinate collapse stacks atoms).")
+    min_distance: float = Field(1.0, ge=0, description="Closest allowed pair distance of the penalty, Å.")
+    lattice_matching: float = Field(1.0, ge=0, description="Weight of matching the batch mean and spread of the "
+                                    "lattice (model units) to the real batch's.")
+
+    def cond_dim(self) -> int:
+        return cond_dim(self)
+
+
+def gumbel(shape: torch.Size, generator: torch.Generator | None, device, dtype) -> torch.Tensor:
+    u = torch.rand(shape, generator=generator, device=device, dtype=dtype).clamp(1e-10, 1 - 1e-10)
+    return -torch.log(-torch.log(u))
+
+
+def moment_gap(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Squared differences of per-column means and standard deviations (real treated as constant)."""
+    real = real.detach()
+    gap = (fake.mean(0) - real.mean(0)) ** 2
+    if fake.shape[0] > 1 and real.shape[0] > 1:
+        gap = gap + (fake.std(0) - real.std(0)) ** 2
+    return gap.sum()
+
+
+class CrystalGAN(nn.Module):
+    """Generator + critic + hinge training step + one-pass sampling."""
+
+    def __init__(self, cfg: GANConfig, normalizer: Normalizer) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.normalizer = normalizer
+        c = cfg.cond_dim()
+        self.generator = CrystalGenerator(cfg.latent_dim, cfg.hidden_dim, cfg.generator_layers, cfg.heads, c,
+                                          cfg.max_atoms)
+        self.critic = CrystalCritic(cfg.hidden_dim, cfg.critic_layers, cfg.num_freqs, c, len(cfg.properties))
+        self.float()
+
+    def optimizer_groups(self) -> dict[str, tuple[list[nn.Parameter], dict]]:
+        cfg = self.cfg
+        return {"generator": (list(self.generator.parameters()), {"lr": cfg.generator_lr, "betas": cfg.betas}),
+                "critic": (list(self.critic.parameters()), {"lr": cfg.critic_lr, "betas": cfg.betas})}
+
+    def generate(self, num_atoms: torch.Tensor, batch: torch.Tensor, cond: torch.Tensor | None,
+                 allowed: torch.Tensor | None, generator: torch.Generator | None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(lattice (B, 6) model space, frac (N, 3), species one-hot (N, Z) straight-through) from fresh noise.
+
+        ``allowed``: (N, Z) bool, the elements each atom may take (the mask state is always banned).
+        """
+        dev, dt = num_atoms.device, next(self.parameters()).dtype
+        z_crystal = torch.randn(num_atoms.shape[0], self.cfg.latent_dim, generator=generator, device=dev, dtype=dt)
+        z_atoms = torch.randn(batch.shape[0], self.cfg.latent_dim, generator=generator, device=dev, dtype=dt)
+        lattice, frac, logits = self.generator(z_crystal, z_atoms, num_atoms, batch, cond)
+        ban = torch.zeros(MAX_Z + 1, dtype=torch.bool, device=dev)
+        ban[MASK] = True
+        ban = ban.expand_as(logits) if allowed is None else ban | ~allowed
+        noisy = (logits.masked_fill(ban, -math.inf) + gumbel(logits.shape, generator, dev, dt)) / self.cfg.gumbel_tau
+        soft = torch.softmax(noisy, dim=-1)
+        hard = nn.functional.one_hot(soft.argmax(-1), MAX_Z + 1).to(dt)
+        return lattice, frac, hard - soft.detach() + soft
+
+    def _allowed(self, cond: Condition, batch: torch.Tensor) -> torch.Tensor | None:
+        """Per-atom element mask from the element condition (crystals whose condition was dropped: none)."""
+        if cond.elements is None:
+            return None
+        given = cond.elements.sum(-1, keepdim=True) > 0
+        return ((cond.elements > 0) | ~given)[batch]
+
+    def _aux_loss(self, estimate: torch.Tensor | None, cond: Condition) -> torch.Tensor:
+        if estimate is None or cond.given is None or not cond.given.any():
+            return torch.zeros((), device=cond.given.device if cond.given is not None else None)
+        return ((estimate - cond.props)[cond.given] ** 2).mean()
+
+    def train_step(self, b: CrystalBatch, generator: torch.Generator, optimizers: dict[str, torch.optim.Optimizer],
+                   grad_clip: float) -> dict[str, float]:
+        """One critic update (hinge) and one generator update on a real batch, fakes with the same atom counts
+        and conditions."""
+        n, dev = b.num_graphs, b.frac.device
+        cond = condition_of(self.cfg, b, generator)
+        cvec = cond.vector(self.cfg, n, dev)
+        allowed = self._allowed(cond, b.batch)
+        edges = b.edges()
+        real_lattice = self.normalizer.lattice_to_model(b.lattice, b.num_atoms)
+        real_species = nn.functional.one_hot(b.species, MAX_Z + 1).to(b.frac.dtype)
+
+        opt_d, opt_g = optimizers["critic"], optimizers["generator"]
+        with torch.no_grad():
+            fake = self.generate(b.num_atoms, b.batch, cvec, allowed, generator)
+        d_real, aux_real, phi_real = self.critic(real_species, b.frac, real_lattice, b.batch, edges, cvec)
+        d_fake, _, _ = self.critic(fake[2], fake[1], fake[0], b.batch, edges, cvec)
+        aux_d = self._aux_loss(aux_real, cond)
+        loss_d = torch.relu(1 - d_real).mean() + torch.relu(1 + d_fake).mean() + self.cfg.aux_weight * aux_d
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        nn.utils.clip_grad_norm_(self.critic.parameters(), grad_clip)
+        opt_d.step()
+
+        lattice, frac, species = self.generate(b.num_atoms, b.batch, cvec, allowed, generator)
+        self.critic.requires_grad_(False)
+        d_gen, aux_gen, phi_gen = self.critic(species, frac, lattice, b.batch, edges, cvec)
+        self.critic.requires_grad_(True)
+        aux_g = self._aux_loss(aux_gen, cond)
+        matching = ((phi_gen.mean(0) - phi_real.detach().mean(0)) ** 2).sum()
+        cells = moment_gap(lattice, real_lattice)
+        scale = self.normalizer.length_scale * b.num_atoms.to(frac.dtype).pow(1 / 3)  # model units -> Å
+        dist = pair_distances(frac, lattice, b.batch, *edges) * scale[b.batch[edges[0]]]
+        overlap = (torch.relu(self.cfg.min_distance - dist) ** 2).mean() if dist.numel() else dist.sum()
+        loss_g = (-d_gen.mean() + self.cfg.aux_weight * aux_g + self.cfg.feature_matching * matching
+                  + self.cfg.lattice_matching * cells + self.cfg.repulsion * overlap)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        nn.utils.clip_grad_norm_(self.generator.parameters(), grad_clip)
+        opt_g.step()
+        return {"loss": loss_d.item() + loss_g.item(), "critic": loss_d.item(), "generator": loss_g.item(),
+                "d_real": d_real.mean().item(), "d_fake": d_fake.mean().item(), "aux": aux_d.item(),
+                "matching": matching.item(), "cells": cells.item(), "overlap": overlap.item()}
+
+    @torch.no_grad()
+    def sample(self, num_atoms: torch.Tensor, generator: torch.Generator, cond: Condition | None = None,
+               allowed: torch.Tensor | None = None) -> CrystalBatch:
+        """``len(num_atoms)`` crystals in one generator pass.
+
+        Parameters
+        ----------
+        cond
+            Normalised property targets / given flags / element multi-hot per crystal, or None.
+        allowed
+            (MAX_Z + 1,) bool: the only elements species are drawn from.
+        """
+        self.eval()
+        dev = next(self.parameters()).device
+        num_atoms = num_atoms.to(dev)
+        n = int(num_atoms.shape[0])
+        batch = torch.repeat_interleave(torch.arange(n, device=dev), num_atoms)
+        cvec = (cond or Condition(None, None, None)).vector(self.cfg, n, dev)
+        per_atom = None if allowed is None else allowed.to(dev)[None, :].expand(batch.shape[0], -1)
+        lattice, frac, species = self.generate(num_atoms, batch, cvec, per_atom, generator)
+        return CrystalBatch(frac, species.argmax(-1), self.normalizer.lattice_from_model(lattice, num_atoms),
+                            num_atoms, batch)
+

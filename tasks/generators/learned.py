@@ -1,0 +1,81 @@
+"""Generators backed by a trained checkpoint (diffusion, GAN) behind the campaign's Generator interface.
+
+Conditions map onto the model's conditioning: the chemical system becomes a hard element mask (no sample
+leaves it) and, if the model was trained with it, an element condition; property targets the model knows
+are sampled inside their ranges. Feedback re-weights compositions (arms) by importance resampling of an
+oversampled batch. Subclasses say which model family they load and how they sample.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pymatgen.core import Structure
+
+from tasks.candidate import Candidate, Provenance
+from tasks.errors import GeneratorError
+from tasks.generators.base import ArmWeights
+from tasks.results import Conditions, RoundFeedback
+
+
+class CheckpointGenerator:
+    """Shared sample/update logic; ``options`` has at least ``checkpoint`` and ``oversample``."""
+
+    name = ""
+    kind = ""
+
+    def __init__(self, options: Any) -> None:
+        self.options = options
+        self.arms = ArmWeights()
+        self._model = self._ckpt = None
+
+    def _load(self):
+        if self._model is None:
+            from models.api import load_model
+
+            path = Path(self.options.checkpoint)
+            if not path.is_file():
+                raise GeneratorError(f"{self.name} checkpoint not found: {path}")
+            try:
+                self._model, self._ckpt = load_model(path, kind=self.kind)
+            except ValueError as exc:
+                raise GeneratorError(f"generator {self.name!r}: {exc}") from exc
+        return self._model, self._ckpt
+
+    def settings(self) -> str:
+        """Sampling settings that change the output (part of :meth:`identity`)."""
+        return ""
+
+    def identity(self) -> str:
+        _, ckpt = self._load()
+        return f"{self.name}:{ckpt['hash']}{self.settings()}"
+
+    def update(self, feedback: RoundFeedback) -> None:
+        self.arms.update(feedback)
+
+    def draw(self, model, ckpt: dict, n: int, seed: int, elements: list[str], targets: dict,
+             max_atoms: int) -> list[Structure]:
+        """``n`` structures from the model (subclasses pick the sampler)."""
+        raise NotImplementedError
+
+    def sample(self, n: int, conditions: Conditions, seed: int) -> list[Candidate]:
+        model, ckpt = self._load()
+        targets = {name: ((t.value, t.value) if t.value is not None else (t.min, t.max))
+                   for name, t in conditions.property_targets.items() if name in model.cfg.properties}
+        drawn = self.draw(model, ckpt, int(np.ceil(n * self.options.oversample)), seed,
+                          list(conditions.chemical_system), targets, conditions.max_atoms)
+        if not conditions.include_subsystems:
+            full = set(conditions.chemical_system)
+            drawn = [s for s in drawn if {el.symbol for el in s.composition.elements} == full]
+        if not drawn:
+            return []
+        formulas = [s.composition.reduced_formula for s in drawn]
+        keep = self.arms.choose(np.random.default_rng(seed), np.array([self.arms.weight(f) for f in formulas]), n)
+        identity, conditions_hash = self.identity(), conditions.digest()
+        return [Candidate.create(drawn[i], Provenance(
+            generator=self.name, generator_identity=identity, round_index=conditions.round_index, arm=formulas[i],
+            key=f"{formulas[i]}|seed{seed}|{i}", conditions_hash=conditions_hash,
+            details={"checkpoint": ckpt["hash"], "targets": {k: list(v) for k, v in targets.items()}}))
+            for i in sorted(keep)]

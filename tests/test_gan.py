@@ -1,0 +1,162 @@
+"""The GAN: critic invariances, masking, one training step, collapse restarts, checkpoints and config."""
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+
+from models.api import load_model, training_meta
+from models.checkpoint import load_checkpoint
+from models.collapse import CollapseConfig, CollapseMonitor
+from models.crystal import MAX_Z, Normalizer, batch_from_structures
+from models.data import CrystalDataset
+from models.gan import CrystalGAN, GANConfig
+from models.training import MonitorReport, TrainConfig, Trainer, TrainingStopped, resume_trainer
+
+SMALL = GANConfig(hidden_dim=32, latent_dim=8, generator_layers=1, critic_layers=2, num_freqs=4)
+
+
+def perovskite(a_site="Sr", b_site="Ti", a=3.9):
+    return Structure(Lattice.cubic(a), [a_site, b_site, "O", "O", "O"],
+                     [[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]])
+
+
+@pytest.fixture
+def toy():
+    structures = [perovskite("Sr", "Ti", 3.9), perovskite("Ba", "Zr", 4.2),
+                  Structure(Lattice([[3, 0.2, 0], [0.5, 4, 0], [0, 0.3, 5]]), ["Mg", "O", "O"],
+                            [[0.1, 0.2, 0.3], [0.6, 0.1, 0.9], [0.3, 0.7, 0.5]])]
+    torch.manual_seed(0)
+    return structures, CrystalGAN(SMALL, Normalizer.fit(structures))
+
+
+def _score(model, structures):
+    b = batch_from_structures(structures)
+    lattice = model.normalizer.lattice_to_model(b.lattice.double(), b.num_atoms).float()
+    onehot = torch.nn.functional.one_hot(b.species, MAX_Z + 1).float()
+    return model.critic(onehot, b.frac, lattice, b.batch, b.edges(), None)[0]
+
+
+def test_critic_is_invariant_to_permutation_rotation_and_translation(toy):
+    structures, model = toy
+    model.eval()
+    base = _score(model, structures)
+    rotated = [Structure(Lattice(s.lattice.matrix @ _rotation().T), s.species, s.frac_coords) for s in structures]
+    shifted = [Structure(s.lattice, s.species, s.frac_coords + [0.31, 0.77, 0.12]) for s in structures]
+    permuted = [Structure(s.lattice, s.species[::-1], s.frac_coords[::-1]) for s in structures]
+    for variant in (rotated, shifted, permuted):
+        assert torch.allclose(_score(model, variant), base, atol=1e-4)
+    assert not torch.allclose(_score(model, [perovskite("Sr", "Ti", 5.0)] + structures[1:]), base, atol=1e-4)
+
+
+def _rotation() -> np.ndarray:
+    q, _ = np.linalg.qr(np.random.default_rng(3).normal(size=(3, 3)))
+    return q * np.sign(np.linalg.det(q))
+
+
+def test_sampling_is_seeded_and_species_stay_in_the_allowed_elements(toy):
+    _, model = toy
+    allowed = torch.zeros(MAX_Z + 1, dtype=torch.bool)
+    allowed[[12, 14, 8]] = True
+    counts = torch.tensor([3, 7, 12, 1])
+    a = model.sample(counts, torch.Generator().manual_seed(5), allowed=allowed)
+    b = model.sample(counts, torch.Generator().manual_seed(5), allowed=allowed)
+    assert torch.equal(a.species, b.species) and torch.equal(a.frac, b.frac)
+    assert set(a.species.tolist()) <= {12, 14, 8} and a.num_atoms.tolist() == [3, 7, 12, 1]
+    assert torch.linalg.det(a.lattice).gt(0).all() and ((a.frac >= 0) & (a.frac < 1)).all()
+
+
+def test_one_training_step_updates_generator_and_critic(toy):
+    structures, model = toy
+    data = CrystalDataset(structures, model.normalizer)
+    trainer = Trainer(model, TrainConfig(epochs=1, batch_size=3), training_meta(SMALL, data))
+    assert set(trainer.optimizers) == {"generator", "critic"}
+    g0 = [p.detach().clone() for p in model.generator.parameters()]
+    c0 = [p.detach().clone() for p in model.critic.parameters()]
+    record = trainer.fit(data)[-1]
+    assert {"critic", "generator", "d_real", "d_fake", "matching", "cells"} <= set(record)
+    assert all(np.isfinite(v) for v in record.values())
+    assert any(not torch.equal(a, b) for a, b in zip(g0, model.generator.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(c0, model.critic.parameters()))
+
+
+class ScriptedMonitor:
+    """Healthy, then unhealthy for ever: the trainer must restore and finally stop."""
+
+    every, max_restarts = 1, 2
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, trainer):
+        self.calls += 1
+        return MonitorReport(metrics={"uniqueness": 1.0 if self.calls == 1 else 0.0}, healthy=self.calls == 1,
+                             reason="" if self.calls == 1 else "uniqueness 0.00 < 0.5")
+
+
+def test_collapse_restores_the_last_healthy_state_then_stops(toy, tmp_path):
+    structures, model = toy
+    data = CrystalDataset(structures * 4, model.normalizer)
+    trainer = Trainer(model, TrainConfig(epochs=10, batch_size=4), training_meta(SMALL, data))
+    monitor = ScriptedMonitor()
+    with pytest.raises(TrainingStopped, match="after 3 restarts"):
+        trainer.fit(data, checkpoint=tmp_path / "g.pt", monitor=monitor)
+    healthy = trainer.last_good["state_dict"]
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in healthy.items())  # weights put back
+    assert trainer.epoch == 4 and [r.get("restart") for r in trainer.history] == [None, 1, 2, 3]
+    saved = load_checkpoint(tmp_path / "g.pt")
+    assert saved["epoch"] == 4 and all(torch.equal(v, healthy[k]) for k, v in saved["state_dict"].items())
+
+
+class Replay:
+    """Stands in for a generator: returns the given crystals, cycling (one crystal = a collapsed generator)."""
+
+    def __init__(self, structures, normalizer):
+        self.structures, self.normalizer = structures, normalizer
+
+    def sample(self, counts, generator):
+        return batch_from_structures([self.structures[i % len(self.structures)] for i in range(len(counts))])
+
+
+def test_the_collapse_monitor_tells_a_collapsed_generator_from_a_healthy_one():
+    from types import SimpleNamespace
+
+    crystals = [perovskite(a_site, "Ti", a) for a_site in ("Sr", "Ba", "Ca") for a in np.linspace(3.6, 4.4, 12)]
+    norm = Normalizer.fit(crystals)
+    data = CrystalDataset(crystals, norm)
+    monitor = CollapseMonitor(data, CollapseConfig(n_samples=16, warmup=0))
+    healthy = monitor(SimpleNamespace(ema=SimpleNamespace(module=Replay(crystals[::-1], norm)), epoch=5))
+    assert healthy.healthy and healthy.metrics["uniqueness"] > 0.9 and healthy.metrics["coverage"] > 0.3
+    collapsed = monitor(SimpleNamespace(ema=SimpleNamespace(module=Replay(crystals[:1], norm)), epoch=5))
+    assert not collapsed.healthy and collapsed.metrics["uniqueness"] < 0.1 and "uniqueness" in collapsed.reason
+    assert "diversity" in collapsed.reason
+    early = CollapseMonitor(data, CollapseConfig(n_samples=16, warmup=10))
+    assert early(SimpleNamespace(ema=SimpleNamespace(module=Replay(crystals[:1], norm)), epoch=5)).healthy
+
+
+def test_checkpoint_round_trip_and_resume_with_two_optimizers(toy, tmp_path):
+    structures, model = toy
+    data = CrystalDataset(structures, model.normalizer)
+    trainer = Trainer(model, TrainConfig(epochs=2, batch_size=3), training_meta(SMALL, data))
+    trainer.fit(data, checkpoint=tmp_path / "g.pt")
+    loaded, ckpt = load_model(tmp_path / "g.pt")
+    assert isinstance(loaded, CrystalGAN) and ckpt["kind"] == "gan" and ckpt["epoch"] == 2
+    assert set(ckpt["optimizer"]["groups"]) == {"generator", "critic"}
+    with pytest.raises(ValueError, match="not a diffusion model"):
+        load_model(tmp_path / "g.pt", kind="diffusion")
+    again = resume_trainer(CrystalGAN(SMALL, model.normalizer), tmp_path / "g.pt", TrainConfig(epochs=3,
+                                                                                                  batch_size=3))
+    assert again.optimizers["critic"].state_dict()["state"]  # Adam moments came back
+    again.fit(data)
+    assert again.epoch == 3
+
+
+def test_train_run_config_validates_the_model_of_the_named_generator():
+    from conf.training import TrainRunConfig
+
+    run = TrainRunConfig.model_validate({"generator": "gan", "data": ["x.csv"], "model": {"hidden_dim": 16}})
+    assert isinstance(run.model, GANConfig) and str(run.out) == "checkpoints/gan.pt"
+    with pytest.raises(ValueError, match="sigma_min"):
+        TrainRunConfig.model_validate({"generator": "gan", "data": ["x.csv"], "model": {"sigma_min": 0.1}})
+    with pytest.raises(ValueError, match="'diffusion' or 'gan'"):
+        TrainRunConfig.model_validate({"generator": "vae", "data": ["x.csv"]})
