@@ -37,23 +37,17 @@ def main() -> dict:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    import numpy as np
     import pandas as pd
     import torch
 
-    from conf.schema import MatcherConfig
+    from benchmarks.scoring import score, split_of, training_cost
     from models.api import load_diffusion, sample_structures
     from models.sampler import SamplerConfig
     from tasks.metrics.evaluate import EvaluationOptions, evaluate_samples
-    from tasks.metrics.matching import fast_decisions
-    from tasks.train import load_training_table
 
     torch.set_num_threads(os.cpu_count() or 1)
     model, ckpt = load_diffusion(args.checkpoint)
-    held_ids = set(json.loads(args.checkpoint.with_suffix(".holdout.json").read_text())["ids"])
-    data = load_training_table([Path(p) for p in ckpt["data_paths"]], args.max_atoms)
-    held = data[data["id"].astype(str).isin(held_ids)].reset_index(drop=True)
-    train = data[~data["id"].astype(str).isin(held_ids)].reset_index(drop=True)
+    train, held = split_of(args.checkpoint, ckpt, args.max_atoms)
 
     fast = SamplerConfig(steps=args.steps)
     timing = {}
@@ -69,30 +63,20 @@ def main() -> dict:
     t = time.perf_counter()
     samples = sample_structures(model, ckpt, args.n, 0, fast, max_atoms=args.max_atoms)
     t_sample = time.perf_counter() - t
-    table = pd.DataFrame({"id": [f"g{i}" for i in range(len(samples))], "structure": samples, "error": ""})
     t = time.perf_counter()
-    metrics, df = evaluate_samples(table, held[["id", "structure", "error"]], opts=EvaluationOptions(
-        dataset=args.dataset, coverage=not args.no_coverage, workers=args.workers))
+    metrics = score(samples, held, train, args.dataset, not args.no_coverage, args.workers)
     t_eval = time.perf_counter() - t
-    novel = fast_decisions([s for s, v in zip(df["structure"], df["valid"]) if v], list(train["structure"]),
-                           MatcherConfig(), workers=args.workers)
     history = ckpt["history"]
     result = {
         "benchmark": "diffusion", "dataset": args.dataset, "date": datetime.now(timezone.utc).isoformat(),
         "checkpoint": str(args.checkpoint), "checkpoint_hash": ckpt["hash"], "epochs": ckpt["epoch"],
         "n_train": len(train), "n_heldout": len(held), "n_generated": len(samples), "cpus": os.cpu_count(),
-        "metrics": {k: metrics.get(k) for k in ("comp_validity", "struct_validity", "validity", "uniqueness",
-                                                "cov_recall", "cov_precision", "wasserstein.density",
-                                                "wasserstein.n_elements")},
-        "novelty_of_valid_vs_train": float(np.mean([d.novel for d in novel])) if novel else None,
+        "metrics": {k: v for k, v in metrics.items() if k != "novelty_of_valid_vs_train"},
+        "novelty_of_valid_vs_train": metrics["novelty_of_valid_vs_train"],
         "sampling": {"n": len(samples), "seconds": t_sample, "structures_per_s": len(samples) / t_sample,
                      "throughput_batch": timing},
         "evaluation_seconds": t_eval,
-        # median over all epochs: robust to epochs slowed by other work on the machine (mean kept too)
-        "training": {"seconds_per_epoch": float(np.median([h["seconds"] for h in history])),
-                     "seconds_per_epoch_min": float(np.min([h["seconds"] for h in history])),
-                     "seconds_per_epoch_mean": float(np.mean([h["seconds"] for h in history])),
-                     "final_loss": history[-1]["loss"]},
+        "training": {**training_cost(history), "final_loss": history[-1]["loss"]},
     }
     out = args.out or ROOT / "benchmarks" / "results" / f"diffusion-{args.dataset}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -70,7 +70,8 @@ def coverage(reference: torch.Tensor, samples: torch.Tensor, radius: float) -> f
 class CollapseMonitor:
     """Callable health check for :meth:`Trainer.fit`: samples from the EMA model and scores them."""
 
-    def __init__(self, data: CrystalDataset, cfg: CollapseConfig = CollapseConfig()) -> None:
+    def __init__(self, data: CrystalDataset, cfg: CollapseConfig | None = None) -> None:
+        cfg = cfg or CollapseConfig()
         self.cfg, self.every, self.max_restarts = cfg, cfg.every, cfg.max_restarts
         gen = torch.Generator().manual_seed(cfg.seed)
         order = torch.randperm(len(data), generator=gen)

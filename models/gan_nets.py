@@ -23,6 +23,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from models.crystal import MAX_Z, vector_to_symmetric
 from models.cspnet import CSPLayer, scatter_mean
 
+
 def to_padded(h: torch.Tensor, num_atoms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat per-atom rows (atoms grouped by crystal, in order) -> (B, n_max, D) and a (B, n_max) validity mask."""
     n_max = int(num_atoms.max())

@@ -1,0 +1,46 @@
+"""Shared by the generator benchmarks: a checkpoint's train / held-out split and CDVAE-protocol scoring."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+METRICS = ("comp_validity", "struct_validity", "validity", "uniqueness", "cov_recall", "cov_precision",
+           "wasserstein.density", "wasserstein.n_elements")
+
+
+def split_of(checkpoint: Path, ckpt: dict, max_atoms: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, held-out) structure tables of a checkpoint (held-out ids are written beside it)."""
+    from tasks.train import load_training_table
+
+    held_ids = set(json.loads(Path(checkpoint).with_suffix(".holdout.json").read_text())["ids"])
+    data = load_training_table([Path(p) for p in ckpt["data_paths"]], max_atoms)
+    held = data["id"].astype(str).isin(held_ids)
+    return data[~held].reset_index(drop=True), data[held].reset_index(drop=True)
+
+
+def score(samples: Sequence, held: pd.DataFrame, train: pd.DataFrame, dataset: str, coverage: bool,
+          workers: int) -> dict:
+    """Validity, uniqueness, COV-R/P (dataset cutoffs), Wasserstein distances, novelty of valid vs train."""
+    from conf.schema import MatcherConfig
+    from tasks.metrics.evaluate import EvaluationOptions, evaluate_samples
+    from tasks.metrics.matching import fast_decisions
+
+    table = pd.DataFrame({"id": [f"g{i}" for i in range(len(samples))], "structure": list(samples), "error": ""})
+    metrics, df = evaluate_samples(table, held[["id", "structure", "error"]], opts=EvaluationOptions(
+        dataset=dataset, coverage=coverage, workers=workers))
+    novel = fast_decisions([s for s, v in zip(df["structure"], df["valid"]) if v], list(train["structure"]),
+                           MatcherConfig(), workers=workers)
+    return {**{k: metrics.get(k) for k in METRICS},
+            "novelty_of_valid_vs_train": float(np.mean([d.novel for d in novel])) if novel else None}
+
+
+def training_cost(history: list[dict]) -> dict:
+    # median over all epochs: robust to epochs slowed by other work on the machine (mean kept too)
+    seconds = [h["seconds"] for h in history]
+    return {"seconds_per_epoch": float(np.median(seconds)), "seconds_per_epoch_min": float(np.min(seconds)),
+            "seconds_per_epoch_mean": float(np.mean(seconds))}
