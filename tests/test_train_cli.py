@@ -58,7 +58,25 @@ def test_train_reports_bad_input(tmp_path):
                                    "--out", str(tmp_path / "x.pt")])
     assert res.exit_code == 2 and "not found" in res.output
     res = CliRunner().invoke(app, ["train", "--generator", "vae", "--out", str(tmp_path / "x.pt")])
-    assert res.exit_code == 2 and "allowed: diffusion" in res.output
+    assert res.exit_code == 2 and "'diffusion' or 'gan'" in res.output
+
+
+def test_train_a_conditional_gan_from_the_cli_and_fine_tune_it(tmp_path):
+    data = _data(tmp_path)
+    out = tmp_path / "gan.pt"
+    args = ["train", "--no-prefect", "--generator", "gan", "--data", str(data[0]), "--data", str(data[1]),
+            "--properties", "band_gap", "--epochs", "2", "--out", str(out), "--set", "model.hidden_dim=16",
+            "--set", "model.latent_dim=8", "--set", "train.batch_size=4", "--set", "collapse.every=1",
+            "--set", "collapse.n_samples=8"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    ckpt = load_checkpoint(out)
+    assert ckpt["kind"] == "gan" and ckpt["epoch"] == 2 and ckpt["model_config"]["properties"] == ["band_gap"]
+    assert "monitor.uniqueness" in ckpt["history"][-1] and "critic" in res.output
+    tuned = fine_tune(out, [perovskite(3.95)], np.array([[2.5]]), epochs=1, out=tmp_path / "ft.pt",
+                      replay_fraction=0.5)
+    ft = load_checkpoint(tuned)
+    assert ft["kind"] == "gan" and ft["epoch"] == 3 and ft["fine_tuned_from"] == ckpt["hash"]
 
 
 def test_training_flow_runs_under_prefect(prefect_server, tmp_path):
