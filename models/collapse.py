@@ -1,8 +1,9 @@
 """Mode-collapse monitor for adversarial training: uniqueness, diversity and coverage of samples.
 
-All three are measured in a cheap, rotation-free feature space (the lattice's symmetric polar factor in model
-units, standardised by the data's spread; element fractions; atom count / 10), so a check costs one
-generator pass and a few distance matrices rather than structure matching:
+All three are measured in a cheap feature space that, like structure matching, ignores small cell-size noise
+and rotations: element fractions, a smoothed histogram of interatomic distances in units of the expected
+cell size (nearest image along each axis), and atom count / 10. A check costs one generator pass and a few
+distance matrices rather than structure matching:
 
 * uniqueness: share of samples with no earlier sample closer than ``duplicate_distance``;
 * diversity: mean pairwise distance of the samples over that of as many data crystals;
@@ -35,21 +36,29 @@ class CollapseConfig(BaseModel):
     min_uniqueness: float = Field(0.5, ge=0, le=1)
     min_diversity_ratio: float = Field(0.3, ge=0, description="Floor on sample diversity / the data's.")
     min_coverage_ratio: float = Field(0.0, ge=0, description="Floor on coverage / the data's own (0: logged only).")
-    duplicate_distance: float = Field(0.05, gt=0, description="Standardised feature distance of duplicates.")
-    coverage_radius: float | None = Field(None, gt=0, description="Standardised distance that covers a reference "
+    duplicate_distance: float = Field(0.02, gt=0, description="Feature distance of duplicates.")
+    coverage_radius: float | None = Field(None, gt=0, description="Feature distance that covers a reference "
                                           "crystal (default: the data's median nearest-neighbour distance, at "
                                           "least duplicate_distance).")
     max_restarts: int = Field(3, ge=0)
     seed: int = 1234
 
 
-def crystal_features(b: CrystalBatch, normalizer: Normalizer) -> torch.Tensor:
-    """(B, 6 + Z + 1): lattice factor in model units, element fractions, atom count / 10 (unscaled)."""
+def crystal_features(b: CrystalBatch, normalizer: Normalizer, bins: int = 16) -> torch.Tensor:
+    """(B, Z + 1 + bins + 1): element fractions, distance histogram per atom, atom count / 10."""
+    from models.gan_nets import pair_distances
+
     lattice = normalizer.lattice_to_model(b.lattice.double(), b.num_atoms).float()
     comp = torch.zeros(b.num_graphs, MAX_Z + 1)
     comp.index_put_((b.batch, b.species), torch.ones_like(b.species, dtype=torch.float32), accumulate=True)
     comp = comp / b.num_atoms[:, None].float()
-    return torch.cat([lattice, comp, b.num_atoms[:, None].float() / 10], dim=-1)
+    src, dst = b.edges()
+    dist = pair_distances(b.frac.float(), lattice, b.batch, src, dst)
+    centres = torch.linspace(0.0, 1.0, bins)
+    soft = torch.exp(-((dist[:, None] - centres) ** 2) / (2 * (0.5 / bins) ** 2))
+    hist = torch.zeros(b.num_graphs, bins).index_add_(0, b.batch[src], soft) / b.num_atoms[:, None].float()
+    return torch.cat([comp, hist / hist.sum(1, keepdim=True).clamp(min=1e-6),
+                      b.num_atoms[:, None].float() / 10], dim=-1)
 
 
 def uniqueness(x: torch.Tensor, tol: float) -> float:
@@ -77,12 +86,9 @@ class CollapseMonitor:
         order = torch.randperm(len(data), generator=gen)
         half = min(cfg.n_samples, len(data) // 2) or 1
         ref, other = data.batch(order[:half].tolist()), data.batch(order[half:2 * half].tolist() or [0])
-        raw_ref = crystal_features(ref, data.normalizer)
-        self.scale = torch.ones(raw_ref.shape[1])
-        self.scale[:6] = raw_ref[:, :6].std(0).clamp(min=1e-3)  # lattice columns; fractions stay as they are
-        self.reference = raw_ref / self.scale
+        self.reference = crystal_features(ref, data.normalizer)
         self.num_atoms = ref.num_atoms
-        other_x = crystal_features(other, data.normalizer) / self.scale
+        other_x = crystal_features(other, data.normalizer)
         median = float(torch.cdist(self.reference, other_x).min(1).values.median())
         self.radius = cfg.coverage_radius or max(median, cfg.duplicate_distance)
         self.data_coverage = coverage(self.reference, other_x, self.radius)
@@ -93,7 +99,7 @@ class CollapseMonitor:
         model = trainer.ema.module
         counts = self.num_atoms.repeat(self.cfg.n_samples // len(self.num_atoms) + 1)[: self.cfg.n_samples]
         batch = model.sample(counts, torch.Generator().manual_seed(self.cfg.seed))
-        x = crystal_features(batch, model.normalizer) / self.scale
+        x = crystal_features(batch, model.normalizer)
         uniq = uniqueness(x, self.cfg.duplicate_distance)
         cov = coverage(self.reference, x, self.radius)
         ratio = cov / max(self.data_coverage, 1e-6)

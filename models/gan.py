@@ -54,6 +54,10 @@ class GANConfig(BaseModel):
     repulsion: float = Field(1.0, ge=0, description="Weight of a penalty on generated atom pairs closer than "
                              "min_distance (a validity prior: coordinate collapse stacks atoms).")
     min_distance: float = Field(1.0, ge=0, description="Closest allowed pair distance of the penalty, Å.")
+    batch_spread: bool = Field(True, description="Critic sees the batch's feature spread (minibatch std).")
+    instance_noise: float = Field(0.0, ge=0, description="Std of Gaussian noise on the fractional coordinates "
+                                  "the critic sees, real and generated alike (so their supports overlap); 0.02 "
+                                  "let overlapping atoms pass on the toy perovskites, hence off by default.")
     lattice_matching: float = Field(1.0, ge=0, description="Weight of matching the batch mean and spread of the "
                                     "lattice (model units) to the real batch's.")
 
@@ -85,7 +89,8 @@ class CrystalGAN(nn.Module):
         c = cfg.cond_dim()
         self.generator = CrystalGenerator(cfg.latent_dim, cfg.hidden_dim, cfg.generator_layers, cfg.heads, c,
                                           cfg.max_atoms)
-        self.critic = CrystalCritic(cfg.hidden_dim, cfg.critic_layers, cfg.num_freqs, c, len(cfg.properties))
+        self.critic = CrystalCritic(cfg.hidden_dim, cfg.critic_layers, cfg.num_freqs, c, len(cfg.properties),
+                                    cfg.batch_spread)
         self.float()
 
     def optimizer_groups(self) -> dict[str, tuple[list[nn.Parameter], dict]]:
@@ -119,6 +124,12 @@ class CrystalGAN(nn.Module):
         given = cond.elements.sum(-1, keepdim=True) > 0
         return ((cond.elements > 0) | ~given)[batch]
 
+    def _blur(self, frac: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if self.cfg.instance_noise == 0:
+            return frac
+        noise = torch.randn(frac.shape, generator=generator, device=frac.device, dtype=frac.dtype)
+        return torch.remainder(frac + self.cfg.instance_noise * noise, 1.0)
+
     def _aux_loss(self, estimate: torch.Tensor | None, cond: Condition) -> torch.Tensor:
         if estimate is None or cond.given is None or not cond.given.any():
             return torch.zeros((), device=cond.given.device if cond.given is not None else None)
@@ -139,8 +150,9 @@ class CrystalGAN(nn.Module):
         opt_d, opt_g = optimizers["critic"], optimizers["generator"]
         with torch.no_grad():
             fake = self.generate(b.num_atoms, b.batch, cvec, allowed, generator)
-        d_real, aux_real, phi_real = self.critic(real_species, b.frac, real_lattice, b.batch, edges, cvec)
-        d_fake, _, _ = self.critic(fake[2], fake[1], fake[0], b.batch, edges, cvec)
+        d_real, aux_real, phi_real = self.critic(real_species, self._blur(b.frac, generator), real_lattice,
+                                                 b.batch, edges, cvec)
+        d_fake, _, _ = self.critic(fake[2], self._blur(fake[1], generator), fake[0], b.batch, edges, cvec)
         aux_d = self._aux_loss(aux_real, cond)
         loss_d = torch.relu(1 - d_real).mean() + torch.relu(1 + d_fake).mean() + self.cfg.aux_weight * aux_d
         opt_d.zero_grad(set_to_none=True)
@@ -150,7 +162,7 @@ class CrystalGAN(nn.Module):
 
         lattice, frac, species = self.generate(b.num_atoms, b.batch, cvec, allowed, generator)
         self.critic.requires_grad_(False)
-        d_gen, aux_gen, phi_gen = self.critic(species, frac, lattice, b.batch, edges, cvec)
+        d_gen, aux_gen, phi_gen = self.critic(species, self._blur(frac, generator), lattice, b.batch, edges, cvec)
         self.critic.requires_grad_(True)
         aux_g = self._aux_loss(aux_gen, cond)
         matching = ((phi_gen.mean(0) - phi_real.detach().mean(0)) ** 2).sum()

@@ -6,8 +6,9 @@ the torus with no boundary), species logits and the lattice as the 6 numbers of 
 (the same rotation-free representation the diffusion model uses).
 
 Critic ``D(x, c)``: CSPNet message passing (:mod:`models.cspnet`) on the species one-hot, Fourier features
-of fractional-coordinate differences and the lattice metric — invariant to permuting atoms, rotating the
-cell and translating all atoms — mean-pooled per crystal. Every linear map is spectrally normalised. The
+of fractional-coordinate differences and the lattice factor — invariant to permuting atoms, rotating the
+cell and translating all atoms — mean-pooled per crystal, plus the batch's feature spread (minibatch
+standard deviation, against mode collapse). Every linear map is spectrally normalised. The
 condition enters by projection (Miyato & Koyama 2018: ``score = psi(phi) + <W c, phi>``) and an auxiliary
 head regresses the properties (AC-GAN style) so continuous targets steer the generator.
 """
@@ -40,6 +41,14 @@ def pair_distances(frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Tenso
     d = frac[dst] - frac[src]
     d = d - torch.round(d)
     return torch.einsum("ei,eij->ej", d, vector_to_symmetric(lattice)[batch[src]]).norm(dim=-1)
+
+
+def minibatch_spread(x: torch.Tensor) -> torch.Tensor:
+    """(B, 1): the batch's mean feature standard deviation, the same for every crystal of the batch (ProGAN's
+    minibatch standard deviation): a batch of near-copies looks unlike a batch of real crystals, so the
+    critic can punish mode collapse that no single crystal shows."""
+    spread = x.std(0).mean() if x.shape[0] > 1 else x.new_zeros(())
+    return spread.expand(x.shape[0], 1)
 
 
 def spectrally_normalised(module: nn.Module) -> nn.Module:
@@ -96,13 +105,15 @@ class CrystalCritic(nn.Module):
     """``(species one-hot (N, Z), frac, lattice (B, 6), condition) -> (score (B,), property estimate (B, P),
     features (B, H))``."""
 
-    def __init__(self, hidden_dim: int, num_layers: int, num_freqs: int, cond_dim: int, num_props: int) -> None:
+    def __init__(self, hidden_dim: int, num_layers: int, num_freqs: int, cond_dim: int, num_props: int,
+                 batch_spread: bool = True) -> None:
         super().__init__()
+        self.batch_spread = batch_spread
         self.species_in = nn.Linear(MAX_Z + 1, hidden_dim, bias=False)
         self.layers = nn.ModuleList(CSPLayer(hidden_dim, num_freqs) for _ in range(num_layers))
         for layer in self.layers:  # LayerNorm's gain would undo the Lipschitz bound of spectral normalisation
             layer.norm = nn.Identity()
-        self.features = nn.Sequential(nn.Linear(hidden_dim + 6, hidden_dim), nn.SiLU(),
+        self.features = nn.Sequential(nn.Linear(hidden_dim + 7, hidden_dim), nn.SiLU(),
                                       nn.Linear(hidden_dim, hidden_dim), nn.SiLU())
         self.score = nn.Linear(hidden_dim, 1)
         self.project = nn.Linear(cond_dim, hidden_dim, bias=False) if cond_dim else None
@@ -119,7 +130,9 @@ class CrystalCritic(nn.Module):
         for layer in self.layers:
             h = layer(h, frac, lattice, batch, src, dst)
         pooled = scatter_mean(h, batch, lattice.shape[0])
-        phi = self.features(torch.cat([pooled, lattice], dim=-1))
+        crystal = torch.cat([pooled, lattice], dim=-1)
+        spread = minibatch_spread(crystal) if self.batch_spread else crystal.new_zeros(crystal.shape[0], 1)
+        phi = self.features(torch.cat([crystal, spread], dim=-1))
         score = self.score(phi).squeeze(-1)
         if self.project is not None and cond is not None:
             score = score + (self.project(cond) * phi).sum(-1)

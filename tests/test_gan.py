@@ -121,7 +121,9 @@ class Replay:
 def test_the_collapse_monitor_tells_a_collapsed_generator_from_a_healthy_one():
     from types import SimpleNamespace
 
-    crystals = [perovskite(a_site, "Ti", a) for a_site in ("Sr", "Ba", "Ca") for a in np.linspace(3.6, 4.4, 12)]
+    crystals = [Structure(Lattice.cubic(4.0), [a_site, "Ti", "O", "O", "O"],
+                          [[0, 0, 0], [.5, .5, .5 + shift], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]])
+                for a_site in ("Sr", "Ba", "Ca") for shift in np.linspace(0.0, 0.2, 12)]  # B-site off-centring
     norm = Normalizer.fit(crystals)
     data = CrystalDataset(crystals, norm)
     monitor = CollapseMonitor(data, CollapseConfig(n_samples=16, warmup=0))
