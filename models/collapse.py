@@ -34,9 +34,9 @@ class CollapseConfig(BaseModel):
     n_samples: int = Field(256, ge=8, description="Samples (and reference crystals) per check.")
     warmup: int = Field(10, ge=0, description="Epochs before a report may be unhealthy.")
     min_uniqueness: float = Field(0.5, ge=0, le=1)
-    min_diversity_ratio: float = Field(0.3, ge=0, description="Floor on sample diversity / the data's.")
+    min_diversity_ratio: float = Field(0.5, ge=0, description="Floor on sample diversity / the data's.")
     min_coverage_ratio: float = Field(0.0, ge=0, description="Floor on coverage / the data's own (0: logged only).")
-    duplicate_distance: float = Field(0.02, gt=0, description="Feature distance of duplicates.")
+    duplicate_distance: float = Field(0.1, gt=0, description="Feature distance of duplicates.")
     coverage_radius: float | None = Field(None, gt=0, description="Feature distance that covers a reference "
                                           "crystal (default: the data's median nearest-neighbour distance, at "
                                           "least duplicate_distance).")

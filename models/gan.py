@@ -58,6 +58,8 @@ class GANConfig(BaseModel):
     instance_noise: float = Field(0.0, ge=0, description="Std of Gaussian noise on the fractional coordinates "
                                   "the critic sees, real and generated alike (so their supports overlap); 0.02 "
                                   "let overlapping atoms pass on the toy perovskites, hence off by default.")
+    species_matching: float = Field(1.0, ge=0, description="Weight of the L1 gap between the batch's element "
+                                    "frequencies and the real batch's (without it G drifts to anion-only cells).")
     lattice_matching: float = Field(1.0, ge=0, description="Weight of matching the batch mean and spread of the "
                                     "lattice (model units) to the real batch's.")
 
@@ -167,18 +169,21 @@ class CrystalGAN(nn.Module):
         aux_g = self._aux_loss(aux_gen, cond)
         matching = ((phi_gen.mean(0) - phi_real.detach().mean(0)) ** 2).sum()
         cells = moment_gap(lattice, real_lattice)
+        elements = (species.mean(0) - real_species.mean(0)).abs().sum()
         scale = self.normalizer.length_scale * b.num_atoms.to(frac.dtype).pow(1 / 3)  # model units -> Å
         dist = pair_distances(frac, lattice, b.batch, *edges) * scale[b.batch[edges[0]]]
         overlap = (torch.relu(self.cfg.min_distance - dist) ** 2).mean() if dist.numel() else dist.sum()
         loss_g = (-d_gen.mean() + self.cfg.aux_weight * aux_g + self.cfg.feature_matching * matching
-                  + self.cfg.lattice_matching * cells + self.cfg.repulsion * overlap)
+                  + self.cfg.lattice_matching * cells + self.cfg.repulsion * overlap
+                  + self.cfg.species_matching * elements)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         nn.utils.clip_grad_norm_(self.generator.parameters(), grad_clip)
         opt_g.step()
         return {"loss": loss_d.item() + loss_g.item(), "critic": loss_d.item(), "generator": loss_g.item(),
                 "d_real": d_real.mean().item(), "d_fake": d_fake.mean().item(), "aux": aux_d.item(),
-                "matching": matching.item(), "cells": cells.item(), "overlap": overlap.item()}
+                "matching": matching.item(), "cells": cells.item(), "overlap": overlap.item(),
+                "elements": elements.item()}
 
     @torch.no_grad()
     def sample(self, num_atoms: torch.Tensor, generator: torch.Generator, cond: Condition | None = None,

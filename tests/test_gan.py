@@ -121,9 +121,11 @@ class Replay:
 def test_the_collapse_monitor_tells_a_collapsed_generator_from_a_healthy_one():
     from types import SimpleNamespace
 
-    crystals = [Structure(Lattice.cubic(4.0), [a_site, "Ti", "O", "O", "O"],
-                          [[0, 0, 0], [.5, .5, .5 + shift], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]])
-                for a_site in ("Sr", "Ba", "Ca") for shift in np.linspace(0.0, 0.2, 12)]  # B-site off-centring
+    from tests.test_metrics import cscl, rocksalt, wurtzite
+
+    pairs = [("Mg", "O"), ("Ca", "S"), ("Na", "Cl"), ("Zn", "Se"), ("Li", "F"), ("Ba", "Te")]
+    crystals = ([rocksalt(4.2, p) for p in pairs] + [cscl(3.0, p) for p in pairs] + [wurtzite(p) for p in pairs]
+                + [perovskite(a, b) for a in ("Sr", "Ba", "Ca") for b in ("Ti", "Zr", "Hf", "Sn")])
     norm = Normalizer.fit(crystals)
     data = CrystalDataset(crystals, norm)
     monitor = CollapseMonitor(data, CollapseConfig(n_samples=16, warmup=0))
