@@ -219,3 +219,31 @@ def test_leaked_dft_tag_slots_are_released(prefect_server):
     with get_client(sync_client=True) as client:
         limit = client.read_global_concurrency_limit_by_name("tag:dft-leak-test")
         assert limit.active_slots == 0 and limit.limit == 2
+
+
+def test_prefork_server_forks_each_calculation_and_records_exit_codes(tmp_path):
+    """Two calculations through one pre-forking server (no CP2K needed: a broken calc.json makes the worker
+    write a failed result); a stale exit file from an earlier attempt is cleared on submission."""
+    import time as _time
+
+    from tasks.dft.backends import LocalBackend
+    from tasks.dft.prefork import EXIT_FILE, socket_path
+    from tasks.dft.worker import read_result
+
+    backend = LocalBackend(timeout_s=120, prefork=True)
+    env = {"MATLOOP_TEST_PREFORK": str(tmp_path)}  # an environment of its own: a server of its own
+    jobs = []
+    for name in ("a", "b"):
+        calc_dir = tmp_path / name
+        calc_dir.mkdir()
+        (calc_dir / "calc.json").write_text("{not json")
+        (calc_dir / EXIT_FILE).write_text("9")  # left over from an earlier attempt
+        jobs.append((calc_dir, backend.submit(calc_dir, env, name)))
+    assert socket_path(env).exists() and jobs[0][1] != jobs[1][1]
+    for calc_dir, job in jobs:
+        deadline = _time.monotonic() + 60
+        while (state := backend.state(job)).state == "running" and _time.monotonic() < deadline:
+            _time.sleep(0.2)
+        assert state == ("finished", "worker exit code 0")
+        outcome = read_result(calc_dir)
+        assert outcome.status == "failed" and "worker error" in outcome.reason

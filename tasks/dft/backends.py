@@ -44,15 +44,27 @@ class Backend(Protocol):
 
 class LocalBackend:
     """One worker process per calculation; the job id is ``<host>:<pid>``. Workers run in their own session,
-    so they outlive a killed campaign process, which re-attaches to them by pid when it resumes."""
+    so they outlive a killed campaign process, which re-attaches to them by pid when it resumes.
+
+    With ``prefork`` (default) workers are forked from a server that has already imported the DFT stack
+    (:mod:`tasks.dft.prefork`); otherwise each is a fresh ``python -m tasks.dft.worker`` process.
+    """
 
     _procs: dict[str, tuple[subprocess.Popen, float]] = {}
+    _forked: dict[str, tuple[Path, float]] = {}
     _lock = threading.Lock()
 
-    def __init__(self, timeout_s: float = 3600.0) -> None:
+    def __init__(self, timeout_s: float = 3600.0, prefork: bool = True) -> None:
         self.timeout_s = timeout_s
+        self.prefork = prefork
 
     def submit(self, calc_dir: Path, env: dict[str, str], name: str) -> str:
+        if self.prefork:
+            pid = self._fork(calc_dir, env)
+            job = f"{socket.gethostname()}:{pid}"
+            with self._lock:
+                self._forked[job] = (calc_dir, time.monotonic())
+            return job
         with open(calc_dir / "worker.log", "w") as log:
             proc = subprocess.Popen(command(calc_dir), env={**os.environ, **env}, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True, cwd=calc_dir)
@@ -61,12 +73,49 @@ class LocalBackend:
             self._procs[job] = (proc, time.monotonic())
         return job
 
+    def _fork(self, calc_dir: Path, env: dict[str, str]) -> int:
+        from tasks.dft import prefork
+
+        (calc_dir / prefork.EXIT_FILE).unlink(missing_ok=True)  # from an earlier attempt in this folder
+        path = prefork.socket_path(env)
+        try:
+            return prefork.request(path, calc_dir)
+        except OSError:
+            with self._lock:  # one thread of this process starts the server; a stale socket is replaced
+                try:
+                    return prefork.request(path, calc_dir)
+                except OSError:
+                    path.unlink(missing_ok=True)
+                    try:
+                        prefork.start_server(path, env, PROJECT_ROOT)
+                    except OSError as exc:
+                        raise DFTBackendError(str(exc)) from exc
+            return prefork.request(path, calc_dir)
+
+    def _forked_state(self, job_id: str, calc_dir: Path, started: float) -> JobState:
+        from tasks.dft.prefork import EXIT_FILE
+
+        exit_file = calc_dir / EXIT_FILE
+        if exit_file.is_file():
+            return JobState("finished", f"worker exit code {exit_file.read_text().strip()}")
+        if time.monotonic() - started > self.timeout_s:
+            self.cancel(job_id)
+            return JobState("finished", f"timed out after {self.timeout_s:.0f} s (dft.local_timeout_s)")
+        if Path(f"/proc/{job_id.rpartition(':')[2]}").exists():
+            return JobState("running")
+        time.sleep(1.0)  # the server writes the exit code once it has reaped the child
+        return (JobState("finished", f"worker exit code {exit_file.read_text().strip()}") if exit_file.is_file()
+                else JobState("gone"))
+
     def state(self, job_id: str) -> JobState:
         host, _, pid = job_id.rpartition(":")
         if host != socket.gethostname():
             raise DFTBackendError(f"local calculation {job_id} runs on {host}; resume the campaign there")
         with self._lock:
             entry = self._procs.get(job_id)
+            forked = self._forked.get(job_id)
+        if forked is not None:
+            return self._forked_state(job_id, *forked)
         if entry is not None:
             proc, started = entry
             code = proc.poll()
@@ -145,7 +194,7 @@ class SlurmBackend:
 
 def backend_for(name: str, cfg: DFTConfig) -> Backend:
     if name == "local":
-        return LocalBackend(cfg.local_timeout_s)
+        return LocalBackend(cfg.local_timeout_s, cfg.local_prefork)
     if name == "slurm":
         return SlurmBackend(cfg.slurm)
     raise DFTBackendError(f"unknown DFT backend {name!r}; allowed: {', '.join(BACKENDS)}")

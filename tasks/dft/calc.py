@@ -66,7 +66,7 @@ def drive(store: Store, calc_id: int, cfg: DFTConfig, poll_s: float | None = Non
     """Run or re-attach to calculation ``calc_id`` until it is completed, failed or lost."""
     row = store.dft_calc(calc_id)
     backend = backend_for(row.backend, cfg)
-    poll = poll_s if poll_s is not None else (1.0 if row.backend == "local" else cfg.slurm.poll_seconds)
+    poll = poll_s if poll_s is not None else (0.25 if row.backend == "local" else cfg.slurm.poll_seconds)
     if row.state == "queued":
         row = submit(store, row, backend)
     while row.state not in DFT_TERMINAL:

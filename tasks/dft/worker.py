@@ -42,4 +42,8 @@ def main(calc_dir: str) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "--serve":  # the pre-forking server of the local backend (tasks/dft/prefork.py)
+        from tasks.dft.prefork import serve
+
+        sys.exit(serve(Path(sys.argv[2])))
     sys.exit(main(sys.argv[1]))
