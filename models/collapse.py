@@ -41,6 +41,7 @@ class CollapseConfig(BaseModel):
                                           "crystal (default: the data's median nearest-neighbour distance, at "
                                           "least duplicate_distance).")
     max_restarts: int = Field(3, ge=0)
+    restart_lr_factor: float = Field(0.5, gt=0, le=1, description="Learning rates x this per restart so far.")
     seed: int = 1234
 
 
@@ -82,6 +83,7 @@ class CollapseMonitor:
     def __init__(self, data: CrystalDataset, cfg: CollapseConfig | None = None) -> None:
         cfg = cfg or CollapseConfig()
         self.cfg, self.every, self.max_restarts = cfg, cfg.every, cfg.max_restarts
+        self.restart_lr_factor = cfg.restart_lr_factor
         gen = torch.Generator().manual_seed(cfg.seed)
         order = torch.randperm(len(data), generator=gen)
         half = min(cfg.n_samples, len(data) // 2) or 1

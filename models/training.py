@@ -58,6 +58,7 @@ class Monitor(Protocol):
 
     every: int
     max_restarts: int
+    restart_lr_factor: float  # learning rates are multiplied by this at every restart
 
     def __call__(self, trainer: Trainer) -> MonitorReport: ...
 
@@ -144,7 +145,8 @@ class Trainer:
 
     def _check(self, monitor: Monitor, record: dict) -> bool:
         """Run the monitor; on an unhealthy report restore the last healthy state (weights, EMA, optimizers;
-        the RNG and the epoch count run on, so the restart takes a different path). False: give up."""
+        the RNG and the epoch count run on) with learning rates scaled by ``restart_lr_factor`` per restart so
+        far, so the restart takes a different, gentler path. False: give up."""
         report = monitor(self)
         record.update({f"monitor.{k}": v for k, v in report.metrics.items()}, healthy=report.healthy)
         if report.healthy:
@@ -158,6 +160,9 @@ class Trainer:
             self.restore(self.last_good)
             self.generator.set_state(rng)
             self.epoch, self.step, self.history = epoch, step, history
+            for optimizer in self.optimizers.values():  # the same step sizes would likely collapse again
+                for group in optimizer.param_groups:
+                    group["lr"] *= monitor.restart_lr_factor ** self.restarts
         return self.restarts <= monitor.max_restarts
 
     def fit(self, data: CrystalDataset, checkpoint: Path | None = None, replay: CrystalDataset | None = None,

@@ -83,7 +83,7 @@ def test_one_training_step_updates_generator_and_critic(toy):
 class ScriptedMonitor:
     """Healthy, then unhealthy for ever: the trainer must restore and finally stop."""
 
-    every, max_restarts = 1, 2
+    every, max_restarts, restart_lr_factor = 1, 2, 0.5
 
     def __init__(self) -> None:
         self.calls = 0
@@ -104,6 +104,7 @@ def test_collapse_restores_the_last_healthy_state_then_stops(toy, tmp_path):
     healthy = trainer.last_good["state_dict"]
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in healthy.items())  # weights put back
     assert trainer.epoch == 4 and [r.get("restart") for r in trainer.history] == [None, 1, 2, 3]
+    assert trainer.optimizers["critic"].param_groups[0]["lr"] == pytest.approx(SMALL.critic_lr * 0.5**3)
     saved = load_checkpoint(tmp_path / "g.pt")
     assert saved["epoch"] == 4 and all(torch.equal(v, healthy[k]) for k, v in saved["state_dict"].items())
 
