@@ -72,6 +72,26 @@ def test_basis_and_potential_per_element_and_one_clear_error_for_missing():
         basis_and_potential(["Mg", "Pu"], CP2KSettings())
 
 
+@pytest.mark.skipif(not (CP2K_DATA / "BASIS_MOLOPT").is_file(), reason="cp2k-data is not installed")
+def test_pruned_pmg_data_writes_the_same_cp2k_input_as_the_full_folder(tmp_path, monkeypatch):
+    from tasks.dft.inputs import cp2k_maker
+    from tasks.dft.pmg_data import ensure_pmg_data_dir, prune
+
+    settings = CP2KSettings()
+    full = ensure_pmg_data_dir(settings)
+    pruned = tmp_path / "pruned"
+    structure = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.21), ["Mg", "O"], [[0, 0, 0], [.5, .5, .5]])
+    prune(settings, full, pruned, ["Mg", "O"])
+    assert sorted(p.name for p in pruned.iterdir()) == ["Mg", "O"]
+    assert (pruned / "O").stat().st_size < (full / "O").stat().st_size / 10
+    inputs = {}
+    for label, folder in (("full", full), ("pruned", pruned)):
+        monkeypatch.setenv("CP2K_DATA_DIR", str(folder))  # pymatgen reads it at call time
+        maker = cp2k_maker(structure, settings)
+        inputs[label] = maker.input_set_generator.get_input_set(structure).cp2k_input.get_str()
+    assert inputs["pruned"] == inputs["full"] and "DZVP-MOLOPT-SR-GTH" in inputs["full"]
+
+
 def test_config_rejects_vasp_locally_and_unsafe_slurm_values():
     with pytest.raises(ValidationError, match="vasp"):
         DFTConfig(backend="local", code="vasp")

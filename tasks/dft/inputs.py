@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import subprocess
-import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -84,22 +81,6 @@ def spin_polarized(structure: Structure, settings: CP2KSettings) -> bool:
     if settings.spin_polarized != "auto":
         return settings.spin_polarized == "yes"
     return any(el.symbol in MAGNETIC for el in structure.composition.elements)
-
-
-def ensure_pmg_data_dir(settings: CP2KSettings) -> Path:
-    """pymatgen's CP2K data folder: the configured one, PMG_CP2K_DATA_DIR, or one built once with
-    ``pmg config --cp2k`` under ~/.cache/matloop."""
-    if settings.pmg_data_dir is not None:
-        return settings.pmg_data_dir
-    if os.environ.get("PMG_CP2K_DATA_DIR"):
-        return Path(os.environ["PMG_CP2K_DATA_DIR"])
-    target = Path.home() / ".cache" / "matloop" / "cp2k-pmg-data"
-    if not (target / "O").exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        pmg = Path(sys.executable).with_name("pmg")
-        subprocess.run([str(pmg), "config", "--cp2k", str(settings.cp2k_data_dir), str(target)], input="y\n",
-                       text=True, check=True, capture_output=True)
-    return target
 
 
 def cp2k_maker(structure: Structure, settings: CP2KSettings):

@@ -17,7 +17,8 @@ from pymatgen.core import Structure
 
 from conf.dft import CP2KSettings
 from tasks.candidate import structure_to_json
-from tasks.dft.inputs import DFTInputError, cp2k_maker, ensure_pmg_data_dir, vasp_flow
+from tasks.dft.inputs import DFTInputError, cp2k_maker, vasp_flow
+from tasks.dft.pmg_data import ensure_pmg_data_dir, prune, pruned_data_dir
 
 
 class CalcSpec(BaseModel):
@@ -114,7 +115,8 @@ def dft_environment(settings: CP2KSettings, code: str = "cp2k") -> dict[str, str
     calculations run in their own process (:mod:`tasks.dft.worker`) started with these variables."""
     if code == "vasp":  # VASP_CMD etc. come from the cluster's atomate2 settings
         return {"OMP_NUM_THREADS": "1"}
-    return {"PMG_CP2K_DATA_DIR": str(ensure_pmg_data_dir(settings)),
+    full = ensure_pmg_data_dir(settings)
+    return {"PMG_CP2K_DATA_DIR": str(pruned_data_dir(settings, full)), "MATLOOP_FULL_PMG_CP2K_DATA_DIR": str(full),
             "PMG_DEFAULT_CP2K_FUNCTIONAL": settings.functional, "OMP_NUM_THREADS": "1"}
 
 
@@ -132,6 +134,9 @@ def run_local(spec: CalcSpec, calc_dir: Path) -> DFTOutcome:
         job = vasp_flow(structure)
     else:
         try:
+            full = ensure_pmg_data_dir(spec.settings)
+            prune(spec.settings, full, pruned_data_dir(spec.settings, full),
+                  [el.symbol for el in structure.composition.elements])
             job = cp2k_maker(structure, spec.settings).make(structure)
         except DFTInputError as exc:
             return DFTOutcome(status="failed", reason=str(exc))
