@@ -12,15 +12,9 @@ from models.data import CrystalDataset
 from models.gan import CrystalGAN, GANConfig
 from models.training import TrainConfig, Trainer
 from tasks.metrics.validity import composition_valid, structure_valid
+from tests.test_diffusion_learning import PEROVSKITES, perovskite  # the same toy set as the diffusion model
 
 pytestmark = pytest.mark.slow
-PEROVSKITES = [("Sr", "Ti", 3.91), ("Ba", "Ti", 4.00), ("Ca", "Ti", 3.84), ("Sr", "Zr", 4.10),
-               ("Ba", "Zr", 4.19), ("Ca", "Zr", 4.02), ("Pb", "Ti", 3.97), ("K", "Nb", 4.02)]
-
-
-def perovskite(a_site, b_site, a):
-    return Structure(Lattice.cubic(a), [a_site, b_site, "O", "O", "O"],
-                     [[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]])
 
 
 def _train(structures, props, names, steps, copies, seed=0):
