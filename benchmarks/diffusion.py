@@ -34,13 +34,15 @@ def main() -> dict:
     parser.add_argument("--max-atoms", type=int, default=20)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--no-coverage", action="store_true")
+    parser.add_argument("--baseline-n", type=int, default=1000,
+                        help="Real training crystals scored the same way (the data's own numbers); 0 skips.")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
     import pandas as pd
     import torch
 
-    from benchmarks.scoring import score, split_of, training_cost
+    from benchmarks.scoring import data_baseline, ratios, score, split_of, training_cost
     from models.api import load_diffusion, sample_structures
     from models.sampler import SamplerConfig
     from tasks.metrics.evaluate import EvaluationOptions, evaluate_samples
@@ -66,6 +68,8 @@ def main() -> dict:
     t = time.perf_counter()
     metrics = score(samples, held, train, args.dataset, not args.no_coverage, args.workers)
     t_eval = time.perf_counter() - t
+    baseline = (data_baseline(train, held, args.dataset, args.baseline_n, not args.no_coverage, args.workers)
+                if args.baseline_n else None)
     history = ckpt["history"]
     result = {
         "benchmark": "diffusion", "dataset": args.dataset, "date": datetime.now(timezone.utc).isoformat(),
@@ -73,6 +77,7 @@ def main() -> dict:
         "n_train": len(train), "n_heldout": len(held), "n_generated": len(samples), "cpus": os.cpu_count(),
         "metrics": {k: v for k, v in metrics.items() if k != "novelty_of_valid_vs_train"},
         "novelty_of_valid_vs_train": metrics["novelty_of_valid_vs_train"],
+        "data_baseline": baseline, "ratio_to_data": ratios(metrics, baseline["metrics"]) if baseline else None,
         "sampling": {"n": len(samples), "seconds": t_sample, "structures_per_s": len(samples) / t_sample,
                      "throughput_batch": timing},
         "evaluation_seconds": t_eval,

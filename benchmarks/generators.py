@@ -36,12 +36,14 @@ def main() -> dict:
     parser.add_argument("--max-atoms", type=int, default=20)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--no-coverage", action="store_true")
+    parser.add_argument("--baseline-n", type=int, default=1000,
+                        help="Real training crystals scored the same way (the data's own numbers); 0 skips.")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
     import torch
 
-    from benchmarks.scoring import score, split_of, training_cost
+    from benchmarks.scoring import data_baseline, ratios, score, split_of, training_cost
     from models.api import draw_num_atoms, load_model, sample_batch, sample_structures
     from models.sampler import SamplerConfig
 
@@ -78,14 +80,20 @@ def main() -> dict:
             "epochs": ckpt["epoch"], "sampling_seconds": t_sample,
             "metrics": score(samples, held, train, args.dataset, not args.no_coverage, args.workers),
             "training": training_cost(ckpt["history"])}
+    if args.baseline_n:
+        base = data_baseline(train, held, args.dataset, args.baseline_n, not args.no_coverage, args.workers)
+        result["data_baseline"] = base
+        for name in models:
+            result["models"][name]["ratio_to_data"] = ratios(result["models"][name]["metrics"], base["metrics"])
     out = args.out or ROOT / "benchmarks" / "results" / f"generators-{args.dataset}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
     rows = sorted(result["models"]["gan"]["metrics"])
-    print(f"{'metric':28s} {'gan':>10s} {'diffusion':>10s}")
+    base = result.get("data_baseline", {}).get("metrics", {})
+    print(f"{'metric':28s} {'gan':>10s} {'diffusion':>10s} {'data':>10s}")
     for k in rows:
         g, d = result["models"]["gan"]["metrics"][k], result["models"]["diffusion"]["metrics"][k]
-        print(f"{k:28s} {_fmt(g):>10s} {_fmt(d):>10s}")
+        print(f"{k:28s} {_fmt(g):>10s} {_fmt(d):>10s} {_fmt(base.get(k)):>10s}")
     print(f"{'structures/s (same batch)':28s} {speed['gan']['structures_per_s']:10.1f} "
           f"{speed['diffusion']['structures_per_s']:10.2f}   GAN speed-up {speed['gan_speedup']:.0f}x")
     return result

@@ -33,10 +33,29 @@ def score(samples: Sequence, held: pd.DataFrame, train: pd.DataFrame, dataset: s
     table = pd.DataFrame({"id": [f"g{i}" for i in range(len(samples))], "structure": list(samples), "error": ""})
     metrics, df = evaluate_samples(table, held[["id", "structure", "error"]], opts=EvaluationOptions(
         dataset=dataset, coverage=coverage, workers=workers))
+    if len(train) == 0:
+        return {**{k: metrics.get(k) for k in METRICS}, "novelty_of_valid_vs_train": None}
     novel = fast_decisions([s for s, v in zip(df["structure"], df["valid"]) if v], list(train["structure"]),
                            MatcherConfig(), workers=workers)
     return {**{k: metrics.get(k) for k in METRICS},
             "novelty_of_valid_vs_train": float(np.mean([d.novel for d in novel])) if novel else None}
+
+
+def data_baseline(train: pd.DataFrame, held: pd.DataFrame, dataset: str, n: int, coverage: bool,
+                  workers: int, seed: int = 0) -> dict:
+    """The same metrics for ``n`` real training crystals against the held-out ones: what a perfect
+    generator of this data would score with this reference set (COV-P in particular depends on its size)."""
+    pick = train.sample(n=min(n, len(train)), random_state=seed)
+    metrics = score(list(pick["structure"]), held, train.iloc[:0], dataset, coverage, workers)
+    metrics.pop("novelty_of_valid_vs_train")
+    return {"n": len(pick), "metrics": metrics}
+
+
+def ratios(metrics: dict, baseline: dict) -> dict:
+    """metric / data-baseline metric, for the rates where higher is better."""
+    keys = ("comp_validity", "struct_validity", "validity", "uniqueness", "cov_recall", "cov_precision")
+    return {k: metrics[k] / baseline[k] for k in keys
+            if metrics.get(k) is not None and baseline.get(k)}
 
 
 def training_cost(history: list[dict]) -> dict:

@@ -37,7 +37,9 @@ def evaluate(
     mace_model: Annotated[str, typer.Option(help="MACE foundation name or model path.")] = "medium-mpa-0",
     targets: Annotated[list[str] | None, typer.Option("--target", help="name=min:max or name=value.")] = None,
     dataset: Annotated[str | None, typer.Option(help="mp20 | perov5 | carbon24 (coverage cutoffs).")] = None,
-    comp_scaler: Annotated[Path | None, typer.Option(help="JSON {means, stds} for composition fingerprints.")] = None,
+    comp_scaler: Annotated[str, typer.Option(
+        help="Coverage composition scaler: cdvae (CDVAE's, default) | reference (fitted on --reference) | "
+             "a JSON file {means, stds}.")] = "cdvae",
     threshold: Annotated[float, typer.Option(help="Stability threshold, eV/atom.")] = 0.1,
     oxidation_states: Annotated[str, typer.Option(help="smact14 (CDVAE) | icsd24 (SMACT 4).")] = "smact14",
     coverage: Annotated[bool, typer.Option(help="Compute COV-R/COV-P (slow for large sets).")] = True,
@@ -47,6 +49,7 @@ def evaluate(
     """Validity, uniqueness, novelty, stability, S.U.N., coverage, statistics and property satisfaction."""
     from flows.cli import console, fail
     from tasks.errors import MatloopError
+    from tasks.metrics.coverage import load_comp_scaler
     from tasks.metrics.evaluate import EvaluationOptions, evaluate_samples
     from tasks.metrics.hull import ReferenceHull, load_elemental_references
     from tasks.metrics.io import load_structure_table
@@ -55,11 +58,14 @@ def evaluate(
     if relax not in ("none", "mlip"):
         fail(ValueError(f"--relax {relax!r}; allowed: none, mlip"))
     try:
-        scaler = json.loads(comp_scaler.read_text()) if comp_scaler else None
+        if comp_scaler in ("cdvae", "reference"):
+            scaler = comp_scaler
+        else:
+            scaler = tuple(x.tolist() for x in load_comp_scaler(Path(comp_scaler)))
         opts = EvaluationOptions(
             stability_threshold=threshold, oxidation_states=oxidation_states, dataset=dataset, coverage=coverage,
             targets=dict(parse_target(t) for t in targets or []), workers=workers,
-            comp_scaler=(scaler["means"], scaler["stds"]) if scaler else None)
+            comp_scaler=scaler)
         table = load_structure_table(samples, limit)
         ref = load_structure_table(reference, limit) if reference else None
         ref_hull = ReferenceHull.from_table(hull) if hull else None

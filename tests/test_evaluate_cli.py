@@ -40,6 +40,7 @@ def test_evaluate_cif_folder_against_extxyz_reference(tmp_path):
     assert metrics["n_generated"] == 5 and metrics["n_parsed"] == 4
     assert metrics["uniqueness"] == pytest.approx(3 / 5) and metrics["novelty"] == pytest.approx(2 / 5)
     assert 0 <= metrics["cov_recall"] <= 1 and metrics["coverage_cutoffs"]["structure"] == 0.2
+    assert metrics["coverage_cutoffs"]["comp_scaler"] == "cdvae"
     df = pd.read_csv(out / "structures.csv").set_index("id")
     assert df.loc["broken", "stability_note"].startswith("unparseable CIF")
     assert df.loc["g1", "duplicate_of"] == "g0" and df.loc["g2", "matches_reference"] == "s1"

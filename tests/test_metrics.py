@@ -7,7 +7,7 @@ from pymatgen.core import Composition, Lattice, Structure
 
 from conf.schema import MatcherConfig, TargetRange
 from tasks.errors import EvaluationError
-from tasks.metrics.coverage import coverage, fingerprints
+from tasks.metrics.coverage import coverage, fingerprints, load_comp_scaler
 from tasks.metrics.distributions import property_satisfaction, relaxation_rmsd, wasserstein
 from tasks.metrics.evaluate import EvaluationOptions, evaluate_samples
 from tasks.metrics.hull import ReferenceHull, formation_energy_per_atom
@@ -139,6 +139,23 @@ def test_evaluate_samples_end_to_end(tmp_path):
     assert metrics["property_satisfaction.band_gap"] == pytest.approx(3 / 5)
     with pytest.raises(EvaluationError, match="no generated structures"):
         evaluate_samples(samples.iloc[:0], references, hull, None, opts)
+
+
+def test_cdvae_composition_scaler(tmp_path):
+    means, stds = load_comp_scaler()  # CDVAE's constants, shipped with the package
+    assert means.shape == stds.shape == (132,) and (stds > 0).all()
+    assert means[0] == pytest.approx(21.194441759304013) and stds[-1] == pytest.approx(85.980205895116)
+    a, b = fingerprints([rocksalt()]), fingerprints([perovskite()])
+    # the reference-fitted scaler (zero spread -> unit std) and CDVAE's give different distance scales
+    cut = float(np.linalg.norm(np.nan_to_num((a[0][1] - means) / stds) - np.nan_to_num((b[0][1] - means) / stds)))
+    cut *= 1.01
+    assert coverage(a, b, 1e6, cut, (means, stds))["cov_precision"] == 1.0
+    assert coverage(a, b, 1e6, cut * 0.98, (means, stds))["cov_precision"] == 0.0
+    assert coverage(a, b, 1e6, cut)["cov_precision"] != coverage(a, b, 1e6, cut, (means, stds))["cov_precision"]
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"means": [0.0], "stds": [1.0]}')
+    with pytest.raises(ValueError, match="132 means"):
+        load_comp_scaler(bad)
 
 
 def test_coverage_wasserstein_satisfaction_rmsd():

@@ -6,9 +6,12 @@ structure covers a reference one when both fingerprint distances are within the 
 COV-R = share of references covered by some sample; COV-P = share of samples (over all generated,
 including those whose fingerprint failed) within the cutoffs of some reference.
 
-CDVAE standardises composition fingerprints with fixed means/stds computed on its training data; pass
-them as ``comp_scaler`` (a JSON of ``{"means": [...], "stds": [...]}``) to reproduce its numbers exactly.
-By default the scaler is fitted on the reference set.
+Composition fingerprints are standardised before distances are taken. CDVAE (and DiffCSP, MatterGen's
+CDVAE-protocol tables) use fixed means/stds from CDVAE's code for every dataset; they ship here as
+``cdvae_comp_scaler.json`` and are the default (``comp_scaler="cdvae"``), so numbers compare with the
+papers'. ``"reference"`` fits the scaler on the reference set instead: on Perov-5 that is much stricter
+(the held-out set's spread is narrow), e.g. real training crystals reach COV-P 63 % instead of 90 % against
+962 held-out ones. A ``{"means": [...], "stds": [...]}`` JSON can be given as well.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pymatgen.core import Structure
@@ -25,6 +29,8 @@ from scipy.spatial.distance import cdist
 
 # CDVAE's (structure, composition) cutoffs per dataset
 COV_CUTOFFS = {"mp20": (0.4, 10.0), "perov5": (0.2, 4.0), "carbon24": (0.2, 4.0)}
+CDVAE_COMP_SCALER = Path(__file__).with_name("cdvae_comp_scaler.json")
+ScalerChoice = Literal["cdvae", "reference"]
 
 
 def _fingerprints(structures: Sequence[Structure]) -> list[tuple[np.ndarray, np.ndarray] | None]:
@@ -58,15 +64,23 @@ def fingerprints(structures: Sequence[Structure], workers: int = 1) -> list[tupl
     return out
 
 
-def load_comp_scaler(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def load_comp_scaler(path: Path = CDVAE_COMP_SCALER) -> tuple[np.ndarray, np.ndarray]:
+    """(means, stds) of a composition-fingerprint scaler JSON; CDVAE's by default."""
     data = json.loads(Path(path).read_text())
-    return np.asarray(data["means"], dtype=float), np.asarray(data["stds"], dtype=float)
+    means, stds = np.asarray(data["means"], dtype=float), np.asarray(data["stds"], dtype=float)
+    if means.shape != (132,) or stds.shape != (132,):
+        raise ValueError(f"{path}: a composition scaler needs 132 means and 132 stds (Magpie), "
+                         f"got {means.shape} and {stds.shape}")
+    return means, stds
 
 
 def coverage(samples: Sequence[tuple[np.ndarray, np.ndarray] | None],
              references: Sequence[tuple[np.ndarray, np.ndarray] | None], struct_cutoff: float,
              comp_cutoff: float, comp_scaler: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, float]:
-    """COV-R and COV-P (fractions in [0, 1]) from precomputed fingerprints."""
+    """COV-R and COV-P (fractions in [0, 1]) from precomputed fingerprints.
+
+    ``comp_scaler`` is (means, stds) of the composition fingerprints; ``None`` fits them on ``references``.
+    """
     gen = [fp for fp in samples if fp is not None]
     ref = [fp for fp in references if fp is not None]
     if not gen or not ref:

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from conf.schema import MatcherConfig, TargetRange
 from tasks.errors import EvaluationError
-from tasks.metrics.coverage import COV_CUTOFFS, coverage, fingerprints
+from tasks.metrics.coverage import COV_CUTOFFS, ScalerChoice, coverage, fingerprints, load_comp_scaler
 from tasks.metrics.distributions import density, n_elements, property_satisfaction, wasserstein
 from tasks.metrics.hull import ReferenceHull, formation_energy_per_atom
 from tasks.metrics.matching import fast_decisions
@@ -42,7 +42,9 @@ class EvaluationOptions(BaseModel):
     dataset: Literal["mp20", "perov5", "carbon24"] | None = Field(None, description="Picks COV cutoffs.")
     struct_cutoff: float | None = None
     comp_cutoff: float | None = None
-    comp_scaler: tuple[list[float], list[float]] | None = None
+    comp_scaler: ScalerChoice | tuple[list[float], list[float]] = Field(
+        "cdvae", description="Composition-fingerprint standardisation for coverage: 'cdvae' (CDVAE's fixed "
+        "means/stds, comparable with the papers), 'reference' (fitted on the reference set), or (means, stds).")
     targets: dict[str, TargetRange] = Field(default_factory=dict)
     coverage: bool = True
     workers: int = 1
@@ -177,10 +179,14 @@ def add_coverage(metrics: dict, df: pd.DataFrame, references: pd.DataFrame, opts
     gen = fingerprints([s for s, v in zip(df["structure"], df["valid"]) if v], workers=opts.workers)
     gen += [None] * int((~df["valid"]).sum())  # invalid structures count as uncovered, as in CDVAE
     ref = fingerprints([s for s in references["structure"] if s is not None], workers=opts.workers)
-    scaler = None if opts.comp_scaler is None else tuple(np.asarray(x, dtype=float) for x in opts.comp_scaler)
+    if opts.comp_scaler == "cdvae":
+        scaler, label = load_comp_scaler(), "cdvae"
+    elif opts.comp_scaler == "reference":
+        scaler, label = None, "fitted on the reference set"
+    else:
+        scaler, label = tuple(np.asarray(x, dtype=float) for x in opts.comp_scaler), "given"
     metrics.update(coverage(gen, ref, struct_cut, comp_cut, scaler))
-    metrics["coverage_cutoffs"] = {"structure": struct_cut, "composition": comp_cut,
-                                   "comp_scaler": "given" if scaler is not None else "fitted on the reference set"}
+    metrics["coverage_cutoffs"] = {"structure": struct_cut, "composition": comp_cut, "comp_scaler": label}
 
 
 def evaluate_samples(samples: pd.DataFrame, references: pd.DataFrame | None = None,
