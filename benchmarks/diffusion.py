@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+from benchmarks.scoring import add_common_args  # after ROOT is on sys.path
 
 
 def main() -> dict:
@@ -31,23 +32,18 @@ def main() -> dict:
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--throughput-batch", type=int, default=64)
-    parser.add_argument("--max-atoms", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--no-coverage", action="store_true")
-    parser.add_argument("--baseline-n", type=int, default=1000,
-                        help="Real training crystals scored the same way (the data's own numbers); 0 skips.")
-    parser.add_argument("--out", type=Path, default=None)
+    add_common_args(parser)
     args = parser.parse_args()
 
     import pandas as pd
     import torch
 
-    from benchmarks.scoring import data_baseline, ratios, score, split_of, training_cost
+    from benchmarks.scoring import data_baseline, ratios, save_samples, score, split_of, training_cost
     from models.api import load_diffusion, sample_structures
     from models.sampler import SamplerConfig
     from tasks.metrics.evaluate import EvaluationOptions, evaluate_samples
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads)
     model, ckpt = load_diffusion(args.checkpoint)
     train, held = split_of(args.checkpoint, ckpt, args.max_atoms)
 
@@ -65,6 +61,7 @@ def main() -> dict:
     t = time.perf_counter()
     samples = sample_structures(model, ckpt, args.n, 0, fast, max_atoms=args.max_atoms)
     t_sample = time.perf_counter() - t
+    save_samples(args.save_samples, "diffusion", samples)
     t = time.perf_counter()
     metrics = score(samples, held, train, args.dataset, not args.no_coverage, args.workers)
     t_eval = time.perf_counter() - t

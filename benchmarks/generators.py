@@ -23,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.scoring import add_common_args  # after ROOT is on sys.path
 
 
 def main() -> dict:
@@ -33,21 +34,16 @@ def main() -> dict:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=200, help="Diffusion sampling steps (fast setting).")
     parser.add_argument("--speed-batch", type=int, default=256)
-    parser.add_argument("--max-atoms", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--no-coverage", action="store_true")
-    parser.add_argument("--baseline-n", type=int, default=1000,
-                        help="Real training crystals scored the same way (the data's own numbers); 0 skips.")
-    parser.add_argument("--out", type=Path, default=None)
+    add_common_args(parser)
     args = parser.parse_args()
 
     import torch
 
-    from benchmarks.scoring import data_baseline, ratios, score, split_of, training_cost
+    from benchmarks.scoring import data_baseline, ratios, save_samples, score, split_of, training_cost
     from models.api import draw_num_atoms, load_model, sample_batch, sample_structures
     from models.sampler import SamplerConfig
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads)
     models = {"gan": load_model(args.gan, kind="gan"), "diffusion": load_model(args.diffusion, kind="diffusion")}
     splits = {name: split_of(path, models[name][1], args.max_atoms)
               for name, path in (("gan", args.gan), ("diffusion", args.diffusion))}
@@ -75,6 +71,7 @@ def main() -> dict:
         t = time.perf_counter()
         samples = sample_structures(model, ckpt, args.n, 0, fast, max_atoms=args.max_atoms)
         t_sample = time.perf_counter() - t
+        save_samples(args.save_samples, name, samples)
         result["models"][name] = {
             "checkpoint": str(args.gan if name == "gan" else args.diffusion), "checkpoint_hash": ckpt["hash"],
             "epochs": ckpt["epoch"], "sampling_seconds": t_sample,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,6 +13,20 @@ import pandas as pd
 
 METRICS = ("comp_validity", "struct_validity", "validity", "uniqueness", "cov_recall", "cov_precision",
            "wasserstein.density", "wasserstein.n_elements")
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """Options every generator benchmark takes (splits, scoring, threads, output)."""
+    parser.add_argument("--max-atoms", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="Fingerprinting processes.")
+    parser.add_argument("--no-coverage", action="store_true")
+    parser.add_argument("--baseline-n", type=int, default=1000,
+                        help="Real training crystals scored the same way (the data's own numbers); 0 skips.")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads for sampling.")
+    parser.add_argument("--save-samples", type=Path, default=None,
+                        help="Write the generated crystals here (extxyz; %%s is replaced by the model name) "
+                             "so `matloop evaluate` can rescore them without sampling again.")
 
 
 def split_of(checkpoint: Path, ckpt: dict, max_atoms: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -56,6 +72,18 @@ def ratios(metrics: dict, baseline: dict) -> dict:
     keys = ("comp_validity", "struct_validity", "validity", "uniqueness", "cov_recall", "cov_precision")
     return {k: metrics[k] / baseline[k] for k in keys
             if metrics.get(k) is not None and baseline.get(k)}
+
+
+def save_samples(path: Path | None, name: str, samples: Sequence) -> None:
+    """Write generated crystals as extxyz (``%s`` in ``path`` becomes ``name``); nothing when ``path`` is None."""
+    if path is None:
+        return
+    from ase.io import write
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    out = Path(str(path).replace("%s", name))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write(out, [AseAtomsAdaptor.get_atoms(s) for s in samples], format="extxyz")
 
 
 def training_cost(history: list[dict]) -> dict:
