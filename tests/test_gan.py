@@ -91,7 +91,7 @@ class ScriptedMonitor:
     def __call__(self, trainer):
         self.calls += 1
         return MonitorReport(metrics={"uniqueness": 1.0 if self.calls == 1 else 0.0}, healthy=self.calls == 1,
-                             reason="" if self.calls == 1 else "uniqueness 0.00 < 0.5")
+                             reason="" if self.calls == 1 else "uniqueness 0.00 is 0.00 of the data's 1.00 (< 0.5)")
 
 
 def test_collapse_restores_the_last_healthy_state_then_stops(toy, tmp_path):
@@ -137,6 +137,25 @@ def test_the_collapse_monitor_tells_a_collapsed_generator_from_a_healthy_one():
     assert "diversity" in collapsed.reason
     early = CollapseMonitor(data, CollapseConfig(n_samples=16, warmup=10))
     assert early(SimpleNamespace(ema=SimpleNamespace(module=Replay(crystals[:1], norm)), epoch=5)).healthy
+
+
+def test_the_collapse_monitor_judges_uniqueness_against_the_data():
+    """A single-element set whose crystals look alike in the monitor's features (as Carbon-24's do) is not
+    collapsed when a generator reproduces it; a generator repeating one of them is."""
+    from types import SimpleNamespace
+
+    from tests.test_metrics import cscl, rocksalt, wurtzite
+
+    kinds = [rocksalt(3.6, ("C", "C")), cscl(2.1, ("C", "C")), wurtzite(("C", "C")),
+             Structure(Lattice.cubic(1.6), ["C"], [[0, 0, 0]])]
+    crystals = [kinds[i % 4] for i in range(32)]  # four prototypes, each repeated: the data's uniqueness is low
+    norm = Normalizer.fit(crystals)
+    monitor = CollapseMonitor(CrystalDataset(crystals, norm), CollapseConfig(n_samples=16, warmup=0))
+    assert monitor.data_uniqueness < 0.5
+    same = monitor(SimpleNamespace(ema=SimpleNamespace(module=Replay(crystals[::-1], norm)), epoch=5))
+    assert same.healthy and same.metrics["uniqueness"] < 0.5 and same.metrics["uniqueness_ratio"] > 0.5
+    one = monitor(SimpleNamespace(ema=SimpleNamespace(module=Replay(crystals[:1], norm)), epoch=5))
+    assert not one.healthy and "uniqueness" in one.reason and one.metrics["uniqueness_ratio"] < 0.5
 
 
 def test_checkpoint_round_trip_and_resume_with_two_optimizers(toy, tmp_path):
