@@ -109,23 +109,34 @@ def vector_to_symmetric(v: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Normalizer:
-    """Dataset statistics the model is trained in: lattice length scale and property means/stds."""
+    """Dataset statistics the model is trained in: lattice length scale, property means/stds and the
+    elements the training crystals contain (atomic numbers; empty: not recorded, as in older checkpoints)."""
 
     length_scale: float  # mean (V/N)^(1/3), Å
     prop_names: tuple[str, ...] = ()
     prop_mean: tuple[float, ...] = ()
     prop_std: tuple[float, ...] = ()
+    elements: tuple[int, ...] = ()
 
     @classmethod
     def fit(cls, structures: Sequence[Structure], props: np.ndarray | None = None,
             prop_names: Sequence[str] = ()) -> Normalizer:
         scale = float(np.mean([(s.volume / len(s)) ** (1 / 3) for s in structures]))
+        elements = tuple(sorted({el.Z for s in structures for el in s.composition}))
         if props is None or not len(prop_names):
-            return cls(scale)
+            return cls(scale, elements=elements)
         mean = np.nanmean(props, axis=0)
         std = np.nanstd(props, axis=0)
         return cls(scale, tuple(prop_names), tuple(float(x) for x in mean),
-                   tuple(float(x) if x > 0 else 1.0 for x in std))
+                   tuple(float(x) if x > 0 else 1.0 for x in std), elements)
+
+    def element_support(self) -> torch.Tensor | None:
+        """(MAX_Z + 1,) bool of the training elements, or None when they were not recorded."""
+        if not self.elements:
+            return None
+        mask = torch.zeros(MAX_Z + 1, dtype=torch.bool)
+        mask[list(self.elements)] = True
+        return mask
 
     def _scale(self, num_atoms: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return self.length_scale * num_atoms.to(dtype).pow(1 / 3)
@@ -147,8 +158,9 @@ class Normalizer:
 
     def as_dict(self) -> dict:
         return {"length_scale": self.length_scale, "prop_names": list(self.prop_names),
-                "prop_mean": list(self.prop_mean), "prop_std": list(self.prop_std)}
+                "prop_mean": list(self.prop_mean), "prop_std": list(self.prop_std), "elements": list(self.elements)}
 
     @classmethod
     def from_dict(cls, d: dict) -> Normalizer:
-        return cls(float(d["length_scale"]), tuple(d["prop_names"]), tuple(d["prop_mean"]), tuple(d["prop_std"]))
+        return cls(float(d["length_scale"]), tuple(d["prop_names"]), tuple(d["prop_mean"]), tuple(d["prop_std"]),
+                   tuple(int(z) for z in d.get("elements", ())))

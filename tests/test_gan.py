@@ -64,6 +64,12 @@ def test_sampling_is_seeded_and_species_stay_in_the_allowed_elements(toy):
     assert torch.equal(a.species, b.species) and torch.equal(a.frac, b.frac)
     assert set(a.species.tolist()) <= {12, 14, 8} and a.num_atoms.tolist() == [3, 7, 12, 1]
     assert torch.linalg.det(a.lattice).gt(0).all() and ((a.frac >= 0) & (a.frac < 1)).all()
+    # no system asked: only the training crystals' elements (recorded by the normalizer, kept in checkpoints)
+    free = model.sample(torch.full((64,), 10), torch.Generator().manual_seed(6))
+    assert set(free.species.tolist()) <= {38, 22, 56, 40, 12, 8} == set(model.normalizer.elements)
+    assert Normalizer.from_dict(model.normalizer.as_dict()) == model.normalizer
+    old = {k: v for k, v in model.normalizer.as_dict().items() if k != "elements"}  # checkpoints before it
+    assert Normalizer.from_dict(old).element_support() is None
 
 
 def test_one_training_step_updates_generator_and_critic(toy):
