@@ -83,7 +83,7 @@ def evaluate(
                 needed = {el.symbol for s in table["structure"] if s is not None for el in s.composition.elements}
                 elemental = mlip_elemental_references(needed, cfg, spec)
         metrics, df = evaluate_samples(table, ref, ref_hull, elemental, opts)
-    except (MatloopError, ValueError) as exc:
+    except (MatloopError, ValueError, OSError) as exc:
         fail(exc)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))

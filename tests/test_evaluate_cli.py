@@ -77,3 +77,15 @@ def test_evaluate_bad_inputs(tmp_path):
     assert res.exit_code == 2 and "not found" in res.output
     res = CliRunner().invoke(app, ["evaluate", str(empty), "--relax", "dft", "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "allowed: none, mlip" in res.output
+
+
+@pytest.mark.parametrize("scaler, message", [("missing.json", "missing.json"), ("short.json", "132 means")])
+def test_a_bad_composition_scaler_is_one_error_and_nothing_written(tmp_path, scaler, message):
+    (tmp_path / "short.json").write_text('{"means": [0.0], "stds": [1.0]}')
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    rocksalt().to(filename=str(gen / "g0.cif"))
+    res = CliRunner().invoke(app, ["evaluate", str(gen), "--dataset", "perov5", "--comp-scaler",
+                                   str(tmp_path / scaler), "--out", str(tmp_path / "out")])
+    assert res.exit_code != 0 and message in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "out").exists()

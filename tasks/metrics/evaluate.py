@@ -177,7 +177,7 @@ def add_coverage(metrics: dict, df: pd.DataFrame, references: pd.DataFrame, opts
         metrics["coverage"] = "skipped: give dataset (mp20, perov5, carbon24) or both cutoffs"
         return
     gen = fingerprints([s for s, v in zip(df["structure"], df["valid"]) if v], workers=opts.workers)
-    gen += [None] * int((~df["valid"]).sum())  # invalid structures count as uncovered, as in CDVAE
+    gen += [None] * int((~df["valid"]).sum())  # invalid structures count as uncovered (stricter than CDVAE)
     ref = fingerprints([s for s in references["structure"] if s is not None], workers=opts.workers)
     if opts.comp_scaler == "cdvae":
         scaler, label = load_comp_scaler(), "cdvae"
