@@ -39,9 +39,10 @@ def split_of(checkpoint: Path, ckpt: dict, max_atoms: int) -> tuple[pd.DataFrame
     return data[~held].reset_index(drop=True), data[held].reset_index(drop=True)
 
 
-def score(samples: Sequence, held: pd.DataFrame, train: pd.DataFrame, dataset: str, coverage: bool,
+def score(samples: Sequence, held: pd.DataFrame, train: pd.DataFrame | None, dataset: str, coverage: bool,
           workers: int) -> dict:
-    """Validity, uniqueness, COV-R/P (dataset cutoffs), Wasserstein distances, novelty of valid vs train."""
+    """Validity, uniqueness, COV-R/P (dataset cutoffs), Wasserstein distances, novelty of valid vs train
+    (``None`` when ``train`` is None)."""
     from conf.schema import MatcherConfig
     from tasks.metrics.evaluate import EvaluationOptions, evaluate_samples
     from tasks.metrics.matching import fast_decisions
@@ -49,7 +50,7 @@ def score(samples: Sequence, held: pd.DataFrame, train: pd.DataFrame, dataset: s
     table = pd.DataFrame({"id": [f"g{i}" for i in range(len(samples))], "structure": list(samples), "error": ""})
     metrics, df = evaluate_samples(table, held[["id", "structure", "error"]], opts=EvaluationOptions(
         dataset=dataset, coverage=coverage, workers=workers))
-    if len(train) == 0:
+    if train is None:
         return {**{k: metrics.get(k) for k in METRICS}, "novelty_of_valid_vs_train": None}
     novel = fast_decisions([s for s, v in zip(df["structure"], df["valid"]) if v], list(train["structure"]),
                            MatcherConfig(), workers=workers)
@@ -62,7 +63,7 @@ def data_baseline(train: pd.DataFrame, held: pd.DataFrame, dataset: str, n: int,
     """The same metrics for ``n`` real training crystals against the held-out ones: what a perfect
     generator of this data would score with this reference set (COV-P in particular depends on its size)."""
     pick = train.sample(n=min(n, len(train)), random_state=seed)
-    metrics = score(list(pick["structure"]), held, train.iloc[:0], dataset, coverage, workers)
+    metrics = score(list(pick["structure"]), held, None, dataset, coverage, workers)
     metrics.pop("novelty_of_valid_vs_train")
     return {"n": len(pick), "metrics": metrics}
 
