@@ -72,7 +72,8 @@ def sample(model: CrystalDiffusion, num_atoms: torch.Tensor, cfg: SamplerConfig,
     cond
         Normalised property values / given flags / element multi-hot per crystal, or None (unconditional).
     allowed
-        (MAX_Z + 1,) bool: elements that may appear; species are only ever drawn from these.
+        (MAX_Z + 1,) bool: elements that may appear; species are only ever drawn from these (default: the
+        training data's elements, when the checkpoint recorded them).
     """
     model.eval()
     dev = next(model.parameters()).device
@@ -80,7 +81,9 @@ def sample(model: CrystalDiffusion, num_atoms: torch.Tensor, cfg: SamplerConfig,
     n = int(num_atoms.shape[0])
     batch = torch.repeat_interleave(torch.arange(n, device=dev), num_atoms)
     edges = fully_connected_edges(num_atoms, batch)
-    predict = Predictor(model, cond, allowed, cfg.guidance_scale, n, dev)
+    if allowed is None:  # no system asked: only elements the training data has
+        allowed = model.normalizer.element_support()
+    predict = Predictor(model, cond, None if allowed is None else allowed.to(dev), cfg.guidance_scale, n, dev)
 
     dt = next(model.parameters()).dtype
 

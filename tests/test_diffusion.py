@@ -126,3 +126,15 @@ def test_sampling_is_seeded_and_never_leaves_the_chemical_system(tiny_diffusion)
     assert all(len(s) <= 12 for s in a)
     c = sample_structures(model, ckpt, 48, 8, cfg, elements=["Mg", "O"], max_atoms=12)
     assert [x.composition for x in c] != [y.composition for y in a]
+
+
+def test_unconditional_sampling_draws_only_the_training_elements():
+    from models.sampler import SamplerConfig, sample
+
+    model, _ = _model()  # untrained: its species logits spread over every element
+    counts = torch.full((16,), 5)
+    free = sample(model, counts, SamplerConfig(steps=5), torch.Generator().manual_seed(1))
+    assert set(free.species.tolist()) <= {38, 22, 56, 8} == set(model.normalizer.elements)
+    model.normalizer = Normalizer.from_dict({**model.normalizer.as_dict(), "elements": []})  # older checkpoints
+    old = sample(model, counts, SamplerConfig(steps=5), torch.Generator().manual_seed(1))
+    assert not set(old.species.tolist()) <= {38, 22, 56, 8}
