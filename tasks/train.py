@@ -88,7 +88,7 @@ def train_model(run: TrainRunConfig, resume: bool = False, log_epoch: Callable[[
         normalizer = Normalizer.fit(structures, props, run.model.properties)
         data0 = CrystalDataset(structures, normalizer, props)
         meta = {**training_meta(run.model, data0), "data_paths": [str(p) for p in run.data]}
-        trainer = Trainer(build_model(run.model, normalizer), run.train, meta)
+        trainer = Trainer(build_model(run.model, normalizer, seed=run.train.seed), run.train, meta)
     data = CrystalDataset(structures, normalizer, props)
     run.out.parent.mkdir(parents=True, exist_ok=True)
     run.out.with_suffix(".holdout.json").write_text(json.dumps({"ids": [str(i) for i in held["id"]]}))

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import torch
 from ase.io import write
 from pymatgen.io.ase import AseAtomsAdaptor
 from typer.testing import CliRunner
@@ -47,6 +48,13 @@ def test_train_resume_and_fine_tune(tmp_path):
     resumed = load_checkpoint(out)
     assert resumed["epoch"] == 4 and resumed["step"] == 2 * first["step"]
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4]
+    # 2 + 2 resumed epochs give the model 4 uninterrupted epochs give (RNG, optimiser and EMA state restored)
+    straight = tmp_path / "straight.pt"
+    res = CliRunner().invoke(app, [a if a != str(out) else str(straight) for a in args] + ["--epochs", "4"])
+    assert res.exit_code == 0, res.output
+    once = load_checkpoint(straight)
+    for key in ("state_dict", "ema_state_dict"):
+        assert all(torch.equal(once[key][k], resumed[key][k]) for k in resumed[key]), key
     tuned = fine_tune(out, [perovskite(3.95)], np.array([[2.5]]), epochs=1, out=tmp_path / "ft.pt",
                                 replay=[rocksalt()], replay_props=np.array([[0.0]]), replay_fraction=0.5)
     ft = load_checkpoint(tuned)
