@@ -62,6 +62,10 @@ class GANConfig(BaseModel):
                                   "let overlapping atoms pass on the toy perovskites, hence off by default.")
     species_matching: float = Field(1.0, ge=0, description="Weight of the L1 gap between the batch's element "
                                     "frequencies and the real batch's (without it G drifts to anion-only cells).")
+    r1_gamma: float = Field(0.0, ge=0, description="R1 penalty (Mescheder et al. 2018): gamma/2 times the squared "
+                            "gradient of the critic's score at real crystals (fractional coordinates and lattice), "
+                            "per crystal. Keeps the critic from sharpening on exact real positions (its Fourier "
+                            "features vary fast in them) until the hinge saturates and the generator stalls; 0 off.")
     lattice_matching: float = Field(1.0, ge=0, description="Weight of matching the batch mean and spread of the "
                                     "lattice (model units) to the real batch's.")
 
@@ -160,11 +164,21 @@ class CrystalGAN(nn.Module):
         opt_d, opt_g = optimizers["critic"], optimizers["generator"]
         with torch.no_grad():
             fake = self.generate(b.num_atoms, b.batch, cvec, allowed, generator)
-        d_real, aux_real, phi_real = self.critic(real_species, self._blur(b.frac, generator), real_lattice,
-                                                 b.batch, edges, cvec)
+        real_frac = self._blur(b.frac, generator)
+        penalised = self.cfg.r1_gamma > 0
+        if penalised:
+            real_frac, real_cell = real_frac.detach().requires_grad_(True), real_lattice.detach().requires_grad_(True)
+        else:
+            real_cell = real_lattice
+        d_real, aux_real, phi_real = self.critic(real_species, real_frac, real_cell, b.batch, edges, cvec)
         d_fake, _, _ = self.critic(fake[2], self._blur(fake[1], generator), fake[0], b.batch, edges, cvec)
         aux_d = self._aux_loss(aux_real, cond)
         loss_d = torch.relu(1 - d_real).mean() + torch.relu(1 + d_fake).mean() + self.cfg.aux_weight * aux_d
+        r1 = torch.zeros((), device=dev)
+        if penalised:
+            grads = torch.autograd.grad(d_real.sum(), [real_frac, real_cell], create_graph=True)
+            r1 = sum(g.pow(2).sum() for g in grads) / n
+            loss_d = loss_d + 0.5 * self.cfg.r1_gamma * r1
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         nn.utils.clip_grad_norm_(self.critic.parameters(), grad_clip)
@@ -191,7 +205,7 @@ class CrystalGAN(nn.Module):
         return {"loss": loss_d.item() + loss_g.item(), "critic": loss_d.item(), "generator": loss_g.item(),
                 "d_real": d_real.mean().item(), "d_fake": d_fake.mean().item(), "aux": aux_d.item(),
                 "matching": matching.item(), "cells": cells.item(), "overlap": overlap.item(),
-                "elements": elements.item()}
+                "elements": elements.item(), "r1": r1.item()}
 
     @torch.no_grad()
     def sample(self, num_atoms: torch.Tensor, generator: torch.Generator, cond: Condition | None = None,

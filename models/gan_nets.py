@@ -47,7 +47,9 @@ def minibatch_spread(x: torch.Tensor) -> torch.Tensor:
     """(B, 1): the batch's mean feature standard deviation, the same for every crystal of the batch (ProGAN's
     minibatch standard deviation): a batch of near-copies looks unlike a batch of real crystals, so the
     critic can punish mode collapse that no single crystal shows."""
-    spread = x.std(0).mean() if x.shape[0] > 1 else x.new_zeros(())
+    # sqrt(var + eps): a column constant over the batch (the zero shears of cubic cells) has an infinite std
+    # gradient, which the R1 penalty's gradient of the score by the lattice would turn into NaN
+    spread = (x.var(0) + 1e-8).sqrt().mean() if x.shape[0] > 1 else x.new_zeros(())
     return spread.expand(x.shape[0], 1)
 
 
