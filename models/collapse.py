@@ -120,4 +120,5 @@ class CollapseMonitor:
                 reasons.append(f"diversity {spread:.2f} of the data's (< {self.cfg.min_diversity_ratio})")
             if ratio < self.cfg.min_coverage_ratio:
                 reasons.append(f"coverage {cov:.2f} is {ratio:.2f} of the data's (< {self.cfg.min_coverage_ratio})")
-        return MonitorReport(metrics=metrics, healthy=not reasons, reason="; ".join(reasons))
+        return MonitorReport(metrics=metrics, healthy=not reasons, reason="; ".join(reasons),
+                             judged=trainer.epoch >= self.cfg.warmup)

@@ -51,6 +51,8 @@ class MonitorReport(BaseModel):
     metrics: dict[str, float]
     healthy: bool
     reason: str = ""
+    judged: bool = Field(True, description="False while the monitor is warming up: healthy by default, not "
+                         "because the model passed the floors.")
 
 
 class Monitor(Protocol):
@@ -89,6 +91,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.epoch, self.step, self.history = 0, 0, []
         self.last_good: dict[str, Any] | None = None
+        self.last_good_judged = False  # whether the kept healthy state passed the monitor's floors
         self.restarts = 0
 
     def _optimizer_state(self) -> dict[str, Any]:
@@ -151,6 +154,7 @@ class Trainer:
         record.update({f"monitor.{k}": v for k, v in report.metrics.items()}, healthy=report.healthy)
         if report.healthy:
             self.last_good = copy.deepcopy(self.payload())
+            self.last_good_judged = report.judged
             return True
         self.restarts += 1
         record["restart"] = self.restarts
@@ -197,8 +201,12 @@ class Trainer:
             if checkpoint is not None and (due or not carry_on):
                 save_checkpoint(checkpoint, self.payload())
             if not carry_on:
+                kept = ("the last healthy state was kept" if self.last_good_judged else "no epoch after warm-up "
+                        "passed the monitor: the state kept is a warm-up one, never judged healthy")
+                if self.last_good is not None:
+                    kept += f" (epoch {self.last_good['epoch']})"
                 raise TrainingStopped(f"training stopped at epoch {self.epoch} after {self.restarts} restarts "
-                                      f"({record.get('reason')}); the last healthy state was kept")
+                                      f"({record.get('reason')}); {kept}")
         return self.history
 
 

@@ -133,6 +133,22 @@ def test_collapse_restores_the_last_healthy_state_then_stops(toy, tmp_path):
     assert saved["epoch"] == 4 and all(torch.equal(v, healthy[k]) for k, v in saved["state_dict"].items())
 
 
+class WarmUpThenCollapsed(ScriptedMonitor):
+    """Healthy only by default (warming up) at its first check, then unhealthy: no state was ever judged."""
+
+    def __call__(self, trainer):
+        report = super().__call__(trainer)
+        return report.model_copy(update={"judged": self.calls > 1})
+
+
+def test_a_run_that_never_passes_the_monitor_says_so_when_it_stops(toy):
+    structures, model = toy
+    data = CrystalDataset(structures * 4, model.normalizer)
+    trainer = Trainer(model, TrainConfig(epochs=10, batch_size=4), training_meta(SMALL, data))
+    with pytest.raises(TrainingStopped, match=r"never judged healthy \(epoch 1\)"):
+        trainer.fit(data, monitor=WarmUpThenCollapsed())
+
+
 class Replay:
     """Stands in for a generator: returns the given crystals, cycling (one crystal = a collapsed generator)."""
 
