@@ -201,10 +201,13 @@ class Trainer:
             if checkpoint is not None and (due or not carry_on):
                 save_checkpoint(checkpoint, self.payload())
             if not carry_on:
-                kept = ("the last healthy state was kept" if self.last_good_judged else "no epoch after warm-up "
-                        "passed the monitor: the state kept is a warm-up one, never judged healthy")
-                if self.last_good is not None:
-                    kept += f" (epoch {self.last_good['epoch']})"
+                if self.last_good is None:  # (also after a resume: the healthy state is not checkpointed)
+                    kept = "no healthy state was recorded in this run, so the current state was kept"
+                elif self.last_good_judged:
+                    kept = f"the last healthy state was kept (epoch {self.last_good['epoch']})"
+                else:
+                    kept = ("no epoch after warm-up passed the monitor: the state kept is a warm-up one, never "
+                            f"judged healthy (epoch {self.last_good['epoch']})")
                 raise TrainingStopped(f"training stopped at epoch {self.epoch} after {self.restarts} restarts "
                                       f"({record.get('reason')}); {kept}")
         return self.history

@@ -100,6 +100,10 @@ def test_r1_penalty_is_the_squared_critic_gradient_at_real_crystals_and_finite_o
     data = CrystalDataset(cubic, model.normalizer)
     record = Trainer(model, TrainConfig(epochs=1, batch_size=2), training_meta(cfg, data)).fit(data)[-1]
     assert all(np.isfinite(v) for v in record.values())
+    torch.manual_seed(0)  # the same critic and step without the penalty: the critic loss differs by gamma/2 r1
+    plain = CrystalGAN(cfg.model_copy(update={"r1_gamma": 0.0}), Normalizer.fit(cubic))
+    base = Trainer(plain, TrainConfig(epochs=1, batch_size=2), training_meta(plain.cfg, data)).fit(data)[-1]
+    assert record["critic"] - base["critic"] == pytest.approx(5.0 * record["r1"], rel=1e-3) and base["r1"] == 0
     # (the training step runs one more spectral-norm power iteration: the critic differs a little)
     assert record["r1"] == pytest.approx(float(expected), rel=1e-2) and record["r1"] > 0
 
@@ -147,6 +151,11 @@ def test_a_run_that_never_passes_the_monitor_says_so_when_it_stops(toy):
     trainer = Trainer(model, TrainConfig(epochs=10, batch_size=4), training_meta(SMALL, data))
     with pytest.raises(TrainingStopped, match=r"never judged healthy \(epoch 1\)"):
         trainer.fit(data, monitor=WarmUpThenCollapsed())
+    unhealthy_at_once = WarmUpThenCollapsed()
+    unhealthy_at_once.calls = 1  # its first report is already unhealthy: no state to go back to
+    fresh = Trainer(model, TrainConfig(epochs=10, batch_size=4), training_meta(SMALL, data))
+    with pytest.raises(TrainingStopped, match="no healthy state was recorded"):
+        fresh.fit(data, monitor=unhealthy_at_once)
 
 
 class Replay:
