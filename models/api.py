@@ -30,15 +30,12 @@ def kind_of(cfg: ModelConfig) -> str:
     return next(kind for kind, (config_cls, _) in MODEL_KINDS.items() if isinstance(cfg, config_cls))
 
 
-def build_model(cfg: ModelConfig, normalizer: Normalizer, seed: int | None = None) -> GenerativeModel:
-    """A fresh model; with ``seed`` its initial weights come from that seed alone (the process's global RNG
-    is left as it was), so a training run is reproducible from its config."""
-    model_cls = MODEL_KINDS[kind_of(cfg)][1]
-    if seed is None:
-        return model_cls(cfg, normalizer)
+def build_model(cfg: ModelConfig, normalizer: Normalizer, seed: int) -> GenerativeModel:
+    """A fresh model whose initial weights come from ``seed`` alone (the process's global RNG is left as it
+    was), so a training run is reproducible from its config."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return model_cls(cfg, normalizer)
+        return MODEL_KINDS[kind_of(cfg)][1](cfg, normalizer)
 
 
 def training_meta(cfg: ModelConfig, data: CrystalDataset) -> dict[str, Any]:

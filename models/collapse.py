@@ -15,8 +15,8 @@ distance matrices rather than structure matching:
   so by default it does not decide health.
 
 A collapsed generator repeats itself (uniqueness falls below a share of the data's) or shrinks onto a corner
-of the data (diversity falls); after ``warmup`` epochs either below its floor makes the report unhealthy, and the trainer restarts
-from the last healthy state (:meth:`models.training.Trainer.fit`).
+of the data (diversity falls); after ``warmup`` epochs either below its floor makes the report unhealthy, and
+the trainer restarts from the last healthy state (:meth:`models.training.Trainer.fit`).
 """
 
 from __future__ import annotations

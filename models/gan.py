@@ -164,12 +164,10 @@ class CrystalGAN(nn.Module):
         opt_d, opt_g = optimizers["critic"], optimizers["generator"]
         with torch.no_grad():
             fake = self.generate(b.num_atoms, b.batch, cvec, allowed, generator)
-        real_frac = self._blur(b.frac, generator)
+        real_frac, real_cell = self._blur(b.frac, generator), real_lattice
         penalised = self.cfg.r1_gamma > 0
-        if penalised:
-            real_frac, real_cell = real_frac.detach().requires_grad_(True), real_lattice.detach().requires_grad_(True)
-        else:
-            real_cell = real_lattice
+        if penalised:  # R1 differentiates the score by the real inputs
+            real_frac, real_cell = real_frac.detach().requires_grad_(), real_cell.detach().requires_grad_()
         d_real, aux_real, phi_real = self.critic(real_species, real_frac, real_cell, b.batch, edges, cvec)
         d_fake, _, _ = self.critic(fake[2], self._blur(fake[1], generator), fake[0], b.batch, edges, cvec)
         aux_d = self._aux_loss(aux_real, cond)
