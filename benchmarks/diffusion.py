@@ -4,7 +4,7 @@
     python benchmarks/diffusion.py --checkpoint checkpoints/perov5.pt --dataset perov5 --n 10000
 
 Samples ``n`` crystals at the fast setting (200 steps, one corrector step), scores them against the
-checkpoint's held-out structures (validity, COV-R/COV-P with the dataset's cutoffs, Wasserstein distances
+checkpoint's held-out structures, or those of ``--reference`` (validity, COV-R/COV-P with the dataset's cutoffs, Wasserstein distances
 of density and number of elements) and against its training structures (novelty), times sampling at
 200 and 1000 steps on the same batch, and reads the training cost per epoch from the checkpoint.
 """
@@ -45,7 +45,7 @@ def main() -> dict:
 
     torch.set_num_threads(args.threads)
     model, ckpt = load_diffusion(args.checkpoint)
-    train, held = split_of(args.checkpoint, ckpt, args.max_atoms)
+    train, held = split_of(args.checkpoint, ckpt, args.max_atoms, args.reference)
 
     fast = SamplerConfig(steps=args.steps)
     timing = {}
@@ -71,7 +71,9 @@ def main() -> dict:
     result = {
         "benchmark": "diffusion", "dataset": args.dataset, "date": datetime.now(timezone.utc).isoformat(),
         "checkpoint": str(args.checkpoint), "checkpoint_hash": ckpt["hash"], "epochs": ckpt["epoch"],
-        "n_train": len(train), "n_heldout": len(held), "n_generated": len(samples), "cpus": os.cpu_count(),
+        "n_train": len(train), "n_heldout": len(held),
+        "reference": str(args.reference or "checkpoint holdout"), "n_generated": len(samples),
+        "cpus": os.cpu_count(),
         "metrics": {k: v for k, v in metrics.items() if k != "novelty_of_valid_vs_train"},
         "novelty_of_valid_vs_train": metrics["novelty_of_valid_vs_train"],
         "data_baseline": baseline, "ratio_to_data": ratios(metrics, baseline["metrics"]) if baseline else None,

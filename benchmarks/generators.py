@@ -45,7 +45,7 @@ def main() -> dict:
 
     torch.set_num_threads(args.threads)
     models = {"gan": load_model(args.gan, kind="gan"), "diffusion": load_model(args.diffusion, kind="diffusion")}
-    splits = {name: split_of(path, models[name][1], args.max_atoms)
+    splits = {name: split_of(path, models[name][1], args.max_atoms, args.reference)
               for name, path in (("gan", args.gan), ("diffusion", args.diffusion))}
     if set(splits["gan"][1]["id"]) != set(splits["diffusion"][1]["id"]):
         raise SystemExit("the two checkpoints hold out different crystals; train both with the same data, "

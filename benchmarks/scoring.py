@@ -24,19 +24,34 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
                         help="Real training crystals scored the same way (the data's own numbers); 0 skips.")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads for sampling.")
+    parser.add_argument("--reference", type=Path, default=None,
+                        help="Score against these crystals (CSV / CIF folder / extxyz) instead of the checkpoint's "
+                             "held-out ones, e.g. a split the model never saw that is as large as a paper's test "
+                             "split (COV-P depends on the reference size).")
     parser.add_argument("--save-samples", type=Path, default=None,
                         help="Write the generated crystals here (extxyz; %%s is replaced by the model name) "
                              "so `matloop evaluate` can rescore them without sampling again.")
 
 
-def split_of(checkpoint: Path, ckpt: dict, max_atoms: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train, held-out) structure tables of a checkpoint (held-out ids are written beside it)."""
+def split_of(checkpoint: Path, ckpt: dict, max_atoms: int, reference: Path | None = None
+             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, reference) structure tables of a checkpoint: its held-out crystals (ids written beside it), or
+    the crystals of ``reference``, which must share no id with the training data."""
+    from tasks.errors import MatloopError
     from tasks.train import load_training_table
 
     held_ids = set(json.loads(Path(checkpoint).with_suffix(".holdout.json").read_text())["ids"])
     data = load_training_table([Path(p) for p in ckpt["data_paths"]], max_atoms)
     held = data["id"].astype(str).isin(held_ids)
-    return data[~held].reset_index(drop=True), data[held].reset_index(drop=True)
+    train = data[~held].reset_index(drop=True)
+    if reference is None:
+        return train, data[held].reset_index(drop=True)
+    ref = load_training_table([Path(reference)], max_atoms)
+    shared = set(ref["id"].astype(str)) & set(train["id"].astype(str))
+    if shared:
+        raise MatloopError(f"{reference} shares {len(shared)} id(s) with the training data of {checkpoint} "
+                           f"(e.g. {sorted(shared)[:3]}); a reference set must be unseen by the model")
+    return train, ref
 
 
 def score(samples: Sequence, held: pd.DataFrame, train: pd.DataFrame | None, dataset: str, coverage: bool,
