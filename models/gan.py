@@ -56,6 +56,9 @@ class GANConfig(BaseModel):
     repulsion: float = Field(1.0, ge=0, description="Weight of a penalty on generated atom pairs closer than "
                              "min_distance (a validity prior: coordinate collapse stacks atoms).")
     min_distance: float = Field(1.0, ge=0, description="Closest allowed pair distance of the penalty, Å.")
+    distance_rbf: int = Field(0, ge=0, description="Gaussians expanding interatomic distances for a distance "
+                              "message step in the critic (0 off): a smooth position signal besides the Fourier "
+                              "features.")
     batch_spread: bool = Field(True, description="Critic sees the batch's feature spread (minibatch std).")
     instance_noise: float = Field(0.0, ge=0, description="Std of Gaussian noise on the fractional coordinates "
                                   "the critic sees, real and generated alike (so their supports overlap); 0.02 "
@@ -98,7 +101,7 @@ class CrystalGAN(nn.Module):
         self.generator = CrystalGenerator(cfg.latent_dim, cfg.hidden_dim, cfg.generator_layers, cfg.heads, c,
                                           cfg.max_atoms)
         self.critic = CrystalCritic(cfg.hidden_dim, cfg.critic_layers, cfg.num_freqs, c, len(cfg.properties),
-                                    cfg.batch_spread)
+                                    cfg.batch_spread, cfg.distance_rbf)
         self.float()
 
     def optimizer_groups(self) -> dict[str, tuple[list[nn.Parameter], dict]]:

@@ -103,15 +103,35 @@ class CrystalGenerator(nn.Module):
         return lattice, frac, self.species_out(h)
 
 
+class DistanceMessages(nn.Module):
+    """One message-passing step on Gaussian expansions of interatomic distances (nearest image per axis, in
+    the lattice's units): a feature that changes smoothly as atoms move, so the critic's score has a slope
+    towards real bond lengths from far away, where Fourier features of coordinate differences oscillate."""
+
+    def __init__(self, hidden_dim: int, num_rbf: int, max_distance: float = 1.0) -> None:
+        super().__init__()
+        self.register_buffer("centers", torch.linspace(0.0, max_distance, num_rbf))
+        self.width = max_distance / max(num_rbf - 1, 1)
+        self.message = nn.Sequential(nn.Linear(2 * hidden_dim + num_rbf, hidden_dim), nn.SiLU(),
+                                     nn.Linear(hidden_dim, hidden_dim))
+
+    def forward(self, h: torch.Tensor, frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Tensor,
+                src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        d = pair_distances(frac, lattice, batch, src, dst)
+        rbf = torch.exp(-(((d[:, None] - self.centers) / self.width) ** 2))
+        return h + scatter_mean(self.message(torch.cat([h[src], h[dst], rbf], dim=-1)), dst, h.shape[0])
+
+
 class CrystalCritic(nn.Module):
     """``(species one-hot (N, Z), frac, lattice (B, 6), condition) -> (score (B,), property estimate (B, P),
     features (B, H))``."""
 
     def __init__(self, hidden_dim: int, num_layers: int, num_freqs: int, cond_dim: int, num_props: int,
-                 batch_spread: bool = True) -> None:
+                 batch_spread: bool = True, distance_rbf: int = 0) -> None:
         super().__init__()
         self.batch_spread = batch_spread
         self.species_in = nn.Linear(MAX_Z + 1, hidden_dim, bias=False)
+        self.distances = DistanceMessages(hidden_dim, distance_rbf) if distance_rbf else None
         self.layers = nn.ModuleList(CSPLayer(hidden_dim, num_freqs) for _ in range(num_layers))
         for layer in self.layers:  # LayerNorm's gain would undo the Lipschitz bound of spectral normalisation
             layer.norm = nn.Identity()
@@ -129,6 +149,8 @@ class CrystalCritic(nn.Module):
         # the symmetric factor S (lattice, 6 numbers) is already rotation invariant; its metric S S = L L^T
         # would be quadratic in the generator's output, which spectral normalisation does not bound
         h = self.species_in(species)
+        if self.distances is not None:
+            h = self.distances(h, frac, lattice, batch, src, dst)
         for layer in self.layers:
             h = layer(h, frac, lattice, batch, src, dst)
         pooled = scatter_mean(h, batch, lattice.shape[0])

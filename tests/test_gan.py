@@ -37,8 +37,12 @@ def _score(model, structures):
     return model.critic(onehot, b.frac, lattice, b.batch, b.edges(), None)[0]
 
 
-def test_critic_is_invariant_to_permutation_rotation_and_translation(toy):
+@pytest.mark.parametrize("distance_rbf", [0, 16])
+def test_critic_is_invariant_to_permutation_rotation_and_translation(toy, distance_rbf):
     structures, model = toy
+    if distance_rbf:  # with the distance message step
+        model = CrystalGAN(SMALL.model_copy(update={"distance_rbf": distance_rbf}), model.normalizer)
+        assert model.critic.distances is not None
     model.eval()
     base = _score(model, structures)
     rotated = [Structure(Lattice(s.lattice.matrix @ _rotation().T), s.species, s.frac_coords) for s in structures]
