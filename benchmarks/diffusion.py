@@ -4,9 +4,10 @@
     python benchmarks/diffusion.py --checkpoint checkpoints/perov5.pt --dataset perov5 --n 10000
 
 Samples ``n`` crystals at the fast setting (200 steps, one corrector step), scores them against the
-checkpoint's held-out structures, or those of ``--reference`` (validity, COV-R/COV-P with the dataset's cutoffs, Wasserstein distances
-of density and number of elements) and against its training structures (novelty), times sampling at
-200 and 1000 steps on the same batch, and reads the training cost per epoch from the checkpoint.
+checkpoint's held-out structures or those of ``--reference`` (validity, COV-R/COV-P with the dataset's
+cutoffs, Wasserstein distances of density and number of elements) and against its training structures
+(novelty), times sampling at 200 and 1000 steps on the same batch, and reads the training cost per epoch
+from the checkpoint.
 """
 
 from __future__ import annotations

@@ -47,9 +47,9 @@ def main() -> dict:
     models = {"gan": load_model(args.gan, kind="gan"), "diffusion": load_model(args.diffusion, kind="diffusion")}
     splits = {name: split_of(path, models[name][1], args.max_atoms, args.reference)
               for name, path in (("gan", args.gan), ("diffusion", args.diffusion))}
-    if set(splits["gan"][1]["id"]) != set(splits["diffusion"][1]["id"]):
-        raise SystemExit("the two checkpoints hold out different crystals; train both with the same data, "
-                         "holdout and seed")
+    if any(set(splits["gan"][k]["id"]) != set(splits["diffusion"][k]["id"]) for k in (0, 1)):
+        raise SystemExit("the two checkpoints were trained or are scored on different crystals; train both with "
+                         "the same data, holdout and seed")
     train, held = splits["gan"]
     fast = SamplerConfig(steps=args.steps)
 
@@ -65,7 +65,8 @@ def main() -> dict:
     speed["gan_speedup"] = speed["diffusion"]["seconds"] / speed["gan"]["seconds"]
 
     result = {"benchmark": "generators", "dataset": args.dataset, "date": datetime.now(timezone.utc).isoformat(),
-              "n_train": len(train), "n_heldout": len(held), "n_generated": args.n, "cpus": os.cpu_count(),
+              "n_train": len(train), "n_heldout": len(held), "reference": str(args.reference or "checkpoint holdout"),
+              "n_generated": args.n, "cpus": os.cpu_count(),
               "diffusion_steps": args.steps, "speed_batch": len(counts), "speed": speed, "models": {}}
     for name, (model, ckpt) in models.items():
         t = time.perf_counter()

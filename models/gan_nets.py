@@ -34,13 +34,19 @@ def to_padded(h: torch.Tensor, num_atoms: torch.Tensor) -> tuple[torch.Tensor, t
     return padded, mask
 
 
+_IMAGES = torch.tensor([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], dtype=torch.float32)
+
+
 def pair_distances(frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Tensor, src: torch.Tensor,
                    dst: torch.Tensor) -> torch.Tensor:
-    """(E,) distance of each pair to the nearest image along each axis, in the units of ``lattice`` (6-vector
-    of the symmetric cell factor)."""
+    """(E,) distance of each pair to its nearest periodic image, in the units of ``lattice`` (6-vector of the
+    symmetric cell factor): the closest of the 27 images around the difference wrapped into [-1/2, 1/2) per
+    axis (rounding per axis alone misses the nearest image in sheared cells, and jumps as atoms move)."""
     d = frac[dst] - frac[src]
     d = d - torch.round(d)
-    return torch.einsum("ei,eij->ej", d, vector_to_symmetric(lattice)[batch[src]]).norm(dim=-1)
+    images = d[:, None, :] + _IMAGES.to(device=d.device, dtype=d.dtype)
+    cart = torch.einsum("eki,eij->ekj", images, vector_to_symmetric(lattice)[batch[src]])
+    return cart.norm(dim=-1).min(dim=1).values
 
 
 def minibatch_spread(x: torch.Tensor) -> torch.Tensor:
@@ -104,11 +110,13 @@ class CrystalGenerator(nn.Module):
 
 
 class DistanceMessages(nn.Module):
-    """One message-passing step on Gaussian expansions of interatomic distances (nearest image per axis, in
-    the lattice's units): a feature that changes smoothly as atoms move, so the critic's score has a slope
-    towards real bond lengths from far away, where Fourier features of coordinate differences oscillate."""
+    """One message-passing step on Gaussian expansions of interatomic distances (nearest image), measured in
+    the training data's mean atomic spacing (``Normalizer.length_scale``, a fixed number of Å) so a bond lands
+    on the same Gaussians whatever the atom count: a feature that changes smoothly as atoms move, so the
+    critic's score has a slope towards real bond lengths from far away, where Fourier features of
+    coordinate differences oscillate."""
 
-    def __init__(self, hidden_dim: int, num_rbf: int, max_distance: float = 1.0) -> None:
+    def __init__(self, hidden_dim: int, num_rbf: int, max_distance: float = 2.0) -> None:
         super().__init__()
         self.register_buffer("centers", torch.linspace(0.0, max_distance, num_rbf))
         self.width = max_distance / max(num_rbf - 1, 1)
@@ -117,7 +125,9 @@ class DistanceMessages(nn.Module):
 
     def forward(self, h: torch.Tensor, frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Tensor,
                 src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-        d = pair_distances(frac, lattice, batch, src, dst)
+        # model-space lattices are divided by length_scale * N^(1/3): multiply back by N^(1/3)
+        per_crystal = torch.bincount(batch, minlength=lattice.shape[0]).to(frac.dtype).pow(1 / 3)
+        d = pair_distances(frac, lattice, batch, src, dst) * per_crystal[batch[src]]
         rbf = torch.exp(-(((d[:, None] - self.centers) / self.width) ** 2))
         return h + scatter_mean(self.message(torch.cat([h[src], h[dst], rbf], dim=-1)), dst, h.shape[0])
 

@@ -53,6 +53,44 @@ def test_critic_is_invariant_to_permutation_rotation_and_translation(toy, distan
     assert not torch.allclose(_score(model, [perovskite("Sr", "Ti", 5.0)] + structures[1:]), base, atol=1e-4)
 
 
+def test_distance_messages_see_atom_positions_and_learn(toy):
+    structures, model = toy
+    model = CrystalGAN(SMALL.model_copy(update={"distance_rbf": 16}), model.normalizer)
+    model.eval()
+    moved = perovskite("Sr", "Ti", 3.9)
+    moved.translate_sites([0], [0.1, 0.05, 0.0])  # same cell and species, one atom off its site
+    assert not torch.allclose(_score(model, [moved] + structures[1:])[0], _score(model, structures)[0], atol=1e-5)
+    model.train()
+    data = CrystalDataset(structures, model.normalizer)
+    Trainer(model, TrainConfig(epochs=1, batch_size=3), training_meta(model.cfg, data)).fit(data)
+    grads = [p.grad for p in model.critic.distances.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_pair_distances_find_the_nearest_image_in_sheared_cells():
+    from models.crystal import symmetric_factor, symmetric_to_vector
+    from models.gan_nets import pair_distances
+
+    rng = np.random.default_rng(1)
+    cell = Lattice([[4.0, 0, 0], [3.1, 2.5, 0], [0.9, 1.2, 3.6]])  # strongly sheared
+    s = Structure(cell, ["Mg"] * 6, rng.random((6, 3)))
+    b = batch_from_structures([s], dtype=torch.float64)
+    src, dst = b.edges()
+    vec = symmetric_to_vector(symmetric_factor(b.lattice))
+    got = pair_distances(b.frac, vec, b.batch, src, dst).numpy()
+    expected = [s.get_distance(int(i), int(j)) for i, j in zip(src, dst)]
+    assert np.allclose(got, expected, atol=1e-8)
+
+
+def test_gan_checkpoints_from_before_distance_messages_still_load(toy):
+    _, model = toy
+    stored = model.cfg.model_dump(mode="json")
+    stored.pop("distance_rbf")  # a config written before the field existed
+    again = CrystalGAN(GANConfig.model_validate(stored), model.normalizer)
+    again.load_state_dict(model.state_dict())  # strict: the same modules
+    assert again.critic.distances is None
+
+
 def _rotation() -> np.ndarray:
     q, _ = np.linalg.qr(np.random.default_rng(3).normal(size=(3, 3)))
     return q * np.sign(np.linalg.det(q))
@@ -90,9 +128,10 @@ def test_one_training_step_updates_generator_and_critic(toy):
     assert any(not torch.equal(a, b) for a, b in zip(c0, model.critic.parameters()))
 
 
-def test_r1_penalty_is_the_squared_critic_gradient_at_real_crystals_and_finite_on_cubic_cells():
+@pytest.mark.parametrize("distance_rbf", [0, 16])
+def test_r1_penalty_is_the_squared_critic_gradient_at_real_crystals_and_finite_on_cubic_cells(distance_rbf):
     cubic = [perovskite("Sr", "Ti", 3.9), perovskite("Ba", "Zr", 4.2)]  # shears 0 in every crystal: std 0
-    cfg = SMALL.model_copy(update={"r1_gamma": 10.0, "condition_on_elements": False})
+    cfg = SMALL.model_copy(update={"r1_gamma": 10.0, "condition_on_elements": False, "distance_rbf": distance_rbf})
     torch.manual_seed(0)
     model = CrystalGAN(cfg, Normalizer.fit(cubic))
     b = batch_from_structures(cubic)
