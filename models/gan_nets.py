@@ -49,6 +49,22 @@ def pair_distances(frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Tenso
     return cart.norm(dim=-1).min(dim=1).values
 
 
+def radial_profile(frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Tensor, src: torch.Tensor,
+                   dst: torch.Tensor, num_atoms: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """(B, K) smoothed histogram of each crystal's nearest-image pair distances: Gaussians at ``centers``
+    summed over its pairs, per atom. Distances in the training data's mean atomic spacing (model lattices are
+    divided by ``length_scale * N^(1/3)``), so a bond lands on the same Gaussians whatever the atom count.
+    Differentiable in the coordinates and the lattice. Nearest images only: with every image the far bins,
+    which the lattice alone can fill, outweigh the bonds, and a generator stacking all atoms on one point
+    matched them."""
+    per_crystal = num_atoms.to(frac.dtype).pow(1 / 3)
+    d = pair_distances(frac, lattice, batch, src, dst) * per_crystal[batch[src]]
+    width = (centers[1] - centers[0]) if centers.numel() > 1 else centers.new_tensor(1.0)
+    rbf = torch.exp(-(((d[:, None] - centers) / width) ** 2))
+    profile = torch.zeros(num_atoms.shape[0], centers.shape[0], device=frac.device, dtype=frac.dtype)
+    return profile.index_add(0, batch[src], rbf) / num_atoms.to(frac.dtype)[:, None]
+
+
 def minibatch_spread(x: torch.Tensor) -> torch.Tensor:
     """(B, 1): the batch's mean feature standard deviation, the same for every crystal of the batch (ProGAN's
     minibatch standard deviation): a batch of near-copies looks unlike a batch of real crystals, so the

@@ -82,13 +82,15 @@ def test_pair_distances_find_the_nearest_image_in_sheared_cells():
     assert np.allclose(got, expected, atol=1e-8)
 
 
-def test_gan_checkpoints_from_before_distance_messages_still_load(toy):
+def test_gan_checkpoints_from_before_later_options_still_load(toy):
     _, model = toy
     stored = model.cfg.model_dump(mode="json")
-    stored.pop("distance_rbf")  # a config written before the field existed
+    for later in ("distance_rbf", "species_noise", "structure_matching", "profile_bins", "profile_max"):
+        stored.pop(later)  # a config written before the fields existed
     again = CrystalGAN(GANConfig.model_validate(stored), model.normalizer)
     again.load_state_dict(model.state_dict())  # strict: the same modules
     assert again.critic.distances is None
+    assert again.cfg.species_noise == 1.0 and again.cfg.structure_matching == 0.0  # trained and sampled as before
 
 
 def _rotation() -> np.ndarray:
