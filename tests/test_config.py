@@ -1,5 +1,7 @@
 """Config schema and loader: defaults, overrides, and one clear error per bad key or value."""
 
+from pathlib import Path
+
 import pytest
 
 from conf import ConfigError, default_config_path, load_config
@@ -56,3 +58,15 @@ def test_target_range_semantics():
     assert TargetRange(value=1.0).contains(1.04, tolerance=0.05)
     with pytest.raises(ValueError):
         TargetRange()
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "conf").glob("train_*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_training_config_validates(path):
+    """The configs README's benchmarks train from are TrainRunConfigs (data paths need not exist here)."""
+    import yaml
+
+    from conf.training import MODEL_CONFIGS, TrainRunConfig
+
+    run = TrainRunConfig.model_validate(yaml.safe_load(path.read_text()))
+    assert isinstance(run.model, MODEL_CONFIGS[run.generator]) and run.out.suffix == ".pt"
