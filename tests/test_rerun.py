@@ -45,8 +45,9 @@ def test_rerun_failed_relaxations_through_the_cli(prefect_server, tmp_path, tiny
     ok = {c.hash for c, r in before if r.status == "converged"}
     assert failed, "max_steps=2 should leave relaxations unconverged"
 
-    # fallback: more steps, and a different MLIP (the tiny MACE) to find the minimum; CHGNet polishes and scores
-    res = CliRunner().invoke(app, ["rerun-failed", cid, "--reason", "not-converged", "--set", "relax.max_steps=150",
+    # fallback: more steps, and a different MLIP (the tiny MACE) to find the minimum; CHGNet polishes and scores.
+    # (150 steps left the O reference unconverged in 1 of ~6 clean-clone runs, so evaluation had no O phase)
+    res = CliRunner().invoke(app, ["rerun-failed", cid, "--reason", "not-converged", "--set", "relax.max_steps=300",
                                    "--set", "relax.fmax=0.1", "--set", "relax.backend=mace",
                                    "--set", f"relax.mace_model={tiny_mace}", "--store", cfg.store_url()])
     assert res.exit_code == 0, res.output
