@@ -81,9 +81,10 @@ class GANConfig(BaseModel):
                                       "distances in the data's atomic spacing) to the real batch's: a direct, "
                                       "smooth pull towards real bond lengths that does not wait for the critic; "
                                       "0 off.")
-    profile_bins: int = Field(16, ge=2, description="Gaussians of the radial distribution, evenly spaced from 0 "
-                              "to profile_max (their width is the spacing; with 32, a perovskite's B atom moved "
-                              "by 0.15 of the cell stuck in a local minimum of the gap, with 16 it returned).")
+    profile_bins: int = Field(16, ge=2, description="Gaussians exp(-((d - c) / w)^2) of the radial distribution, "
+                              "centres c evenly spaced from 0 to profile_max, w their spacing (with 32, a "
+                              "perovskite's B atom moved by 0.15 of the cell stuck in a local minimum of the gap; "
+                              "with 16 it returned).")
     profile_max: float = Field(2.0, gt=0, description="Longest distance of the radial distribution, in the "
                                "data's mean atomic spacing.")
 

@@ -54,7 +54,8 @@ def radial_profile(frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Tenso
     """(B, K) smoothed histogram of each crystal's nearest-image pair distances: Gaussians at ``centers``
     summed over its pairs, per atom. Distances in the training data's mean atomic spacing (model lattices are
     divided by ``length_scale * N^(1/3)``), so a bond lands on the same Gaussians whatever the atom count.
-    Differentiable in the coordinates and the lattice. Nearest images only: with every image the far bins,
+    Differentiable in the coordinates and the lattice. Each atom has N - 1 pairs, so in batches of mixed atom
+    counts larger crystals weigh more in the batch moments. Nearest images only: with every image the far bins,
     which the lattice alone can fill, outweigh the bonds, and a generator stacking all atoms on one point
     matched them."""
     per_crystal = num_atoms.to(frac.dtype).pow(1 / 3)

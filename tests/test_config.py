@@ -60,8 +60,14 @@ def test_target_range_semantics():
         TargetRange()
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "conf").glob("train_*.yaml")),
-                         ids=lambda p: p.name)
+TRAIN_CONFIGS = sorted((Path(__file__).parents[1] / "conf").glob("train_*.yaml"))
+
+
+def test_the_shipped_training_configs_are_found():  # an empty glob would skip the test below silently
+    assert {"train_perov5.yaml", "train_gan_perov5.yaml"} <= {p.name for p in TRAIN_CONFIGS}
+
+
+@pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.name)
 def test_every_shipped_training_config_validates(path):
     """The configs README's benchmarks train from are TrainRunConfigs (data paths need not exist here)."""
     import yaml

@@ -90,6 +90,5 @@ def test_without_species_noise_the_species_are_the_argmax_of_the_latent_driven_l
     # with noise (the default) the same latents give other draws for some atoms
     noisy = CrystalGAN(cfg.model_copy(update={"species_noise": 1.0}), model.normalizer)
     noisy.load_state_dict(model.state_dict())
-    draws = {tuple(noisy.generate(counts, batch, None, None, torch.Generator().manual_seed(s))[2].argmax(-1).tolist())
-             for s in range(5)}
-    assert len(draws) > 1
+    drawn = noisy.generate(counts, batch, None, None, torch.Generator().manual_seed(7))[2].argmax(-1)
+    assert (drawn != species.argmax(-1)).any()
