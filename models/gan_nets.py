@@ -49,19 +49,26 @@ def pair_distances(frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Tenso
     return cart.norm(dim=-1).min(dim=1).values
 
 
+def pair_gaussians(frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Tensor, src: torch.Tensor,
+                   dst: torch.Tensor, centers: torch.Tensor, width: float | torch.Tensor) -> torch.Tensor:
+    """(E, K) Gaussians ``exp(-((d - c) / width)^2)`` at ``centers`` of each pair's nearest-image distance d,
+    measured in the training data's mean atomic spacing (``Normalizer.length_scale``, a fixed number of Å;
+    model-space lattices are divided by ``length_scale * N^(1/3)``, so this multiplies back by N^(1/3)): a
+    bond lands on the same Gaussians whatever the atom count."""
+    per_crystal = torch.bincount(batch, minlength=lattice.shape[0]).to(frac.dtype).pow(1 / 3)
+    d = pair_distances(frac, lattice, batch, src, dst) * per_crystal[batch[src]]
+    return torch.exp(-(((d[:, None] - centers) / width) ** 2))
+
+
 def radial_profile(frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Tensor, src: torch.Tensor,
                    dst: torch.Tensor, num_atoms: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
-    """(B, K) smoothed histogram of each crystal's nearest-image pair distances: Gaussians at ``centers``
-    summed over its pairs, per atom. Distances in the training data's mean atomic spacing (model lattices are
-    divided by ``length_scale * N^(1/3)``), so a bond lands on the same Gaussians whatever the atom count.
-    Differentiable in the coordinates and the lattice. Each atom has N - 1 pairs, so in batches of mixed atom
-    counts larger crystals weigh more in the batch moments. Nearest images only: with every image the far bins,
-    which the lattice alone can fill, outweigh the bonds, and a generator stacking all atoms on one point
-    matched them."""
-    per_crystal = num_atoms.to(frac.dtype).pow(1 / 3)
-    d = pair_distances(frac, lattice, batch, src, dst) * per_crystal[batch[src]]
+    """(B, K) smoothed histogram of each crystal's nearest-image pair distances: :func:`pair_gaussians` (width
+    the spacing of ``centers``) summed over its pairs, per atom. Differentiable in the coordinates and the
+    lattice. Each atom has N - 1 pairs, so in batches of mixed atom counts larger crystals weigh more in the
+    batch moments. Nearest images only: with every image the far bins, which the lattice alone can fill,
+    outweigh the bonds, and a generator stacking all atoms on one point matched them."""
     width = (centers[1] - centers[0]) if centers.numel() > 1 else centers.new_tensor(1.0)
-    rbf = torch.exp(-(((d[:, None] - centers) / width) ** 2))
+    rbf = pair_gaussians(frac, lattice, batch, src, dst, centers, width)
     profile = torch.zeros(num_atoms.shape[0], centers.shape[0], device=frac.device, dtype=frac.dtype)
     return profile.index_add(0, batch[src], rbf) / num_atoms.to(frac.dtype)[:, None]
 
@@ -127,9 +134,8 @@ class CrystalGenerator(nn.Module):
 
 
 class DistanceMessages(nn.Module):
-    """One message-passing step on Gaussian expansions of interatomic distances (nearest image), measured in
-    the training data's mean atomic spacing (``Normalizer.length_scale``, a fixed number of Å) so a bond lands
-    on the same Gaussians whatever the atom count: a feature that changes smoothly as atoms move, so the
+    """One message-passing step on Gaussian expansions of interatomic distances (:func:`pair_gaussians`:
+    nearest image, in the data's mean atomic spacing): a feature that changes smoothly as atoms move, so the
     critic's score has a slope towards real bond lengths from far away, where Fourier features of
     coordinate differences oscillate."""
 
@@ -142,10 +148,7 @@ class DistanceMessages(nn.Module):
 
     def forward(self, h: torch.Tensor, frac: torch.Tensor, lattice: torch.Tensor, batch: torch.Tensor,
                 src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-        # model-space lattices are divided by length_scale * N^(1/3): multiply back by N^(1/3)
-        per_crystal = torch.bincount(batch, minlength=lattice.shape[0]).to(frac.dtype).pow(1 / 3)
-        d = pair_distances(frac, lattice, batch, src, dst) * per_crystal[batch[src]]
-        rbf = torch.exp(-(((d[:, None] - self.centers) / self.width) ** 2))
+        rbf = pair_gaussians(frac, lattice, batch, src, dst, self.centers, self.width)
         return h + scatter_mean(self.message(torch.cat([h[src], h[dst], rbf], dim=-1)), dst, h.shape[0])
 
 
