@@ -16,6 +16,7 @@ from pymatgen.core.periodic_table import Element
 from conf.base import Strict
 from conf.dft import DFTConfig
 from conf.lab import LabConfig
+from conf.loop import BudgetConfig, EvaluateConfig, FeedbackConfig
 
 PropertyName = Literal["e_above_hull", "formation_energy_per_atom", "energy_per_atom", "band_gap"]
 
@@ -118,6 +119,18 @@ class SeedsConfig(Strict):
     known_phases: list[Decoration] = Field(default_factory=list,
                                            description="Extra known phases made by decorating templates.")
     max_sites: int = Field(24, ge=1, description="Seeds with more sites are ignored.")
+    exclude: list[SeedSource] = Field(
+        default_factory=list, description="Structures kept away from the campaign (e.g. a rediscovery benchmark's "
+        "held-out phases): any seed that StructureMatcher matches to one of them is dropped from the templates "
+        "and the known phases. Same source kinds as 'sources' except builtin.")
+
+    @field_validator("exclude")
+    @classmethod
+    def _exclude_files(cls, v: list[SeedSource]) -> list[SeedSource]:
+        if any(s.kind == "builtin" for s in v):
+            raise ValueError("seeds.exclude takes structure files (csv, cif_dir, extxyz, materials_project), "
+                             "not builtin")
+        return v
 
 
 class SubstitutionOptions(Strict):
@@ -208,16 +221,9 @@ class RelaxConfig(Strict):
                                     "than this factor count as exploded.")
     chunk_size: int = Field(6, ge=1, description="Structures per relaxation task.")
     retries: int = Field(1, ge=0, description="Prefect retries of a relaxation task.")
-
-
-class EvaluateConfig(Strict):
-    stability_threshold: float = Field(0.1, ge=0, description="E_hull at or below which a phase counts "
-                                       "as stable, eV/atom.")
-
-
-class FeedbackConfig(Strict):
-    temperature: float = Field(0.05, gt=0, description="Score = exp(-E_hull / T), T in eV/atom.")
-    learning_rate: float = Field(0.5, gt=0, le=1, description="Weight update w <- (1-lr) w + lr score.")
+    reuse: bool = Field(True, description="Copy the relaxation of an identical structure (same hash, MLIP and "
+                        "settings) that another campaign in the same store already ran, instead of running it "
+                        "again; the copy records where it came from and still counts against the budget.")
 
 
 class StoreConfig(Strict):
@@ -277,6 +283,7 @@ class CampaignConfig(Strict):
     dft: DFTConfig = DFTConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     feedback: FeedbackConfig = FeedbackConfig()
+    budget: BudgetConfig = BudgetConfig()
     lab: LabConfig = LabConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     store: StoreConfig = StoreConfig()

@@ -19,6 +19,9 @@ MODEL_CONFIGS = {"diffusion": DiffusionConfig, "gan": GANConfig}
 class TrainRunConfig(Strict):
     generator: Literal["diffusion", "gan"] = "diffusion"
     data: list[Path] = Field(description="Training files: MP-20-format CSVs, CIF folders or extxyz.")
+    exclude: list[Path] = Field(default_factory=list, description="Structure files (same formats as data) whose "
+                                "structures must not be trained on, e.g. a discovery benchmark's held-out phases: "
+                                "every training structure StructureMatcher matches to one of them is dropped.")
     holdout: float = Field(0.0, ge=0, lt=1, description="Share of the data held out (ids written beside the "
                            "checkpoint) for evaluation.")
     max_atoms: int = Field(20, ge=1, description="Structures with more sites are left out.")

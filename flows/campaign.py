@@ -68,6 +68,10 @@ def relax_stage(store: Store, campaign_id: str, round_index: int, cfg: CampaignC
     done_refs = store.reference_energies(spec.identity, shash)
     refs = sorted(h for h in store.known_phase_seeds(campaign_id) if h not in done_refs)
     cands = [c.hash for c in store.accepted(campaign_id, round_index)]
+    over_budget = 0
+    if cfg.budget.relaxations is not None:  # the round that reaches the budget relaxes only what fits
+        left = max(cfg.budget.relaxations - store.relaxation_count(campaign_id, before_round=round_index), 0)
+        cands, over_budget = cands[:left], max(len(cands) - left, 0)
     relax = persisted(relax_chunk_task, campaign_dir, retries=cfg.relax.retries)
     size = cfg.relax.chunk_size
     futures = [relax.submit(store.url, campaign_id, "reference", chunk) for chunk in chunks(refs, size)]
@@ -78,9 +82,18 @@ def relax_stage(store: Store, campaign_id: str, round_index: int, cfg: CampaignC
         if on_chunk is not None:
             on_chunk(len(results), len(futures))
     converged = sum(r["converged"] for r in results if r["kind"] == "candidate")
-    summary = {"relaxed": len(cands), "relax_converged": converged, "references_relaxed": len(refs)}
+    summary = {"relaxed": len(cands), "relax_converged": converged, "references_relaxed": len(refs),
+               "relaxations_reused": sum(r.get("reused", 0) for r in results), "over_budget": over_budget}
     store.advance_round(campaign_id, round_index, "relaxed", summary)
     return {"intervals": [(r["start"], r["end"]) for r in results], "compute_s": sum(r["compute_s"] for r in results)}
+
+
+def budget_spent(store: Store, campaign_id: str, cfg: CampaignConfig, round_index: int) -> bool:
+    """Whether ``budget.relaxations`` is set and the rounds before ``round_index`` have spent it."""
+    budget = cfg.budget.relaxations
+    if budget is None or store.round(campaign_id, round_index).status != "pending":
+        return False
+    return store.relaxation_count(campaign_id, before_round=round_index) >= budget
 
 
 def dft_step(store: Store, campaign_id: str, round_index: int, cfg: CampaignConfig) -> dict:
@@ -159,6 +172,10 @@ def discovery_campaign(store_url: str, campaign_id: str) -> dict:
     round_flow = campaign_round.with_options(task_runner=runner)
     try:
         for r in range(cfg.rounds):
+            if budget_spent(store, campaign_id, cfg, r):
+                log.info("relaxation budget of %d spent: rounds %d-%d are not run", cfg.budget.relaxations, r,
+                         cfg.rounds - 1)
+                break
             if store.round(campaign_id, r).status != "completed":
                 round_flow(store_url, campaign_id, r)
         intervals += [(w["start"], w["end"]) for w in (f.result() for f in warm_up)]

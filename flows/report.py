@@ -19,17 +19,17 @@ def _fmt(x: object, digits: int = 3) -> str:
 def campaign_table(url: str) -> Table:
     store = Store(url)
     table = Table(title=f"campaigns in {url}")
-    for col in ("id", "name", "status", "rounds", "candidates", "relaxed", "stable", "best E_hull (eV/atom)", "MLIP",
-                "created"):
+    for col in ("id", "name", "status", "rounds", "candidates", "relaxed", "stable new", "best new E_hull (eV/atom)",
+                "MLIP", "created"):
         table.add_column(col)
     for c in store.campaigns():
         rounds = store.rounds(c.id)
         df = candidate_frame(url, c.id)
-        thr = c.config["evaluate"]["stability_threshold"]
+        new = df[df["relaxed_match"].fillna("") == ""]
         done = sum(r.status == "completed" for r in rounds)
         table.add_row(c.id, c.name, c.status, f"{done}/{len(rounds)}", str(len(df)),
-                      str(int((df["relax_status"] == "converged").sum())), str(int((df["e_above_hull"] <= thr).sum())),
-                      _fmt(df["e_above_hull"].min()), c.mlip or "-", c.created_at.strftime("%Y-%m-%d %H:%M"))
+                      str(int((df["relax_status"] == "converged").sum())), str(int(df["stable_new"].sum())),
+                      _fmt(new["e_above_hull"].min()), c.mlip or "-", c.created_at.strftime("%Y-%m-%d %H:%M"))
     return table
 
 
@@ -43,7 +43,9 @@ def _dft_cell(dft) -> str:
 def rounds_table(url: str, cid: str) -> Table:
     store = Store(url)
     c = store.campaign(cid)
-    table = Table(title=f"campaign {cid} ({c.name}): {c.status}; MLIP {c.mlip or '-'}")
+    budget = c.config.get("budget", {}).get("relaxations")
+    spent = f"; relaxations {store.relaxation_count(cid, before_round=10**9)} of {budget}" if budget else ""
+    table = Table(title=f"campaign {cid} ({c.name}): {c.status}; MLIP {c.mlip or '-'}{spent}")
     for col in ("round", "status", "generated", "valid (CDVAE)", "accepted", "rejected (by check)", "relaxed ok",
                 "stable new", "S.U.N.", "best E_hull", "DFT ok/n (MAE E_f)", "wall (s)"):
         table.add_column(col)
@@ -72,10 +74,10 @@ def candidates_table(url: str, cid: str, top: int, include_known: bool = False) 
     what = "relaxed" if include_known else "new relaxed"
     table = Table(title=f"best {len(relaxed)} {what} of {len(df)} candidates of campaign {cid}")
     for col in ("#", "formula", "hash", "round", "from", "E_hull (eV/atom)", "E_form (eV/atom)", "E (eV/atom)",
-                "sites", "relaxed into"):
+                "sites", "relaxed into", "stable new"):
         table.add_column(col, justify="right" if col.startswith(("E", "#", "round", "sites")) else "left")
     for i, row in enumerate(relaxed.itertuples(), start=1):
         table.add_row(str(i), row.formula, row.hash, str(row.round), row.origin, _fmt(row.e_above_hull),
                       _fmt(row.formation_energy_per_atom), _fmt(row.energy_per_atom), str(row.nsites),
-                      row.relaxed_match or "-")
+                      row.relaxed_match or "-", "yes" if row.stable_new else "no")
     return table

@@ -1,11 +1,15 @@
-"""Property evaluation: formation energies and energies above the self-consistent convex hull.
+"""Property evaluation: formation energies and energies above the convex hull, and what counts as a hit.
 
-The hull is built with pymatgen's PhaseDiagram from the known phases of the system and every candidate
-relaxed so far, all with the same MLIP; elemental references are the lowest-energy elemental phases.
+By default the hull is self-consistent: pymatgen's PhaseDiagram of the known phases of the system and every
+candidate relaxed so far, all with the same MLIP; elemental references are the lowest-energy elemental phases.
+With ``evaluate.reference_hull`` it is a fixed table the user trusts (e.g. MP-20's DFT formation energies):
+MLIP energies become formation energies against ``evaluate.elemental_references`` (or the MLIP's elemental
+phases) and E_hull is measured against that table alone, so it can be negative (below the known hull).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 
@@ -15,8 +19,9 @@ from pymatgen.core import Composition, Structure
 
 from conf.schema import MatcherConfig, TargetRange
 from tasks.candidate import structure_from_json
-from tasks.metrics.matching import MatchIndex
 from tasks.errors import EvaluationError
+from tasks.metrics.hull import ReferenceHull, formation_energy_per_atom
+from tasks.metrics.matching import MatchIndex
 from tasks.results import Evaluation
 
 Energy = tuple[str, str, float]  # (label or hash, formula, energy per atom in eV/atom)
@@ -30,6 +35,16 @@ def _entry(label: str, formula: str, energy_per_atom: float) -> PDEntry:
 def meets_targets(values: dict[str, float], targets: dict[str, TargetRange]) -> bool:
     """All targets satisfied; a target on a property without a value is not met."""
     return all(name in values and target.contains(values[name], tolerance=0.05) for name, target in targets.items())
+
+
+def is_new_stable(e_above_hull: float | None, relaxed_match: str | None, formula: str, threshold: float) -> bool:
+    """The campaign's one definition of a hit: relaxed, E_hull at most ``threshold`` (eV/atom), still new after
+    relaxation (it matches no known phase and no earlier candidate), and not a single-element cell (elemental
+    cells are references, never discoveries). ``matloop status``, ``matloop candidates``, the round summaries
+    and the discovery benchmark all count with it."""
+    if e_above_hull is None or (isinstance(e_above_hull, float) and math.isnan(e_above_hull)):
+        return False
+    return e_above_hull <= threshold and not relaxed_match and len(Composition(formula).elements) > 1
 
 
 def build_hull(references: Sequence[Energy], candidates: Sequence[Energy]) -> tuple[PhaseDiagram, list[PDEntry]]:
@@ -56,6 +71,35 @@ def relaxed_matches(known: Sequence[tuple[str, Structure]], candidates: Sequence
         out[h] = pool.find(structure) or ""
         if not out[h]:
             pool.add(h, structure)
+    return out
+
+
+def evaluate_on_reference(candidates: Sequence[Energy], hull: ReferenceHull, elemental: dict[str, float],
+                          stability_threshold: float, targets: dict[str, TargetRange],
+                          matches: dict[str, str] | None = None) -> list[Evaluation]:
+    """Evaluations of ``candidates`` against a fixed reference hull: formation energies from ``elemental``
+    (eV/atom), E_hull from ``hull`` (negative below it)."""
+    matches = matches or {}
+    out = []
+    for h, formula, epa in candidates:
+        comp = Composition(formula)
+        eform = formation_energy_per_atom(comp, epa, elemental)
+        ehull = hull.e_above_hull(comp, eform)
+        values = {"energy_per_atom": epa, "formation_energy_per_atom": eform, "e_above_hull": ehull}
+        out.append(Evaluation(hash=h, formula=formula, stable=ehull <= stability_threshold,
+                              meets_targets=meets_targets(values, targets), relaxed_match=matches.get(h, ""),
+                              **values))
+    return out
+
+
+def mlip_elemental_energies(references: Sequence[Energy]) -> dict[str, float]:
+    """Lowest energy per atom of each element among relaxed known phases (eV/atom)."""
+    out: dict[str, float] = {}
+    for _, formula, epa in references:
+        comp = Composition(formula)
+        if len(comp.elements) == 1:
+            el = comp.elements[0].symbol
+            out[el] = min(out.get(el, math.inf), epa)
     return out
 
 
@@ -97,16 +141,31 @@ def evaluate_task(store_url: str, campaign_id: str, round_index: int) -> dict:
     matches = relaxed_matches([(known[h].id, structure_from_json(row.final_structure)) for h, row in ref_rows.items()],
                               [(c.hash, structure_from_json(r.final_structure)) for c, r in relaxed],
                               cfg.filter.matcher)
-    evaluations, stable = evaluate_candidates(refs, cands, cfg.evaluate.stability_threshold,
-                                              dict(cfg.target.properties), matches)
+    ev = cfg.evaluate
+    if ev.reference_hull is None:
+        evaluations, stable = evaluate_candidates(refs, cands, ev.stability_threshold, dict(cfg.target.properties),
+                                                  matches)
+    else:
+        from tasks.metrics.hull import load_elemental_references, load_reference_hull
+
+        hull = load_reference_hull(ev.reference_hull)
+        elemental = (mlip_elemental_energies(refs) if ev.elemental_references is None
+                     else dict(ev.elemental_references) if isinstance(ev.elemental_references, dict)
+                     else load_elemental_references(ev.elemental_references))
+        evaluations = evaluate_on_reference(cands, hull, elemental, ev.stability_threshold,
+                                            dict(cfg.target.properties), matches)
+        system = frozenset(cfg.target.chemical_system)
+        stable = sorted({e.composition.reduced_formula for e in hull.phase_diagram(system).stable_entries}
+                        | {e.formula for e in evaluations if e.e_above_hull < 0})
     this_round = {c.hash for c, _ in relaxed if c.round_index == round_index}
     mine = [e for e in evaluations if e.hash in this_round]
+    hits = sum(is_new_stable(e.e_above_hull, e.relaxed_match, e.formula, ev.stability_threshold) for e in mine)
     summary = {"evaluated": len(mine), "stable": sum(e.stable for e in mine),
                "new_after_relaxation": sum(not e.relaxed_match for e in mine),
-               "stable_new": sum(e.stable and not e.relaxed_match for e in mine),
+               "stable_new": hits,
                # S.U.N. rate: stable, unique and novel (filter) and still new after relaxation, over all proposals
-               "sun_rate": sum(e.stable and not e.relaxed_match for e in mine)
-               / max(store.round(campaign_id, round_index).summary.get("generated", 0), 1),
+               "sun_rate": hits / max(store.round(campaign_id, round_index).summary.get("generated", 0), 1),
+               "hull": "reference" if ev.reference_hull is not None else "self-consistent",
                "meets_targets": sum(e.meets_targets for e in mine),
                "best_e_above_hull": min((e.e_above_hull for e in mine), default=None),
                "hull_phases": stable, "references_used": len(refs)}

@@ -8,6 +8,10 @@ moves towards the mean score of its candidates of this round:
 Lab measurements take precedence over computed values: a measured E_hull replaces the MLIP one; a measured
 target property (or ``synthesized``) makes the score 1 when it meets the target and ``lab.miss_score``
 when it does not. A candidate with a measurement that is new since the last feedback counts as fresh.
+
+With ``feedback.enabled: false`` (a benchmark's learning-off control) the scores are still computed and
+reported, but no weight moves: every generator samples as it would with no feedback at all, except that the
+proposals already made are remembered.
 """
 
 from __future__ import annotations
@@ -71,7 +75,7 @@ def compute_feedback(round_index: int, outcomes: Sequence[tuple], previous: Roun
         if o.round_index == round_index or o.lab_new:
             fresh[arm].append(score)
     weights = dict(previous.arm_weights) if previous else {}
-    for arm, s in fresh.items():
+    for arm, s in fresh.items() if cfg.enabled else ():  # learning off: every arm keeps its prior weight
         weights[arm] = (1 - cfg.learning_rate) * weights.get(arm, 1.0) + cfg.learning_rate * sum(s) / len(s)
     stats = {arm: ArmStat(n=len(s), mean_score=sum(s) / len(s), best_e_hull=min(hulls[arm], default=None))
              for arm, s in scores.items()}
@@ -112,6 +116,7 @@ def feedback_task(store_url: str, campaign_id: str, round_index: int) -> dict:
     top = sorted(fb.arm_weights.items(), key=lambda kv: -kv[1])[:5]
     lab_summary = {"measurements": len(measurements), "new": sum(m[0] not in seen for m in measurements),
                    "candidates": len(measured), "values": measured}
-    store.advance_round(campaign_id, round_index, "completed", {"top_arms": dict(top), "lab": lab_summary},
+    store.advance_round(campaign_id, round_index, "completed", {"top_arms": dict(top), "lab": lab_summary,
+                                                                "learning": "on" if cfg.feedback.enabled else "off"},
                         feedback=fb)
     return {"arms": len(fb.arm_weights), "start": start, "end": time.time(), "compute_s": time.time() - start}

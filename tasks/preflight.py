@@ -17,6 +17,8 @@ def preflight(cfg: CampaignConfig) -> SeedSet:
     ------
     ConfigError
         No charge-balanced composition of the target system fits ``target.max_atoms``.
+        ``evaluate.reference_hull`` or ``evaluate.elemental_references`` is missing, unreadable, or lacks an
+        element of the target system.
     SeedError
         The seed set is empty or an element has no reference structure.
     """
@@ -27,4 +29,27 @@ def preflight(cfg: CampaignConfig) -> SeedSet:
         raise ConfigError(f"target: no charge-balanced composition of {'-'.join(conditions.chemical_system)} with "
                           f"oxidation states {conditions.oxidation_states} fits target.max_atoms="
                           f"{conditions.max_atoms}; change target.oxidation_states or target.max_atoms")
-    return build_seed_set(cfg.seeds, cfg.target)
+    check_reference_hull(cfg)
+    return build_seed_set(cfg.seeds, cfg.target, cfg.filter.matcher)
+
+
+def check_reference_hull(cfg: CampaignConfig) -> None:
+    """The reference hull (and elemental references, if given) can be read and cover the target system."""
+    from tasks.errors import EvaluationError
+    from tasks.metrics.hull import load_elemental_references, load_reference_hull
+
+    ev, system = cfg.evaluate, cfg.target.chemical_system
+    if ev.reference_hull is None:
+        return
+    try:
+        hull = load_reference_hull(ev.reference_hull)
+        refs = ev.elemental_references
+        elemental = dict(refs) if isinstance(refs, dict) else load_elemental_references(refs) if refs else None
+    except EvaluationError as exc:
+        raise ConfigError(f"evaluate: {exc}") from None
+    missing = sorted(set(system) - hull.elements)
+    if missing:
+        raise ConfigError(f"evaluate.reference_hull: {ev.reference_hull} has no phase containing {missing}, so it "
+                          f"cannot judge stability in {'-'.join(system)}")
+    if elemental is not None and set(system) - set(elemental):
+        raise ConfigError(f"evaluate.elemental_references: no energy for {sorted(set(system) - set(elemental))}")

@@ -25,8 +25,8 @@ DISTANCE_FLOOR = 0.5  # Å, the validity filter's hard floor
 
 
 def relax_settings_hash(cfg: RelaxConfig) -> str:
-    """Hash of the settings that change a relaxation's outcome (not chunking or retries)."""
-    return settings_hash(cfg.model_copy(update={"chunk_size": 1, "retries": 0, "backend": "auto"}))
+    """Hash of the settings that change a relaxation's outcome (not chunking, retries or reuse)."""
+    return settings_hash(cfg.model_copy(update={"chunk_size": 1, "retries": 0, "backend": "auto"}), exclude={"reuse"})
 
 
 class RelaxContext(NamedTuple):
@@ -137,11 +137,15 @@ def relax_chunk_task(store_url: str, campaign_id: str, kind: str, hashes: list[s
     store = Store(store_url)
     campaign_cfg, spec, shash = relax_context(store, campaign_id)
     cfg = campaign_cfg.relax
+    reused: list[RelaxResult] = []
     if kind == "candidate":
         done = store.relaxed_hashes(campaign_id, hashes, spec.identity, shash)
         todo = [(h, s, True) for h, s in store.candidate_structures(campaign_id, hashes).items() if h not in done]
+        if cfg.reuse and todo:
+            reused = store.reusable_relaxations(campaign_id, [h for h, _, _ in todo], spec.identity, shash)
+            todo = [t for t in todo if t[0] not in {r.hash for r in reused}]
         results = relax_many(todo, spec, cfg)
-        store.save_relaxations(campaign_id, results)
+        store.save_relaxations(campaign_id, reused + results)
     elif kind == "reference":
         done = set(store.reference_energies(spec.identity, shash))
         seeds = {h: seed for h, seed in store.known_phase_seeds(campaign_id).items() if h in hashes and h not in done}
@@ -149,7 +153,8 @@ def relax_chunk_task(store_url: str, campaign_id: str, kind: str, hashes: list[s
         store.save_reference_energies(results, {h: s.formula for h, s in seeds.items()})
     else:
         raise ValueError(f"unknown relax kind {kind!r}; allowed: candidate, reference")
-    statuses = [r.status for r in results]
-    return {"kind": kind, "relaxed": len(results), "skipped": len(hashes) - len(results),
+    statuses = [r.status for r in results + reused]
+    return {"kind": kind, "relaxed": len(results), "reused": len(reused),
+            "skipped": len(hashes) - len(results) - len(reused),
             "converged": statuses.count("converged"), "start": start, "end": time.time(),
             "compute_s": sum(r.wall_time_s for r in results)}

@@ -79,7 +79,8 @@ class Evaluation(_Result):
     formula: str
     energy_per_atom: float = Field(description="MLIP energy, eV/atom.")
     formation_energy_per_atom: float = Field(description="Against MLIP elemental references, eV/atom.")
-    e_above_hull: float = Field(description="Energy above the self-consistent hull, eV/atom.")
+    e_above_hull: float = Field(description="Energy above the campaign's hull, eV/atom: the self-consistent hull, "
+                                "or the configured reference hull (then negative below it).")
     stable: bool = Field(description="e_above_hull <= the stability threshold.")
     meets_targets: bool = Field(description="All property targets satisfied.")
     relaxed_match: str = Field("", description="Known phase id or earlier candidate hash that the relaxed "
@@ -108,6 +109,7 @@ class RoundFeedback(_Result):
                                              "this feedback has taken into account.")
 
 
-def settings_hash(model: BaseModel) -> str:
-    """Stable 12-hex hash of a settings model (e.g. the relax config)."""
-    return hashlib.sha256(json.dumps(model.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
+def settings_hash(model: BaseModel, exclude: set[str] | None = None) -> str:
+    """Stable 12-hex hash of a settings model (e.g. the relax config), without the fields in ``exclude``."""
+    dump = model.model_dump(mode="json", exclude=exclude)
+    return hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()[:12]

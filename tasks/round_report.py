@@ -10,6 +10,8 @@ import io
 import math
 from typing import Any
 
+from pymatgen.core import Composition
+
 from tasks.store import Store
 from tasks.store.views import candidate_frame
 
@@ -31,8 +33,8 @@ def best_candidates(store: Store, cid: str, top: int = 10) -> list[dict[str, Any
              "e_above_hull_eV_atom": _num(r.e_above_hull), "formation_energy_eV_atom": _num(r.formation_energy_per_atom),
              "dft_formation_energy_eV_atom": _num(extra.get(r.hash, {}).get("dft_formation_energy_per_atom")),
              "lab": ", ".join(f"{k[4:]}={v:g}" for k, v in extra.get(r.hash, {}).items() if k.startswith("lab_")),
-             "status": "stable" if _num(r.e_above_hull) is not None and r.e_above_hull <= threshold
-             else "above threshold"} for r in df.itertuples()]
+             "status": "stable new" if r.stable_new else "elemental" if len(Composition(r.formula)) == 1
+             and r.e_above_hull <= threshold else "above threshold"} for r in df.itertuples()]
 
 
 def ehull_histogram_png(store: Store, cid: str, r: int) -> bytes:

@@ -7,7 +7,7 @@ import logging
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
 
-from conf.schema import Decoration, SeedsConfig, TargetConfig
+from conf.schema import Decoration, MatcherConfig, SeedsConfig, TargetConfig
 from tasks.errors import SeedError
 from tasks.seeds import Seed, SeedSet, Skipped, ase_reference_state, load_source
 
@@ -63,11 +63,33 @@ def _dedupe(seeds: list[Seed]) -> list[Seed]:
     return kept
 
 
-def build_seed_set(seeds_cfg: SeedsConfig, target: TargetConfig) -> SeedSet:
+def exclude_matching(seeds: list[Seed], excluded: list[Seed], matcher: MatcherConfig) -> tuple[list[Seed], Skipped]:
+    """``seeds`` without those StructureMatcher matches to a structure of ``excluded``, and (id, reason) of each
+    one dropped."""
+    from tasks.metrics.matching import MatchIndex
+
+    if not excluded:
+        return seeds, []
+    index = MatchIndex(matcher)
+    for e in excluded:
+        index.add(e.id, e.structure)
+    kept, dropped = [], []
+    for seed in seeds:
+        hit = index.find(seed.structure)
+        if hit is None:
+            kept.append(seed)
+        else:
+            dropped.append((seed.id, f"excluded: matches {hit} of seeds.exclude"))
+    return kept, dropped
+
+
+def build_seed_set(seeds_cfg: SeedsConfig, target: TargetConfig,
+                   matcher: MatcherConfig = MatcherConfig()) -> SeedSet:
     """Load every configured source and pick the known phases of ``target.chemical_system``.
 
-    Elements without a single-element phase among the seeds get ASE's reference state, so that formation
-    energies always have references.
+    Seeds matching a structure of ``seeds_cfg.exclude`` are dropped (recorded in ``skipped``). Elements without
+    a single-element phase among the seeds get ASE's reference state, so that formation energies always have
+    references.
 
     Raises
     ------
@@ -83,12 +105,17 @@ def build_seed_set(seeds_cfg: SeedsConfig, target: TargetConfig) -> SeedSet:
         skipped.extend(bad)
     too_big = [s for s in seeds if len(s.structure) > seeds_cfg.max_sites]
     seeds = [s for s in seeds if len(s.structure) <= seeds_cfg.max_sites and s.structure.is_ordered]
+    excluded = [e for source in seeds_cfg.exclude for e in load_source(source, elements)[0]]
+    seeds, dropped = exclude_matching(seeds, excluded, matcher)
+    skipped.extend(dropped)
     if not seeds:
         kinds = ", ".join(s.kind for s in seeds_cfg.sources)
         raise SeedError(f"the seed set is empty: sources [{kinds}] gave no usable ordered structure with at "
                         f"most {seeds_cfg.max_sites} sites ({len(skipped)} unreadable, {len(too_big)} too large)")
     known = [s for s in seeds if in_system(s.structure, elements)]
-    known += [decorate(seeds, d) for d in seeds_cfg.known_phases]
+    decorated, dropped = exclude_matching([decorate(seeds, d) for d in seeds_cfg.known_phases], excluded, matcher)
+    known += decorated
+    skipped.extend(dropped)
     for el in elements:
         if not any(s.structure.composition.elements == [s.structure.composition.elements[0]]
                    and s.structure.composition.elements[0].symbol == el for s in known):

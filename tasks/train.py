@@ -35,6 +35,25 @@ def load_training_table(paths: Sequence[Path], max_atoms: int) -> pd.DataFrame:
     return df
 
 
+def drop_matching(df: pd.DataFrame, exclude: Sequence[Path]) -> tuple[pd.DataFrame, list[str]]:
+    """``df`` without the structures that match (StructureMatcher, the filter's tolerances) a structure of the
+    ``exclude`` files, and the ids dropped."""
+    from conf.schema import MatcherConfig
+    from tasks.metrics.matching import MatchIndex
+
+    if not exclude:
+        return df, []
+    index = MatchIndex(MatcherConfig())
+    for path in exclude:
+        table = load_structure_table(Path(path))
+        for i, s in zip(table["id"], table["structure"]):
+            if s is not None:
+                index.add(i, s)
+    hit = [index.find(s) is not None for s in df["structure"]]
+    dropped = [str(i) for i, h in zip(df["id"], hit) if h]
+    return df[[not h for h in hit]].reset_index(drop=True), dropped
+
+
 def split_holdout(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     if fraction <= 0:
         return df, df.iloc[:0]
@@ -78,7 +97,11 @@ def train_model(run: TrainRunConfig, resume: bool = False, log_epoch: Callable[[
     from models.training import Trainer, TrainingStopped, resume_trainer
 
     torch.set_num_threads(run.threads or os.cpu_count() or 1)
-    df, held = split_holdout(load_training_table(run.data, run.max_atoms), run.holdout, run.train.seed)
+    df, excluded = drop_matching(load_training_table(run.data, run.max_atoms), run.exclude)
+    if excluded:
+        log.info("left out %d training structure(s) matching %s: %s", len(excluded),
+                 [str(p) for p in run.exclude], ", ".join(excluded))
+    df, held = split_holdout(df, run.holdout, run.train.seed)
     structures: list[Structure] = list(df["structure"])
     props = property_values(df, run.model.properties)
     if resume and run.out.exists():
@@ -87,7 +110,8 @@ def train_model(run: TrainRunConfig, resume: bool = False, log_epoch: Callable[[
     else:
         normalizer = Normalizer.fit(structures, props, run.model.properties)
         data0 = CrystalDataset(structures, normalizer, props)
-        meta = {**training_meta(run.model, data0), "data_paths": [str(p) for p in run.data]}
+        meta = {**training_meta(run.model, data0), "data_paths": [str(p) for p in run.data],
+                "excluded_ids": excluded}
         trainer = Trainer(build_model(run.model, normalizer, seed=run.train.seed), run.train, meta)
     data = CrystalDataset(structures, normalizer, props)
     run.out.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ import gzip
 import itertools
 import json
 from collections import defaultdict
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -78,22 +79,59 @@ class ReferenceHull:
         return float(self.phase_diagram(elements).get_decomp_and_e_above_hull(entry, allow_negative=True)[1])
 
 
+@lru_cache(maxsize=4)
+def _cached_hull(path: str, stamp: tuple[int, int]) -> ReferenceHull:
+    return ReferenceHull.from_table(Path(path))
+
+
+def load_reference_hull(path: Path) -> ReferenceHull:
+    """:meth:`ReferenceHull.from_table`, read once per process and file version (campaign rounds and
+    benchmarks evaluate against the same table many times).
+
+    Raises
+    ------
+    EvaluationError
+        The file is missing, unreadable or lacks the needed columns.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EvaluationError(f"reference hull table not found: {path}")
+    stat = path.stat()
+    try:
+        return _cached_hull(str(path.resolve()), (stat.st_size, stat.st_mtime_ns))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:  # pandas parse errors are ValueErrors
+        raise EvaluationError(f"cannot read the reference hull table {path}: {exc}") from exc
+
+
 def load_elemental_references(path: Path) -> dict[str, float]:
     """Energy per atom of each element (eV/atom) from a JSON(.gz) of pymatgen ComputedEntry dicts keyed by
-    element (matbench-discovery's MP elemental reference entries) or of plain numbers."""
+    element (matbench-discovery's MP elemental reference entries) or of plain numbers.
+
+    Raises
+    ------
+    EvaluationError
+        The file is missing or is not such a JSON.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EvaluationError(f"elemental references not found: {path}")
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt") as fh:
-        data = json.load(fh)
     out = {}
-    for el, value in data.items():
-        if isinstance(value, dict):
-            energy = value.get("energy_per_atom")
-            if energy is None:
-                natoms = Composition(value["composition"]).num_atoms
-                energy = (value["energy"] + value.get("correction", 0.0)) / natoms
-            out[el] = float(energy)
-        else:
-            out[el] = float(value)
+    try:
+        with opener(path, "rt") as fh:
+            data = json.load(fh)
+        for el, value in data.items():
+            if isinstance(value, dict):
+                energy = value.get("energy_per_atom")
+                if energy is None:
+                    natoms = Composition(value["composition"]).num_atoms
+                    energy = (value["energy"] + value.get("correction", 0.0)) / natoms
+                out[el] = float(energy)
+            else:
+                out[el] = float(value)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise EvaluationError(f"{path} is not a JSON of elemental reference entries or numbers keyed by element "
+                              f"({type(exc).__name__}: {exc})") from exc
     return out
 
 

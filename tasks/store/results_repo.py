@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pymatgen.core import Structure
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from tasks.candidate import structure_from_json
 from tasks.results import Evaluation, RelaxResult
@@ -46,6 +46,31 @@ class ResultsRepo:
             return set(s.scalars(select(CandidateRow.hash).join(RelaxationRow).where(
                 CandidateRow.campaign_id == cid, CandidateRow.hash.in_(list(hashes)),
                 RelaxationRow.mlip == mlip, RelaxationRow.settings_hash == settings)))
+
+    def reusable_relaxations(self, cid: str, hashes: Sequence[str], mlip: str, settings: str) -> list[RelaxResult]:
+        """Relaxations that other campaigns of this store ran on structures with these hashes, with the same
+        MLIP and settings (their own attempt, not reruns), as results for campaign ``cid``: one per hash, the
+        earliest, recording where it came from."""
+        with transaction(self.url) as s:
+            rows = s.execute(select(CandidateRow.hash, CandidateRow.campaign_id, RelaxationRow).join(RelaxationRow)
+                             .where(CandidateRow.campaign_id != cid, CandidateRow.hash.in_(list(hashes)),
+                                    RelaxationRow.mlip == mlip, RelaxationRow.settings_hash == settings,
+                                    RelaxationRow.attempt == 0).order_by(RelaxationRow.id)).all()
+        out: dict[str, RelaxResult] = {}
+        for h, other, rel in rows:
+            if h not in out:
+                fields = {k: getattr(rel, k) for k in RelaxResult.model_fields if k not in ("hash", "worker")}
+                out[h] = RelaxResult(hash=h, **fields, worker={"reused_from_campaign": other,
+                                                               "reused_relaxation_id": rel.id})
+        return list(out.values())
+
+    def relaxation_count(self, cid: str, before_round: int) -> int:
+        """Candidates first proposed before ``before_round`` that have a relaxation of their own (any status):
+        what the campaign has spent of a relaxation budget."""
+        with transaction(self.url) as s:
+            return s.scalar(select(func.count(func.distinct(CandidateRow.id))).join(RelaxationRow).where(
+                CandidateRow.campaign_id == cid, CandidateRow.round_index < before_round,
+                RelaxationRow.attempt == 0)) or 0
 
     def save_relaxations(self, cid: str, results: Sequence[RelaxResult]) -> None:
         if not results:

@@ -5,18 +5,21 @@ from __future__ import annotations
 import pandas as pd
 from sqlalchemy import func, select
 
+from tasks.evaluate import is_new_stable
 from tasks.store.engine import transaction
-from tasks.store.tables import CandidateRow, PropertyRow, ProposalRow, RelaxationRow, VerdictRow
+from tasks.store.tables import CampaignRow, CandidateRow, PropertyRow, ProposalRow, RelaxationRow, VerdictRow
 
 CANDIDATE_COLUMNS = ["hash", "formula", "round", "generator", "arm", "origin", "status", "nsites",
                      "e_above_hull", "formation_energy_per_atom", "energy_per_atom", "relax_status", "relax_reason",
-                     "relaxed_match", "mlip", "rejection"]
+                     "relaxed_match", "stable_new", "mlip", "rejection"]
 
 
 def candidate_frame(url: str, cid: str) -> pd.DataFrame:
     """One row per candidate: provenance, verdict, latest relaxation and MLIP properties (eV/atom),
-    sorted by energy above hull (unrelaxed candidates last)."""
+    ``stable_new`` (:func:`tasks.evaluate.is_new_stable`), sorted by energy above hull (unrelaxed last)."""
     with transaction(url) as s:
+        campaign = s.get(CampaignRow, cid)
+        threshold = campaign.config["evaluate"]["stability_threshold"] if campaign is not None else 0.1
         cands = s.scalars(select(CandidateRow).where(CandidateRow.campaign_id == cid)).all()
         props = s.execute(select(PropertyRow.candidate_id, PropertyRow.name, PropertyRow.value)
                           .join(CandidateRow).where(CandidateRow.campaign_id == cid,
@@ -45,6 +48,7 @@ def candidate_frame(url: str, cid: str) -> pd.DataFrame:
                          formation_energy_per_atom=v.get("formation_energy_per_atom"),
                          energy_per_atom=v.get("energy_per_atom"), relax_status=st, relax_reason=reason,
                          relaxed_match=c.relaxed_match, mlip=mlip,
+                         stable_new=is_new_stable(v.get("e_above_hull"), c.relaxed_match, c.formula, threshold),
                          rejection=rejected.get(c.id, "") if c.status == "rejected" else ""))
     df = pd.DataFrame(rows, columns=CANDIDATE_COLUMNS)
     return df.sort_values(["e_above_hull", "round", "hash"], na_position="last").reset_index(drop=True)

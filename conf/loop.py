@@ -1,0 +1,59 @@
+"""Typed configuration of how a campaign judges its candidates and learns from them.
+
+``evaluate``: the stability threshold and the hull E_hull is measured against (self-consistent by default, or a
+reference table the user trusts, e.g. MP-20's DFT hull). ``feedback``: whether and how the next round learns
+from this one. ``budget``: when a campaign stops spending relaxations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+
+from conf.base import Strict
+
+
+class EvaluateConfig(Strict):
+    stability_threshold: float = Field(0.1, ge=0, description="E_hull at or below which a phase counts "
+                                       "as stable, eV/atom.")
+    reference_hull: Path | None = Field(
+        None, description="A hull table (CSV/CSV.GZ, MP-20's format: a formula column such as pretty_formula and "
+        "formation_energy_per_atom in eV/atom). When set, E_hull and 'stable' are measured against this fixed "
+        "hull (elements at 0) instead of the campaign's self-consistent hull.")
+    elemental_references: Path | dict[str, float] | None = Field(
+        None, description="Energies per atom (eV/atom) that turn MLIP energies into formation energies against "
+        "the reference hull: a JSON(.gz) of pymatgen ComputedEntry dicts keyed by element (matbench-discovery's "
+        "MP elemental reference entries) or of numbers, or a mapping {El: eV/atom}. Default: the campaign's "
+        "MLIP-relaxed elemental phases. Only used with reference_hull.")
+
+    @field_validator("elemental_references")
+    @classmethod
+    def _numbers_for_elements(cls, v: Path | dict[str, float] | None) -> Path | dict[str, float] | None:
+        if isinstance(v, dict):
+            from pymatgen.core.periodic_table import Element
+
+            bad = [el for el in v if not Element.is_valid_symbol(el)]
+            if bad:
+                raise ValueError(f"unknown element(s) {bad} in elemental_references")
+        return v
+
+    @model_validator(mode="after")
+    def _refs_need_hull(self) -> EvaluateConfig:
+        if self.elemental_references is not None and self.reference_hull is None:
+            raise ValueError("elemental_references is only used with reference_hull; set evaluate.reference_hull")
+        return self
+
+
+class FeedbackConfig(Strict):
+    enabled: bool = Field(True, description="false turns every form of learning off (the control arm of a "
+                          "benchmark): arm weights stay at their prior, nothing is fine-tuned or re-conditioned. "
+                          "What was already proposed is still remembered, so proposals are not repeated.")
+    temperature: float = Field(0.05, gt=0, description="Score = exp(-E_hull / T), T in eV/atom.")
+    learning_rate: float = Field(0.5, gt=0, le=1, description="Weight update w <- (1-lr) w + lr score.")
+
+
+class BudgetConfig(Strict):
+    relaxations: int | None = Field(
+        None, ge=1, description="Stop after this many candidate MLIP relaxations (failed ones count): the round "
+        "that reaches it relaxes only what fits, later rounds are not run. Default: no limit (rounds decide).")
