@@ -195,9 +195,14 @@ def start_campaign(cfg: CampaignConfig) -> str:
     return Store(cfg.store_url()).create_campaign(cfg, seeds)
 
 
-def run_campaign(store_url: str, campaign_id: str) -> dict:
-    """Run or resume a stored campaign (extending it to more rounds if its config asks for them)."""
+def run_campaign(store_url: str, campaign_id: str, task_runner=None) -> dict:
+    """Run or resume a stored campaign (extending it to more rounds if its config asks for them).
+
+    ``task_runner`` (default: the one ``runner`` configures) may be a :class:`SharedProcessPool` the caller has
+    entered already: its workers, and the MLIP each loaded, then serve many campaigns in turn.
+    """
     store = Store(store_url)
     cfg = store.config(campaign_id)
     store.extend_rounds(campaign_id, cfg.rounds)
-    return discovery_campaign.with_options(task_runner=make_task_runner(cfg.runner))(store_url, campaign_id)
+    runner = task_runner if task_runner is not None else make_task_runner(cfg.runner)
+    return discovery_campaign.with_options(task_runner=runner)(store_url, campaign_id)

@@ -54,6 +54,12 @@ def drop_matching(df: pd.DataFrame, exclude: Sequence[Path]) -> tuple[pd.DataFra
     return df[[not h for h in hit]].reset_index(drop=True), dropped
 
 
+def exclude_ids(paths: Sequence[Path]) -> list[str]:
+    """Ids of the structures in the exclude files (recorded in the checkpoint, so a benchmark can check that
+    its held-out phases were kept away from the model)."""
+    return sorted({str(i) for p in paths for i in load_structure_table(Path(p))["id"]})
+
+
 def split_holdout(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     if fraction <= 0:
         return df, df.iloc[:0]
@@ -111,7 +117,7 @@ def train_model(run: TrainRunConfig, resume: bool = False, log_epoch: Callable[[
         normalizer = Normalizer.fit(structures, props, run.model.properties)
         data0 = CrystalDataset(structures, normalizer, props)
         meta = {**training_meta(run.model, data0), "data_paths": [str(p) for p in run.data],
-                "excluded_ids": excluded}
+                "excluded_ids": excluded, "exclude_ids": exclude_ids(run.exclude)}
         trainer = Trainer(build_model(run.model, normalizer, seed=run.train.seed), run.train, meta)
     data = CrystalDataset(structures, normalizer, props)
     run.out.parent.mkdir(parents=True, exist_ok=True)

@@ -90,10 +90,14 @@ class SubstitutionGenerator:
     def update(self, feedback: RoundFeedback) -> None:
         self.arms.update(feedback)
 
-    def _oxidized_templates(self) -> list[dict]:
+    def _oxidized_templates(self, max_elements: int) -> list[dict]:
+        """Templates with an oxidation-state guess; pymatgen's Substitutor only maps a template with exactly
+        as many species as the target, so templates with more than ``max_elements`` are never guessed."""
         if self._decorated is None:
             self._decorated = []
             for seed in self._templates:
+                if len(seed.structure.composition.elements) > max_elements:
+                    continue
                 s = oxidized(seed)
                 if s is not None:
                     self._decorated.append({"structure": s, "id": seed.id})
@@ -105,11 +109,13 @@ class SubstitutionGenerator:
 
         proposals: list[Proposal] = []
         substitutor = Substitutor(threshold=self.options.threshold)
-        for target in target_species_sets(conditions):
+        targets = target_species_sets(conditions)
+        for target in targets:
             label = "-".join(str(sp) for sp in target)
             if label not in self._pools:
                 found = []
-                for ts in substitutor.pred_from_structures(target, self._oxidized_templates(),
+                templates = self._oxidized_templates(max(len(t) for t in targets))
+                for ts in substitutor.pred_from_structures(target, templates,
                                                            remove_duplicates=True, remove_existing=False):
                     template_id = ts.history[0]["source"]
                     species_map = ts.history[1]["species_map"]

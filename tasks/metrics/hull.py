@@ -32,6 +32,7 @@ class ReferenceHull:
         for e in entries:
             self._by_system[frozenset(el.symbol for el in e.composition.elements)].append(e)
         self.elements = {el for system in self._by_system for el in system}
+        self.formulas = {e.composition.reduced_formula for e in entries}  # compositions the table knows
         self._cache: dict[frozenset[str], PhaseDiagram] = {}
 
     def __len__(self) -> int:

@@ -91,26 +91,33 @@ class MatchIndex:
 
     Lookups compare only inside the (reduced formula, primitive size) bucket, skip pairs whose lattice
     minima differ by more than ``prefilter_factor``, and call ``fit(new, stored)`` on pre-reduced cells, in
-    insertion order; the first fit wins.
+    insertion order; the first fit wins. Stored structures are reduced lazily, the first time a structure of
+    their reduced formula is looked up: an index of thousands of seeds costs nothing for formulas never asked.
     """
 
     def __init__(self, cfg: MatcherConfig, prefilter_factor: float = 1.5) -> None:
         self._matcher = make_matcher(cfg)
         self._factor = prefilter_factor
         self._buckets: dict[tuple[str, int], list[Reduced]] = defaultdict(list)
+        self._pending: dict[str, list[tuple[object, Structure | Reduced]]] = defaultdict(list)
 
     def __len__(self) -> int:
-        return sum(len(b) for b in self._buckets.values())
+        return sum(len(b) for b in self._buckets.values()) + sum(len(p) for p in self._pending.values())
 
-    def add(self, label: object, structure: Structure | Reduced) -> Reduced:
-        red = structure if isinstance(structure, Reduced) else reduce_structure(label, structure)
-        red = Reduced(label, red.structure, red.key, red.minima)
-        self._buckets[red.key].append(red)
-        return red
+    def add(self, label: object, structure: Structure | Reduced) -> None:
+        formula = (structure.key[0] if isinstance(structure, Reduced)
+                   else structure.composition.reduced_formula)
+        self._pending[formula].append((label, structure))
+
+    def _flush(self, formula: str) -> None:
+        for label, structure in self._pending.pop(formula, ()):
+            red = structure if isinstance(structure, Reduced) else reduce_structure(label, structure)
+            self._buckets[red.key].append(Reduced(label, red.structure, red.key, red.minima))
 
     def find(self, structure: Structure | Reduced) -> object | None:
         """Label of the first stored structure that ``structure`` fits, or None."""
         red = structure if isinstance(structure, Reduced) else reduce_structure(None, structure)
+        self._flush(red.key[0])
         for other in self._buckets.get(red.key, ()):
             ratio = red.minima / other.minima
             if np.all(ratio <= self._factor) and np.all(ratio >= 1 / self._factor) and self._matcher.fit(
