@@ -178,7 +178,6 @@ def main(argv: list[str] | None = None) -> dict:
     from flows.server import prefect_api
     from conf.schema import RunnerConfig
 
-    os.environ.setdefault("PREFECT_HOME", str(args.workdir / "prefect"))
     data = prepare(args.workdir, args.systems, args.data, args.hull, args.elemental_refs, args.heldout,
                    args.templates)
     missing = [s for s in args.systems if s not in set(data.heldout["system"])]
@@ -205,4 +204,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    if "--train" not in sys.argv:  # the run's Prefect database lives with its store (before Prefect is imported)
+        os.environ.setdefault("PREFECT_HOME", str(parse_args().workdir / "prefect"))
     main()
