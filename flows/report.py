@@ -44,7 +44,7 @@ def rounds_table(url: str, cid: str) -> Table:
     store = Store(url)
     c = store.campaign(cid)
     budget = c.config.get("budget", {}).get("relaxations")
-    spent = f"; relaxations {store.relaxation_count(cid, before_round=10**9)} of {budget}" if budget else ""
+    spent = f"; relaxations {store.relaxation_count(cid)} of {budget}" if budget else ""
     table = Table(title=f"campaign {cid} ({c.name}): {c.status}; MLIP {c.mlip or '-'}{spent}")
     for col in ("round", "status", "generated", "valid (CDVAE)", "accepted", "rejected (by check)", "relaxed ok",
                 "stable new", "S.U.N.", "best E_hull", "DFT ok/n (MAE E_f)", "wall (s)"):

@@ -64,13 +64,15 @@ class ResultsRepo:
                                                                "reused_relaxation_id": rel.id})
         return list(out.values())
 
-    def relaxation_count(self, cid: str, before_round: int) -> int:
-        """Candidates first proposed before ``before_round`` that have a relaxation of their own (any status):
-        what the campaign has spent of a relaxation budget."""
+    def relaxation_count(self, cid: str, before_round: int | None = None) -> int:
+        """Candidates (first proposed before ``before_round``, or all) that have a relaxation of their own (any
+        status): what the campaign has spent of a relaxation budget."""
+        stmt = select(func.count(func.distinct(CandidateRow.id))).join(RelaxationRow).where(
+            CandidateRow.campaign_id == cid, RelaxationRow.attempt == 0)
+        if before_round is not None:
+            stmt = stmt.where(CandidateRow.round_index < before_round)
         with transaction(self.url) as s:
-            return s.scalar(select(func.count(func.distinct(CandidateRow.id))).join(RelaxationRow).where(
-                CandidateRow.campaign_id == cid, CandidateRow.round_index < before_round,
-                RelaxationRow.attempt == 0)) or 0
+            return s.scalar(stmt) or 0
 
     def save_relaxations(self, cid: str, results: Sequence[RelaxResult]) -> None:
         if not results:
