@@ -50,6 +50,9 @@ def target_species_sets(conditions: Conditions) -> list[list[Species]]:
 
 
 _OXIDIZED: dict[str, Structure | None] = {}
+# proposals per (generator identity: options + template ids, ion set, max_atoms), shared by the generator
+# instances of one process (each round rebuilds its generator; a benchmark runs many campaigns)
+_POOLS: dict[tuple[str, str, int], list[Proposal]] = {}
 
 
 def oxidized(seed: Seed) -> Structure | None:
@@ -79,13 +82,20 @@ class SubstitutionGenerator:
         self.options = options
         self._templates = templates
         self._decorated: list[dict] | None = None
-        self._pools: dict[str, list[Proposal]] = {}
+        self._key: str | None = None
         self._info = {t.id: (t.formula, t.label) for t in templates}
         self.arms = ArmWeights()
 
     def identity(self) -> str:
         ids = sorted(t.id for t in self._templates)
         return f"substitution:{data_digest(self.options.model_dump(), ids)}"
+
+    def _content_key(self) -> str:
+        """Options and a fingerprint of every template (id, formula, sites, volume): the pool cache's key."""
+        if self._key is None:
+            self._key = data_digest(self.options.model_dump(), [(t.id, t.formula, len(t.structure),
+                                                                 round(t.structure.volume, 3)) for t in self._templates])
+        return self._key
 
     def update(self, feedback: RoundFeedback) -> None:
         self.arms.update(feedback)
@@ -112,7 +122,8 @@ class SubstitutionGenerator:
         targets = target_species_sets(conditions)
         for target in targets:
             label = "-".join(str(sp) for sp in target)
-            if label not in self._pools:
+            key = (self._content_key(), label, conditions.max_atoms)
+            if key not in _POOLS:
                 found = []
                 templates = self._oxidized_templates(max(len(t) for t in targets))
                 for ts in substitutor.pred_from_structures(target, templates,
@@ -128,8 +139,10 @@ class SubstitutionGenerator:
                     found.append(Proposal(key=f"{template_id}|{mapping}", arm=template_id,
                                           probability=float(ts.other_parameters["proba"]),
                                           structure=structure, target=tuple(str(sp) for sp in target)))
-                self._pools[label] = sorted(found, key=lambda p: p.key)
-            proposals.extend(self._pools[label])
+                if len(_POOLS) >= 64:  # campaigns rebuild the generator every round: keep recent pools
+                    _POOLS.pop(next(iter(_POOLS)))
+                _POOLS[key] = sorted(found, key=lambda p: p.key)
+            proposals.extend(_POOLS[key])
         return proposals
 
     def sample(self, n: int, conditions: Conditions, seed: int) -> list[Candidate]:
