@@ -32,8 +32,14 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from benchmarks.discovery_data import (DEFAULT_DATA, DEFAULT_ELEMENTAL, DEFAULT_HULL,  # noqa: E402
-                                       DEFAULT_TEMPLATES, BenchmarkData, prepare)
+from benchmarks.discovery_data import (
+    DEFAULT_DATA,
+    DEFAULT_ELEMENTAL,
+    DEFAULT_HULL,
+    DEFAULT_TEMPLATES,
+    BenchmarkData,
+    prepare,
+)
 
 FULL_SYSTEMS = ["Ba-Ti-O", "Li-In-O", "Na-Sb-O", "Ba-Hf-O", "Ca-C-O"]
 TIERS = {"quick": {"systems": ["Ba-Ti-O"], "generators": ["substitution", "random"], "learning": ["on", "off"],
@@ -165,9 +171,10 @@ def spent_relaxations(store, cid: str, budget: int):
 
 
 def train(generator: str, args: argparse.Namespace) -> None:
+    import yaml
+
     from conf.training import TrainRunConfig
     from tasks.train import describe_epoch, train_model
-    import yaml
 
     data = prepare(args.workdir, args.systems, args.data, args.hull, args.elemental_refs, args.heldout,
                    args.templates)
@@ -186,9 +193,9 @@ def main(argv: list[str] | None = None) -> dict:
         train(args.train, args)
         return {}
     from benchmarks.discovery_report import judge_arms, write_outputs
+    from conf.schema import RunnerConfig
     from flows.runners import make_task_runner
     from flows.server import prefect_api
-    from conf.schema import RunnerConfig
 
     data = prepare(args.workdir, args.systems, args.data, args.hull, args.elemental_refs, args.heldout,
                    args.templates)

@@ -6,24 +6,16 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from benchmarks.campaign import git_commit
 from benchmarks.discovery_data import ROOT, BenchmarkData
 
 COLORS = {"substitution": "#1f77b4", "random": "#7f7f7f", "diffusion": "#d62728", "gan": "#2ca02c"}
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def judge_arms(arms: list[tuple], configs: dict, runs: dict, data: BenchmarkData, budget: int) -> list[dict]:
@@ -39,7 +31,7 @@ def judge_arms(arms: list[tuple], configs: dict, runs: dict, data: BenchmarkData
     out = []
     for arm in arms:
         system, generator, learning, seed = arm
-        cid, wall, error = runs[arm]
+        cid, _, error = runs[arm]
         record = {"system": system, "generator": generator, "learning": learning, "seed": seed, "campaign": cid,
                   "name": configs[arm].name, "error": error}
         if cid is not None:
@@ -72,7 +64,7 @@ def aggregate(records: list[dict]) -> tuple[list[dict], list[dict]]:
         return [], []
     summary = []
     for (system, gen, lrn), g in ok.groupby(["system", "generator", "learning"], sort=False):
-        row = {"system": system, "generator": gen, "learning": lrn, "seeds": int(len(g))}
+        row = {"system": system, "generator": gen, "learning": lrn, "seeds": len(g)}
         for col in ("spent", "rediscovery", "sun", "sun_new_composition", "hits", "hits_per_100", "auc_hits",
                     "elemental", "failed"):
             row[col] = float(g[col].mean())
@@ -94,7 +86,7 @@ def _enhance(g: pd.DataFrame, enhancement) -> dict:
         return {"pairs": 0}
     hits = enhancement(on.loc[both, "hits"], off.loc[both, "hits"])
     auc = enhancement(on.loc[both, "auc_hits"], off.loc[both, "auc_hits"])
-    return {"hits": hits, "auc": auc, "pairs": int(len(both))}
+    return {"hits": hits, "auc": auc, "pairs": len(both)}
 
 
 def plot(records: list[dict], budget: int, path: Path) -> None:
@@ -140,7 +132,7 @@ def write_outputs(records: list[dict], args, data: BenchmarkData, wall_s: float)
     out.parent.mkdir(parents=True, exist_ok=True)
     tables = [r.pop("relaxations") for r in records if "relaxations" in r]
     result = {
-        "benchmark": "discovery", "commit": commit, "date": datetime.now(timezone.utc).isoformat(),
+        "benchmark": "discovery", "commit": commit, "date": datetime.now(UTC).isoformat(),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "tier": args.tier, "systems": args.systems, "generators": args.generators, "learning": args.learning,
         "seeds": args.seeds, "rounds": args.rounds, "per_round": args.per_round, "budget": args.budget,

@@ -70,6 +70,17 @@ def fresh_postgres_url() -> str:
 
 
 @pytest.fixture
+def config_file(tmp_path) -> Path:
+    """A Mg-O campaign file whose output (store included) goes to ``tmp_path / 'out'``."""
+    import yaml
+
+    path = tmp_path / "campaign.yaml"
+    path.write_text(yaml.safe_dump({"name": "bad", "output_dir": str(tmp_path / "out"),
+                                    "target": {"chemical_system": "Mg-O", "max_atoms": 6}}))
+    return path
+
+
+@pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")

@@ -1,20 +1,11 @@
 """Bad input to `matloop run`: one clear error, exit code 2, and no campaign row written."""
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from flows.cli import app
 from tasks.store import Store
 from tests.test_seeds import BAD_CIF
-
-
-@pytest.fixture
-def config_file(tmp_path):
-    path = tmp_path / "campaign.yaml"
-    path.write_text(yaml.safe_dump({"name": "bad", "output_dir": str(tmp_path / "out"),
-                                    "target": {"chemical_system": "Mg-O", "max_atoms": 6}}))
-    return path
 
 
 def _run(config_file, *sets):

@@ -8,8 +8,7 @@ import pytest
 from pymatgen.analysis.phase_diagram import PDEntry
 from pymatgen.core import Composition, Lattice, Structure
 
-from tasks.metrics.discovery import (DiscoveryJudge, Relaxation, cumulative, curve_metrics, enhancement,
-                                     held_out_phases)
+from tasks.metrics.discovery import DiscoveryJudge, Relaxation, cumulative, curve_metrics, enhancement, held_out_phases
 from tasks.metrics.hull import ReferenceHull
 
 ELEMENTAL = {"Mg": -1.5, "O": -4.9, "Ca": -2.0}

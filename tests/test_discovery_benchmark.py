@@ -106,7 +106,7 @@ def test_status_and_candidates_count_hits_alike(quick):
 def test_a_rerun_continues_and_redoes_nothing(quick):
     from benchmarks.discovery import main
 
-    tmp, args, result, url = quick
+    _, args, result, url = quick
     store = Store(url)
     last = result["arms"][-1]["campaign"]  # as if the benchmark was killed inside its last campaign
     completed = [r.index for r in store.rounds(last) if r.status == "completed"]

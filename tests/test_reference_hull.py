@@ -7,7 +7,6 @@ import json
 
 import pandas as pd
 import pytest
-import yaml
 from pymatgen.core import Lattice, Structure
 from typer.testing import CliRunner
 
@@ -59,14 +58,6 @@ def test_elemental_references_from_matbench_entries_and_numbers(tmp_path):
     numbers = tmp_path / "n.json"
     numbers.write_text('{"Mg": -1.5}')
     assert load_elemental_references(numbers) == {"Mg": -1.5}
-
-
-@pytest.fixture
-def config_file(tmp_path):
-    path = tmp_path / "campaign.yaml"
-    path.write_text(yaml.safe_dump({"name": "ref", "output_dir": str(tmp_path / "out"),
-                                    "target": {"chemical_system": "Mg-O", "max_atoms": 6}}))
-    return path
 
 
 @pytest.mark.parametrize("sets, message", [
