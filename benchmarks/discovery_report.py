@@ -118,8 +118,10 @@ def plot(records: list[dict], budget: int, path: Path) -> None:
     for ax in list(axes.flat)[len(systems):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.08 if rows == 1 else 0.05, 1, 1))
+    ncol = 2 if cols == 1 else 4
+    legend_rows = -(-len(labels) // ncol)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, min(0.5, 0.22 * legend_rows / (3.2 * rows)), 1, 1))
     fig.savefig(path)
     plt.close(fig)
 
