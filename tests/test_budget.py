@@ -1,19 +1,22 @@
 """A relaxation budget stops a campaign; campaigns in one store relax an identical structure once; learning off
-is recorded. Real Prefect, CHGNet and SQLite on the Mg-O micro-campaign (no shared data needed)."""
+is recorded. Real Prefect and CHGNet on the Mg-O micro-campaign (no shared data needed), on SQLite and on
+PostgreSQL (.ci/postgres.sh; skipped without it)."""
 
 import pytest
 
 from flows.campaign import run_campaign, start_campaign
 from tasks.relax import relax_context
 from tasks.store import Store
-from tests.conftest import micro_config
+from tests.conftest import fresh_postgres_url, micro_config
 
 pytestmark = pytest.mark.slow
 
 
-def test_budget_stops_the_campaign_and_a_twin_campaign_reuses_relaxations(prefect_server, tmp_path):
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_budget_stops_the_campaign_and_a_twin_campaign_reuses_relaxations(prefect_server, tmp_path, dialect):
+    url = {"store.url": fresh_postgres_url()} if dialect == "postgresql" else {}
     cfg = micro_config(tmp_path, **{"rounds": 4, "budget.relaxations": 3, "generator.n_per_round": 4,
-                                    "relax.max_steps": 60})
+                                    "relax.max_steps": 60, **url})
     store = Store(cfg.store_url())
     first = start_campaign(cfg)
     run_campaign(cfg.store_url(), first)
