@@ -73,11 +73,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mlip", default="chgnet", choices=["chgnet", "mace", "auto"])
     p.add_argument("--set", action="append", default=[], dest="overrides", help="Campaign override key=value.")
     p.add_argument("--workers", type=int, default=2, help="Relaxation processes.")
-    p.add_argument("--workdir", type=Path, default=ROOT / "campaigns" / "discovery")
+    p.add_argument("--workdir", type=Path, help="Store and files of the run (default campaigns/discovery for the "
+                   "full tier and --train, campaigns/discovery-quick for the quick tier).")
     p.add_argument("--out", type=Path, help="Result JSON (default benchmarks/results/discovery-<commit>.json).")
     p.add_argument("--train", choices=["diffusion", "gan"], help="Train that generator's checkpoint and exit.")
     args = p.parse_args(argv)
-    tier = TIERS[args.tier]
+    tier = TIERS["full" if args.train and not args.systems else args.tier]  # checkpoints serve the full tier
     args.systems = args.systems.split(",") if args.systems else tier["systems"]
     args.generators = args.generators.split(",") if args.generators else tier["generators"]
     args.learning = args.learning.split(",") if args.learning else tier["learning"]
@@ -85,6 +86,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.rounds = args.rounds or tier["rounds"]
     args.per_round = args.per_round or tier["per_round"]
     args.budget = args.budget or args.rounds * args.per_round
+    if args.workdir is None:
+        quick = args.tier == "quick" and not args.train
+        args.workdir = ROOT / "campaigns" / ("discovery-quick" if quick else "discovery")
     try:
         args.oxidation = {k.strip(): int(v) for k, v in (x.split("=") for x in args.oxidation_states.split(",") if x)}
     except ValueError:
@@ -140,6 +144,25 @@ def check_checkpoint(generator: str, data: BenchmarkData) -> None:
                          f"python benchmarks/discovery.py --train {generator} --systems <these systems>")
 
 
+def check_inputs(workdir: Path, data: BenchmarkData, generators: list[str]) -> None:
+    """One work folder, one benchmark: the held-out, template and hull files and the checkpoints its finished
+    campaigns used are recorded (inputs.json), and a run whose inputs differ is refused, since campaigns are
+    found again by name and their names hold the files' paths, not their content."""
+    from models.checkpoint import load_checkpoint
+
+    digest = {path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+              for path in (data.heldout_file, data.templates, data.campaign_hull)}
+    digest.update({f"checkpoint:{g}": load_checkpoint(CHECKPOINTS[g])["hash"] for g in generators if g in CHECKPOINTS})
+    path = workdir / "inputs.json"
+    recorded = json.loads(path.read_text()) if path.is_file() else {}
+    changed = sorted(k for k in digest.keys() & recorded.keys() if digest[k] != recorded[k])
+    if changed:
+        raise SystemExit(f"error: {', '.join(changed)} differ from what the campaigns in {workdir} were run with "
+                         "(other systems, data, held-out file or a retrained checkpoint): use another --workdir, or "
+                         "delete that folder to start over")
+    path.write_text(json.dumps({**recorded, **digest}, indent=2))
+
+
 def run_arm(cfg, runner) -> tuple[str, float]:
     """Start the arm's campaign, or continue the one of the same name; returns (campaign id, wall seconds)."""
     from flows.campaign import run_campaign, start_campaign
@@ -162,7 +185,7 @@ def spent_relaxations(store, cid: str, budget: int):
     from tasks.relax import relax_context
 
     _, spec, shash = relax_context(store, cid)
-    pairs = sorted(((c, r) for c, r in store.relaxations(cid, spec.identity, shash) if r.attempt == 0),
+    pairs = sorted(store.own_relaxations(cid, spec.identity, shash),
                    key=lambda cr: (cr[0].round_index, cr[0].hash))[:budget]
     return [Relaxation(hash=c.hash, round=c.round_index, formula=c.formula, converged=r.status == "converged",
                        energy_per_atom=r.energy_per_atom, relaxed_match=c.relaxed_match or "",
@@ -181,10 +204,11 @@ def train(generator: str, args: argparse.Namespace) -> None:
     config = ROOT / "conf" / f"train_discovery_{generator}.yaml"
     run = TrainRunConfig.model_validate(yaml.safe_load(config.read_text()))
     if [p.resolve() for p in run.exclude] != [data.heldout_file.resolve()]:
-        run = run.model_copy(update={"exclude": [data.heldout_file]})
         print(f"note: excluding {data.heldout_file} (the held-out phases of {', '.join(args.systems)})")
+    paths = [p if p.is_absolute() else ROOT / p for p in run.data]  # the config's paths are the repository's
+    run = run.model_copy(update={"exclude": [data.heldout_file], "data": paths, "out": ROOT / run.out})
     print(f"training {run.out} from {config} without {len(data.heldout)} held-out phase(s)")
-    train_model(run.model_copy(update={"out": ROOT / run.out}), log_epoch=lambda r: print(describe_epoch(r), flush=True))
+    train_model(run, log_epoch=lambda r: print(describe_epoch(r), flush=True))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -205,6 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
               "the reference hull; pass --heldout FILE): only S.U.N. hits can count there", flush=True)
     for g in {"diffusion", "gan"} & set(args.generators):
         check_checkpoint(g, data)
+    check_inputs(args.workdir, data, args.generators)
     arms = [(s, g, lrn, seed) for s in args.systems for seed in args.seeds for g in args.generators
             for lrn in args.learning]
     configs = {arm: campaign_config(*arm, args, data) for arm in arms}

@@ -22,6 +22,8 @@ from pathlib import Path
 import pandas as pd
 from pymatgen.core import Composition, Structure
 
+from tasks.errors import MatloopError
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 DEFAULT_DATA = [SHARED / p for p in ("mp_20_subset/mp20_train_val_rows.csv.gz",
@@ -107,18 +109,44 @@ def prepare(workdir: Path, systems: Sequence[str], data: Sequence[Path], hull_ta
     workdir.mkdir(parents=True, exist_ok=True)
     reference = pd.concat([read_rows(Path(p)) for p in data], ignore_index=True)
     table = pd.read_csv(hull_table)
-    held = (read_heldout(heldout, systems) if heldout
-            else find_heldout(reference, table, Path(hull_table), systems, tol))
+    col = next((c for c in FORMULA_COLUMNS if c in table.columns), None)
+    if col is None or not {"material_id", "formation_energy_per_atom"} <= set(table.columns):
+        raise SystemExit(f"error: {hull_table} needs material_id, a formula column ({', '.join(FORMULA_COLUMNS)}) "
+                         f"and formation_energy_per_atom; it has {list(table.columns)}")
+    table["material_id"] = table["material_id"].astype(str)
+    try:
+        held = (read_heldout(heldout, systems) if heldout
+                else find_heldout(reference, table, Path(hull_table), systems, tol))
+    except MatloopError as exc:
+        raise SystemExit(f"error: {exc}") from None
     out = BenchmarkData(workdir, held, reference, Path(hull_table), Path(elemental))
     write_if_changed(held.rename(columns={"id": "material_id"}), out.heldout_file)
-    kept = table[~table["material_id"].astype(str).isin(set(held["id"]))]
-    col = next(c for c in FORMULA_COLUMNS if c in kept.columns)
+    hidden = heldout_ids(held, reference)
+    unknown = sorted(set(held["id"]) - set(table["material_id"]))
+    if unknown:
+        print(f"note: held-out phase(s) {unknown} have no row in {Path(hull_table).name}: the campaigns' hull could "
+              "not be stripped of their energies (structures matched by other ids are removed)", flush=True)
+    kept = table[~table["material_id"].isin(hidden)]
     write_if_changed(kept[["material_id", col, "formation_energy_per_atom"]], out.campaign_hull)
     most = max(len(s.split("-")) for s in systems)
     pool = reference[reference["source"].isin({Path(p).name for p in (templates or data)})]
     small = pool[[len(e) <= most and not n > max_atoms for e, n in zip(pool["elements"], pool["nsites"])]]
     write_if_changed(small[["id", "formula", "cif"]].rename(columns={"id": "material_id"}), out.templates)
     return out
+
+
+def heldout_ids(held: pd.DataFrame, reference: pd.DataFrame) -> set[str]:
+    """The held-out ids and the ids of every reference structure that StructureMatcher matches to a held-out
+    phase (the same phase under another id): their rows leave the campaigns' hull."""
+    from conf.schema import MatcherConfig
+    from tasks.metrics.matching import MatchIndex
+
+    index = MatchIndex(MatcherConfig())
+    for i, s in structures_of(held):
+        index.add(i, s)
+    formulas = set(held["formula"])
+    same = reference[reference["formula"].map(lambda f: Composition(f).reduced_formula).isin(formulas)]
+    return set(held["id"].astype(str)) | {i for i, s in structures_of(same) if index.find(s) is not None}
 
 
 def find_heldout(reference: pd.DataFrame, table: pd.DataFrame, hull_table: Path, systems: Sequence[str],

@@ -21,13 +21,16 @@ COLORS = {"substitution": "#1f77b4", "random": "#7f7f7f", "diffusion": "#d62728"
 def judge_arms(arms: list[tuple], configs: dict, runs: dict, data: BenchmarkData, budget: int) -> list[dict]:
     """One record per arm: its campaign, the judged relaxations and the curve metrics."""
     from benchmarks.discovery import spent_relaxations
+    from tasks.errors import EvaluationError
     from tasks.metrics.discovery import HIT_KINDS, DiscoveryJudge, cumulative, curve_metrics
     from tasks.metrics.hull import load_elemental_references, load_reference_hull
     from tasks.store import Store
 
     hull, elemental = load_reference_hull(data.hull_table), load_elemental_references(data.elemental)
-    judges = {s: DiscoveryJudge(data.heldout_of(s), data.reference_of(s), hull, elemental)
-              for s in {arm[0] for arm in arms}}
+    first = {arm[0]: configs[arm] for arm in reversed(arms)}  # every arm of a system is judged by the same rules
+    judges = {s: DiscoveryJudge(data.heldout_of(s), data.reference_of(s), hull, elemental,
+                                threshold=cfg.evaluate.stability_threshold, matcher=cfg.filter.matcher)
+              for s, cfg in first.items()}
     out = []
     for arm in arms:
         system, generator, learning, seed = arm
@@ -37,7 +40,12 @@ def judge_arms(arms: list[tuple], configs: dict, runs: dict, data: BenchmarkData
         if cid is not None:
             store = Store(configs[arm].store_url())
             spent = spent_relaxations(store, cid, budget)
-            table = judges[system].judge(spent)
+            try:
+                table = judges[system].judge(spent)
+            except EvaluationError as exc:  # reported with the arm; the other arms are still written
+                record["error"] = f"judge: {exc}"
+                out.append(record)
+                continue
             kinds = list(table["kind"])
             table["cif"] = [r.structure.to(fmt="cif") if k in HIT_KINDS else "" for r, k in zip(spent, kinds)]
             rounds = store.rounds(cid)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from pymatgen.core import Composition
 from rich.table import Table
 
 from tasks.store import Store
@@ -25,7 +26,7 @@ def campaign_table(url: str) -> Table:
     for c in store.campaigns():
         rounds = store.rounds(c.id)
         df = candidate_frame(url, c.id)
-        new = df[df["relaxed_match"].fillna("") == ""]
+        new = df[(df["relaxed_match"].fillna("") == "") & [len(Composition(f)) > 1 for f in df["formula"]]]
         done = sum(r.status == "completed" for r in rounds)
         table.add_row(c.id, c.name, c.status, f"{done}/{len(rounds)}", str(len(df)),
                       str(int((df["relax_status"] == "converged").sum())), str(int(df["stable_new"].sum())),

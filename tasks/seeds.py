@@ -182,7 +182,9 @@ def load_source(source: SeedSource, elements: list[str]) -> tuple[list[Seed], Sk
         path = Path(source.path)
         if not path.exists():
             raise SeedError(f"seed source {source.kind}: {path} not found")
-        stamp = (path.stat().st_size, path.stat().st_mtime_ns)
+        files = sorted(path.glob("*.cif")) if path.is_dir() else [path]  # a folder changes when its files do
+        stamp = (sum(f.stat().st_size for f in files), max((f.stat().st_mtime_ns for f in files), default=0),
+                 len(files))
         seeds, skipped = _cached_load(source.kind, str(path.resolve()), source.limit, (), stamp)
     else:  # pragma: no cover - the schema restricts kind
         raise SeedError(f"unknown seed source kind {source.kind!r}; allowed: builtin, csv, cif_dir, extxyz, "
@@ -194,7 +196,7 @@ def load_source(source: SeedSource, elements: list[str]) -> tuple[list[Seed], Sk
 
 @lru_cache(maxsize=16)
 def _cached_load(kind: str, path: str, limit: int | None, elements: tuple[str, ...],
-                 stamp: tuple[int, int] | None) -> tuple[tuple[Seed, ...], tuple[tuple[str, str], ...]]:
+                 stamp: tuple[int, ...] | None) -> tuple[tuple[Seed, ...], tuple[tuple[str, str], ...]]:
     loaders = {"csv": load_mp20_csv, "cif_dir": load_cif_dir, "extxyz": load_extxyz}
     if kind == "builtin":
         seeds, skipped = load_builtin(list(elements))

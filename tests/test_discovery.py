@@ -93,4 +93,15 @@ def test_enhancement_factor():
     e = enhancement([2, 4, 3], [1, 2, 0])
     assert e["ratio_of_means"] == pytest.approx(3.0)
     assert e["pairs"] == 2 and e["mean_of_ratios"] == pytest.approx(2.0) and e["std_of_ratios"] == 0.0
+    assert e["off_zero_on_positive"] == 1 and e["both_zero"] == 0
     assert enhancement([1, 1], [0, 0])["ratio_of_means"] is None
+
+
+def test_a_campaign_match_to_one_of_its_own_candidates_leaves_the_first_one_a_hit():
+    """The campaign matches in proposal order, the judge reads in budget order (round, hash): a structure whose
+    relaxed_match names another candidate of the campaign is judged by the judge's own uniqueness, so one of
+    the two stays a hit."""
+    judge = DiscoveryJudge([], [], hull(), ELEMENTAL)
+    new = Structure.from_spacegroup("Pm-3m", Lattice.cubic(2.6), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    table = judge.judge([relaxed(new, -2.95, "aaa", match="zzz"), relaxed(new, -2.95, "zzz")])
+    assert list(table["kind"]) == ["sun", "duplicate"]

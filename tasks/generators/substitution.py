@@ -82,6 +82,7 @@ class SubstitutionGenerator:
         self.options = options
         self._templates = templates
         self._decorated: list[dict] | None = None
+        self._decorated_for = 0  # the most elements a template had to have at most when _decorated was built
         self._key: str | None = None
         self._info = {t.id: (t.formula, t.label) for t in templates}
         self.arms = ArmWeights()
@@ -103,8 +104,8 @@ class SubstitutionGenerator:
     def _oxidized_templates(self, max_elements: int) -> list[dict]:
         """Templates with an oxidation-state guess; pymatgen's Substitutor only maps a template with exactly
         as many species as the target, so templates with more than ``max_elements`` are never guessed."""
-        if self._decorated is None:
-            self._decorated = []
+        if self._decorated is None or self._decorated_for < max_elements:
+            self._decorated, self._decorated_for = [], max_elements
             for seed in self._templates:
                 if len(seed.structure.composition.elements) > max_elements:
                     continue
@@ -139,7 +140,7 @@ class SubstitutionGenerator:
                     found.append(Proposal(key=f"{template_id}|{mapping}", arm=template_id,
                                           probability=float(ts.other_parameters["proba"]),
                                           structure=structure, target=tuple(str(sp) for sp in target)))
-                if len(_POOLS) >= 64:  # campaigns rebuild the generator every round: keep recent pools
+                if len(_POOLS) >= 64:  # campaigns rebuild the generator every round: keep the newest 64 pools
                     _POOLS.pop(next(iter(_POOLS)))
                 _POOLS[key] = sorted(found, key=lambda p: p.key)
             proposals.extend(_POOLS[key])

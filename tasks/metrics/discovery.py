@@ -105,6 +105,7 @@ class DiscoveryJudge:
         cannot be a known phase missing from the reference structures)."""
         seen = MatchIndex(self.matcher)
         found: set[str] = set()
+        hashes = {r.hash for r in relaxations}  # a relaxed_match naming one of these is left to ``seen``
         rows = []
         for k, r in enumerate(relaxations, start=1):
             kind, match, ehull = "failed", "", np.nan
@@ -113,14 +114,15 @@ class DiscoveryJudge:
                     ehull = self.e_above_hull(r.structure, r.energy_per_atom)
                 except EvaluationError as exc:
                     raise EvaluationError(f"candidate {r.hash} ({r.formula}): {exc}") from exc
-                kind, match = self._kind(r, ehull, seen, found)
+                kind, match = self._kind(r, ehull, seen, found, hashes)
                 seen.add(r.hash, r.structure)
             rows.append({"k": k, "hash": r.hash, "round": r.round, "formula": r.formula, "e_above_hull": ehull,
                          "kind": kind, "match": match, "new_composition": r.formula not in self.hull.formulas})
         return pd.DataFrame(rows, columns=["k", "hash", "round", "formula", "e_above_hull", "kind", "match",
                                            "new_composition"])
 
-    def _kind(self, r: Relaxation, ehull: float, seen: MatchIndex, found: set[str]) -> tuple[str, str]:
+    def _kind(self, r: Relaxation, ehull: float, seen: MatchIndex, found: set[str],
+              hashes: set[str]) -> tuple[str, str]:
         stable = ehull <= self.threshold
         if len(r.structure.composition.elements) == 1:
             return ("elemental" if stable else "unstable"), ""
@@ -136,7 +138,7 @@ class DiscoveryJudge:
         earlier = seen.find(r.structure)
         if earlier is not None:
             return "duplicate", str(earlier)
-        if r.relaxed_match:  # the campaign matched it to one of its known phases (or an earlier candidate)
+        if r.relaxed_match and r.relaxed_match not in hashes:  # the campaign matched it to one of its known phases
             return "known", r.relaxed_match
         return ("sun" if stable else "unstable"), ""
 
@@ -166,10 +168,13 @@ def curve_metrics(kinds: Sequence[str], budget: int) -> dict[str, float]:
 
 def enhancement(on: Sequence[float], off: Sequence[float]) -> dict[str, float | None]:
     """Enhancement factor of paired arms (e.g. learning on / off over seeds): the ratio of the means, and the
-    mean and spread of the per-pair ratios where the denominator is not zero (None when undefined)."""
+    mean and spread of the per-pair ratios where the denominator is not zero (None when undefined), with the
+    number of pairs whose denominator was zero."""
     on, off = np.asarray(on, dtype=float), np.asarray(off, dtype=float)
     ratio = float(on.mean() / off.mean()) if len(off) and off.mean() > 0 else None
     pairs = on[off > 0] / off[off > 0] if len(off) else np.zeros(0)
     return {"ratio_of_means": ratio, "mean_of_ratios": float(pairs.mean()) if len(pairs) else None,
             "std_of_ratios": float(pairs.std(ddof=1)) if len(pairs) > 1 else None, "pairs": int(len(pairs)),
+            # pairs left out of the per-pair ratios because off found nothing (on > 0 there favours learning)
+            "off_zero_on_positive": int(((off == 0) & (on > 0)).sum()), "both_zero": int(((off == 0) & (on == 0)).sum()),
             "on_mean": float(on.mean()) if len(on) else None, "off_mean": float(off.mean()) if len(off) else None}

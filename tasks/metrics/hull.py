@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition, Element
+from pymatgen.core.composition import CompositionError
 
 from tasks.errors import EvaluationError
 
@@ -100,7 +101,7 @@ def load_reference_hull(path: Path) -> ReferenceHull:
     stat = path.stat()
     try:
         return _cached_hull(str(path.resolve()), (stat.st_size, stat.st_mtime_ns))
-    except (OSError, ValueError, UnicodeDecodeError) as exc:  # pandas parse errors are ValueErrors
+    except (OSError, ValueError, KeyError, CompositionError) as exc:  # pandas parse errors are ValueErrors
         raise EvaluationError(f"cannot read the reference hull table {path}: {exc}") from exc
 
 

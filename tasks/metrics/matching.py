@@ -100,6 +100,7 @@ class MatchIndex:
         self._factor = prefilter_factor
         self._buckets: dict[tuple[str, int], list[Reduced]] = defaultdict(list)
         self._pending: dict[str, list[tuple[object, Structure | Reduced]]] = defaultdict(list)
+        self._formulas: set[str] = set()  # formulas already reduced into buckets
 
     def __len__(self) -> int:
         return sum(len(b) for b in self._buckets.values()) + sum(len(p) for p in self._pending.values())
@@ -111,11 +112,15 @@ class MatchIndex:
 
     def _flush(self, formula: str) -> None:
         for label, structure in self._pending.pop(formula, ()):
+            self._formulas.add(formula)
             red = structure if isinstance(structure, Reduced) else reduce_structure(label, structure)
             self._buckets[red.key].append(Reduced(label, red.structure, red.key, red.minima))
 
     def find(self, structure: Structure | Reduced) -> object | None:
         """Label of the first stored structure that ``structure`` fits, or None."""
+        formula = structure.key[0] if isinstance(structure, Reduced) else structure.composition.reduced_formula
+        if formula not in self._pending and formula not in self._formulas:
+            return None  # nothing of this formula stored: no reduction needed
         red = structure if isinstance(structure, Reduced) else reduce_structure(None, structure)
         self._flush(red.key[0])
         for other in self._buckets.get(red.key, ()):

@@ -50,12 +50,14 @@ class ResultsRepo:
     def reusable_relaxations(self, cid: str, hashes: Sequence[str], mlip: str, settings: str) -> list[RelaxResult]:
         """Relaxations that other campaigns of this store ran on structures with these hashes, with the same
         MLIP and settings (their own attempt, not reruns), as results for campaign ``cid``: one per hash, the
-        earliest, recording where it came from."""
+        earliest, recording where it came from. A relaxation whose calculator raised (``error``: out of memory,
+        a crashed worker) may not happen again and is not reused."""
         with transaction(self.url) as s:
             rows = s.execute(select(CandidateRow.hash, CandidateRow.campaign_id, RelaxationRow).join(RelaxationRow)
                              .where(CandidateRow.campaign_id != cid, CandidateRow.hash.in_(list(hashes)),
                                     RelaxationRow.mlip == mlip, RelaxationRow.settings_hash == settings,
-                                    RelaxationRow.attempt == 0).order_by(RelaxationRow.id)).all()
+                                    RelaxationRow.attempt == 0, RelaxationRow.status != "error")
+                             .order_by(RelaxationRow.id)).all()
         out: dict[str, RelaxResult] = {}
         for h, other, rel in rows:
             if h not in out:
@@ -63,6 +65,14 @@ class ResultsRepo:
                 out[h] = RelaxResult(hash=h, **fields, worker={"reused_from_campaign": other,
                                                                "reused_relaxation_id": rel.id})
         return list(out.values())
+
+    def own_relaxations(self, cid: str, mlip: str, settings: str) -> list[tuple[CandidateRow, RelaxationRow]]:
+        """Each candidate's own relaxation (attempt 0, the campaign's MLIP and settings, not a rerun), in
+        candidate order: what its relaxation budget paid for."""
+        with transaction(self.url) as s:
+            return [tuple(r) for r in s.execute(select(CandidateRow, RelaxationRow).join(RelaxationRow).where(
+                CandidateRow.campaign_id == cid, RelaxationRow.mlip == mlip, RelaxationRow.settings_hash == settings,
+                RelaxationRow.attempt == 0).order_by(CandidateRow.id)).all()]
 
     def relaxation_count(self, cid: str, before_round: int | None = None) -> int:
         """Candidates (first proposed before ``before_round``, or all) that have a relaxation of their own (any
