@@ -243,6 +243,10 @@ def main(argv: list[str] | None = None) -> dict:
             except Exception as exc:  # one broken arm is reported, the others still run
                 runs[arm] = (None, 0.0, f"{type(exc).__name__}: {exc}")
                 print(f"  failed: {runs[arm][2]}", flush=True)
+            if i < len(arms) and arms[i][0] != arm[0]:  # a system is done: partial results on disk
+                done = [a for a in arms if a in runs]
+                write_outputs(judge_arms(done, configs, runs, data, args.budget), args, data,
+                              time.perf_counter() - t0, partial=True)
     judged = judge_arms(arms, configs, runs, data, args.budget)
     return write_outputs(judged, args, data, time.perf_counter() - t0)
 

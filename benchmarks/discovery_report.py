@@ -134,8 +134,9 @@ def plot(records: list[dict], budget: int, path: Path) -> None:
     plt.close(fig)
 
 
-def write_outputs(records: list[dict], args, data: BenchmarkData, wall_s: float) -> dict:
-    """The JSON (arms, summary, enhancement), the PNG and the CSV of judged relaxations (hits with their CIF)."""
+def write_outputs(records: list[dict], args, data: BenchmarkData, wall_s: float, partial: bool = False) -> dict:
+    """The JSON (arms, summary, enhancement), the PNG and the CSV of judged relaxations (hits with their CIF);
+    ``partial`` marks a file written while the run goes on (the arms done so far)."""
     summary, factors = aggregate(records)
     commit = git_commit()
     out = args.out or ROOT / "benchmarks" / "results" / f"discovery-{commit}.json"
@@ -144,7 +145,7 @@ def write_outputs(records: list[dict], args, data: BenchmarkData, wall_s: float)
     result = {
         "benchmark": "discovery", "commit": commit, "date": datetime.now(UTC).isoformat(),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "tier": args.tier, "systems": args.systems, "generators": args.generators, "learning": args.learning,
+        "partial": partial, "tier": args.tier, "systems": args.systems, "generators": args.generators, "learning": args.learning,
         "seeds": args.seeds, "rounds": args.rounds, "per_round": args.per_round, "budget": args.budget,
         "max_rounds": 3 * args.rounds, "overrides": args.overrides, "mlip": args.mlip, "wall_s": wall_s,
         "heldout": data.heldout.drop(columns=["cif"]).to_dict(orient="records"),
@@ -157,7 +158,8 @@ def write_outputs(records: list[dict], args, data: BenchmarkData, wall_s: float)
         plot(records, args.budget, out.with_suffix(".png"))
     if tables:  # every judged relaxation; hits carry their relaxed structure as CIF (the samples behind the numbers)
         pd.concat(tables, ignore_index=True).to_csv(out.with_name(out.stem + "-relaxations.csv.gz"), index=False)
-    _print(summary, factors, out)
+    if not partial:
+        _print(summary, factors, out)
     return result
 
 
