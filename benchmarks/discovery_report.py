@@ -62,8 +62,9 @@ def judge_arms(arms: list[tuple], configs: dict, runs: dict, data: BenchmarkData
 
 
 def aggregate(records: list[dict]) -> tuple[list[dict], list[dict]]:
-    """Mean and spread over seeds per (system, generator, learning), and learning on / off enhancement factors
-    per (system, generator) and per generator over all systems."""
+    """Mean and spread over seeds per (system, generator, learning), totals over every system and seed per
+    (generator, learning) (system "all": counts summed, hits per 100 relaxations pooled, the spread over arms),
+    and learning on / off enhancement factors per (system, generator) and per generator over all systems."""
     from tasks.metrics.discovery import enhancement
 
     ok = pd.DataFrame([{k: v for k, v in r.items() if k not in ("relaxations", "curve_hits")}
@@ -78,6 +79,13 @@ def aggregate(records: list[dict]) -> tuple[list[dict], list[dict]]:
             row[col] = float(g[col].mean())
             row[f"{col}_std"] = float(g[col].std(ddof=1)) if len(g) > 1 else 0.0
         summary.append(row)
+    for (gen, lrn), g in ok.groupby(["generator", "learning"], sort=False):  # every system and seed pooled
+        totals = {col: float(g[col].sum()) for col in ("spent", "rediscovery", "sun", "sun_new_composition", "hits",
+                                                       "elemental", "failed")}
+        summary.append({"system": "all", "generator": gen, "learning": lrn, "arms": int(len(g)), **totals,
+                        "hits_per_100": 100.0 * totals["hits"] / totals["spent"] if totals["spent"] else 0.0,
+                        "hits_per_100_std": float(g["hits_per_100"].std(ddof=1)) if len(g) > 1 else 0.0,
+                        "auc_hits": float(g["auc_hits"].mean())})
     factors = []
     for keys, g in ok.groupby(["system", "generator"], sort=False):
         factors.append({"system": keys[0], "generator": keys[1], **_enhance(g, enhancement)})
