@@ -39,6 +39,7 @@ from benchmarks.discovery_data import (
     DEFAULT_TEMPLATES,
     BenchmarkData,
     prepare,
+    record_inputs,
 )
 
 FULL_SYSTEMS = ["Ba-Ti-O", "Li-In-O", "Na-Sb-O", "Ba-Hf-O", "Ca-C-O"]
@@ -144,23 +145,12 @@ def check_checkpoint(generator: str, data: BenchmarkData) -> None:
                          f"python benchmarks/discovery.py --train {generator} --systems <these systems>")
 
 
-def check_inputs(workdir: Path, data: BenchmarkData, generators: list[str]) -> None:
-    """One work folder, one benchmark: the held-out, template and hull files and the checkpoints its finished
-    campaigns used are recorded (inputs.json), and a run whose inputs differ is refused, since campaigns are
-    found again by name and their names hold the files' paths, not their content."""
+def record_checkpoints(workdir: Path, generators: list[str]) -> None:
+    """The checkpoints' hashes join the work folder's record of its inputs (a retrained one is refused)."""
     from models.checkpoint import load_checkpoint
 
-    digest = {path.name: hashlib.sha256(path.read_bytes()).hexdigest()
-              for path in (data.heldout_file, data.templates, data.campaign_hull)}
-    digest.update({f"checkpoint:{g}": load_checkpoint(CHECKPOINTS[g])["hash"] for g in generators if g in CHECKPOINTS})
-    path = workdir / "inputs.json"
-    recorded = json.loads(path.read_text()) if path.is_file() else {}
-    changed = sorted(k for k in digest.keys() & recorded.keys() if digest[k] != recorded[k])
-    if changed:
-        raise SystemExit(f"error: {', '.join(changed)} differ from what the campaigns in {workdir} were run with "
-                         "(other systems, data, held-out file or a retrained checkpoint): use another --workdir, or "
-                         "delete that folder to start over")
-    path.write_text(json.dumps({**recorded, **digest}, indent=2))
+    record_inputs(workdir, {f"checkpoint:{g}": load_checkpoint(CHECKPOINTS[g])["hash"]
+                            for g in generators if g in CHECKPOINTS})
 
 
 def run_arm(cfg, runner) -> tuple[str, float]:
@@ -229,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
               "the reference hull; pass --heldout FILE): only S.U.N. hits can count there", flush=True)
     for g in {"diffusion", "gan"} & set(args.generators):
         check_checkpoint(g, data)
-    check_inputs(args.workdir, data, args.generators)
+    record_checkpoints(args.workdir, args.generators)
     arms = [(s, g, lrn, seed) for s in args.systems for seed in args.seeds for g in args.generators
             for lrn in args.learning]
     configs = {arm: campaign_config(*arm, args, data) for arm in arms}

@@ -15,6 +15,8 @@ is written once into the benchmark's work folder, so every campaign of a run see
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,19 +122,39 @@ def prepare(workdir: Path, systems: Sequence[str], data: Sequence[Path], hull_ta
     except MatloopError as exc:
         raise SystemExit(f"error: {exc}") from None
     out = BenchmarkData(workdir, held, reference, Path(hull_table), Path(elemental))
-    write_if_changed(held.rename(columns={"id": "material_id"}), out.heldout_file)
     hidden = heldout_ids(held, reference)
     unknown = sorted(set(held["id"]) - set(table["material_id"]))
     if unknown:
         print(f"note: held-out phase(s) {unknown} have no row in {Path(hull_table).name}: the campaigns' hull could "
               "not be stripped of their energies (structures matched by other ids are removed)", flush=True)
     kept = table[~table["material_id"].isin(hidden)]
-    write_if_changed(kept[["material_id", col, "formation_energy_per_atom"]], out.campaign_hull)
     most = max(len(s.split("-")) for s in systems)
     pool = reference[reference["source"].isin({Path(p).name for p in (templates or data)})]
     small = pool[[len(e) <= most and not n > max_atoms for e, n in zip(pool["elements"], pool["nsites"])]]
-    write_if_changed(small[["id", "formula", "cif"]].rename(columns={"id": "material_id"}), out.templates)
+    files = {out.heldout_file: render(held.rename(columns={"id": "material_id"}), out.heldout_file),
+             out.campaign_hull: render(kept[["material_id", col, "formation_energy_per_atom"]], out.campaign_hull),
+             out.templates: render(small[["id", "formula", "cif"]].rename(columns={"id": "material_id"}), out.templates)}
+    record_inputs(workdir, {path.name: hashlib.sha256(data).hexdigest() for path, data in files.items()})
+    for path, data in files.items():
+        if not path.is_file() or path.read_bytes() != data:  # untouched when the same: caches keyed on mtime hold
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
     return out
+
+
+def record_inputs(workdir: Path, digests: dict[str, str]) -> None:
+    """One work folder, one benchmark: the files and checkpoints its campaigns were run with are recorded in
+    ``inputs.json``, and inputs that differ are refused before anything is written (campaigns are found again
+    by name, and their names hold the files' paths, not their content)."""
+    path = workdir / "inputs.json"
+    recorded = json.loads(path.read_text()) if path.is_file() else {}
+    changed = sorted(k for k in digests.keys() & recorded.keys() if digests[k] != recorded[k])
+    if changed:
+        raise SystemExit(f"error: {', '.join(changed)} differ from what the campaigns in {workdir} were run with "
+                         "(other systems, data, held-out file or a retrained checkpoint): use another --workdir, or "
+                         "delete that folder to start over")
+    path.write_text(json.dumps({**recorded, **digests}, indent=2))
 
 
 def heldout_ids(held: pd.DataFrame, reference: pd.DataFrame) -> set[str]:
@@ -185,15 +207,7 @@ def _match_system(system: str, systems: Sequence[str]) -> str:
     return str(system)
 
 
-def write_if_changed(df: pd.DataFrame, path: Path) -> None:
-    """Write ``df`` as CSV (gzip for ``.gz``) atomically, leaving the file untouched when its text is the same
-    (so caches keyed on the file's modification time stay valid across runs)."""
-    text = df.to_csv(index=False)
-    gz = path.name.endswith(".gz")
-    if path.is_file():
-        old = path.read_bytes()
-        if (gzip.decompress(old).decode() if gz else old.decode()) == text:
-            return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(gzip.compress(text.encode(), mtime=0) if gz else text.encode())
-    tmp.replace(path)
+def render(df: pd.DataFrame, path: Path) -> bytes:
+    """The bytes of ``df`` as CSV, gzip-compressed (reproducibly) when ``path`` ends in ``.gz``."""
+    text = df.to_csv(index=False).encode()
+    return gzip.compress(text, mtime=0) if path.name.endswith(".gz") else text

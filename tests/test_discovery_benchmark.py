@@ -116,3 +116,14 @@ def test_a_rerun_continues_and_redoes_nothing(quick):
     again = main(args)
     assert _counts(url) == before and store.campaign(last).status == "completed"
     assert [a["curve_hits"] for a in again["arms"]] == [a["curve_hits"] for a in result["arms"]]
+
+
+def test_a_work_folder_refuses_other_inputs_before_writing(quick):
+    from benchmarks.discovery import main
+
+    tmp, args, _, _ = quick
+    work = tmp / "work"
+    before = {p.name: p.read_bytes() for p in work.iterdir() if p.suffix in (".csv", ".gz")}
+    with pytest.raises(SystemExit, match="heldout.csv differ from what the campaigns"):
+        main([*args, "--systems", "Li-In-O"])
+    assert {p.name: p.read_bytes() for p in work.iterdir() if p.suffix in (".csv", ".gz")} == before
