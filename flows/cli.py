@@ -16,8 +16,9 @@ from tasks.errors import MatloopError
 app = typer.Typer(help="Closed-loop generative materials discovery.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 # piped output (files, CI logs) gets wide tables instead of rich's 80-column default
-console = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+# emoji off: campaign names such as "discovery:Ba-Ti-O:gan:on:s0" must not print ":on:" as an emoji
+console = Console(width=None if sys.stdout.isatty() else 200, emoji=False)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200, emoji=False)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c",
                                                 help="Campaign YAML (default: packaged campaign.yaml).")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from pymatgen.core import Composition
+from rich.markup import escape
 from rich.table import Table
 
 from tasks.store import Store
@@ -28,7 +29,7 @@ def campaign_table(url: str) -> Table:
         df = candidate_frame(url, c.id)
         new = df[(df["relaxed_match"].fillna("") == "") & [len(Composition(f)) > 1 for f in df["formula"]]]
         done = sum(r.status == "completed" for r in rounds)
-        table.add_row(c.id, c.name, c.status, f"{done}/{len(rounds)}", str(len(df)),
+        table.add_row(c.id, escape(c.name), c.status, f"{done}/{len(rounds)}", str(len(df)),
                       str(int((df["relax_status"] == "converged").sum())), str(int(df["stable_new"].sum())),
                       _fmt(new["e_above_hull"].min()), c.mlip or "-", c.created_at.strftime("%Y-%m-%d %H:%M"))
     return table
@@ -46,7 +47,9 @@ def rounds_table(url: str, cid: str) -> Table:
     c = store.campaign(cid)
     budget = c.config.get("budget", {}).get("relaxations")
     spent = f"; relaxations {store.relaxation_count(cid)} of {budget}" if budget else ""
-    table = Table(title=f"campaign {cid} ({c.name}): {c.status}; MLIP {c.mlip or '-'}{spent}")
+    hull = c.config.get("evaluate", {}).get("reference_hull")
+    hull = f"reference hull {hull.rsplit('/', 1)[-1]}" if hull else "self-consistent hull"
+    table = Table(title=escape(f"campaign {cid} ({c.name}): {c.status}; MLIP {c.mlip or '-'}; {hull}{spent}"))
     for col in ("round", "status", "generated", "valid (CDVAE)", "accepted", "rejected (by check)", "relaxed ok",
                 "stable new", "S.U.N.", "best E_hull", "DFT ok/n (MAE E_f)", "wall (s)"):
         table.add_column(col)
