@@ -50,7 +50,25 @@ class FeedbackConfig(Strict):
                           "benchmark): arm weights stay at their prior, nothing is fine-tuned or re-conditioned. "
                           "What was already proposed is still remembered, so proposals are not repeated.")
     temperature: float = Field(0.05, gt=0, description="Score = exp(-E_hull / T), T in eV/atom.")
-    learning_rate: float = Field(0.5, gt=0, le=1, description="Weight update w <- (1-lr) w + lr score.")
+    prior_strength: float = Field(1.0, gt=0, description="Pseudo-observations of the prior: an arm's weight is "
+                                  "(k * m + sum of its scores) / (k + its observations), m the mean score of every "
+                                  "observation of the campaign (the weight of untried arms). An arm that does "
+                                  "better than the campaign rises above untried ones, a worse one falls below.")
+    min_weight: float = Field(0.02, ge=0, le=1, description="No arm's weight falls below this (none is ruled out "
+                              "for good, and a campaign whose every observation scored 0 still samples).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_learning_rate(cls, data: object) -> object:
+        """Configs stored before prior_strength had ``learning_rate`` (an EMA rate lr); its closest equivalent is
+        k = (1 - lr) / lr pseudo-observations (lr 1: the last observations alone; lr 0.5: one)."""
+        if isinstance(data, dict) and "learning_rate" in data:
+            data = dict(data)
+            lr = data.pop("learning_rate")
+            if not isinstance(lr, int | float) or not 0 < lr <= 1:
+                raise ValueError(f"learning_rate must be in (0, 1], got {lr!r} (it is now prior_strength)")
+            data.setdefault("prior_strength", max((1 - lr) / lr, 1e-6))
+        return data
 
 
 class BudgetConfig(Strict):

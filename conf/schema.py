@@ -135,7 +135,20 @@ class SeedsConfig(Strict):
 
 class SubstitutionOptions(Strict):
     threshold: float = Field(1e-4, gt=0, lt=1, description="Lowest substitution probability kept.")
+    min_threshold: float = Field(1e-6, gt=0, lt=1, description="When fewer untried proposals than a round asks "
+                                 "for remain, the threshold is lowered tenfold at a time down to this (the round "
+                                 "summary says so); equal to threshold: never widen.")
     probability_exponent: float = Field(0.5, ge=0, description="Sampling weight ~ probability**exponent.")
+    arm: Literal["composition", "template"] = Field(
+        "composition", description="What feedback weighs: the proposal's composition (every polymorph of a "
+        "formula shares its weight, so a composition near the hull gets more of its remaining proposals) or its "
+        "template (one proposal per template and ion set: little left for a weight to move).")
+
+    @model_validator(mode="after")
+    def _widen_downwards(self) -> SubstitutionOptions:
+        if self.min_threshold > self.threshold:
+            raise ValueError(f"min_threshold ({self.min_threshold}) must not exceed threshold ({self.threshold})")
+        return self
 
 
 class RandomOptions(Strict):

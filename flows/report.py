@@ -57,13 +57,21 @@ def rounds_table(url: str, cid: str) -> Table:
         s = r.summary or {}
         wall = sum(t.get("wall_s", 0.0) for t in s.get("timings", {}).values())
         rej = ", ".join(f"{k} {v}" for k, v in s.get("rejections_by_check", {}).items())
-        table.add_row(str(r.index), r.status, _fmt(s.get("generated")), _fmt(s.get("cdvae_validity"), 2),
+        table.add_row(str(r.index), r.status, _generated_cell(s), _fmt(s.get("cdvae_validity"), 2),
                       _fmt(s.get("accepted")),
                       f"{_fmt(s.get('rejected'))} ({rej})" if rej else _fmt(s.get("rejected")),
                       f"{_fmt(s.get('relax_converged'))}/{_fmt(s.get('relaxed'))}", _fmt(s.get("stable_new")),
                       _fmt(s.get("sun_rate"), 2),
                       _fmt(s.get("best_e_above_hull")), _dft_cell(s.get("dft")), _fmt(wall, 1) if wall else "-")
     return table
+
+
+def _generated_cell(s: dict) -> str:
+    """Proposals of the round and, when the generator widened or exhausted its space, what it did."""
+    notes = s.get("generator_notes") or {}
+    extra = [f"threshold {notes['threshold_widened_to']:g}"] if "threshold_widened_to" in notes else []
+    extra += ["exhausted"] if notes.get("exhausted") else []
+    return f"{_fmt(s.get('generated'))} ({', '.join(extra)})" if extra else _fmt(s.get("generated"))
 
 
 def candidates_table(url: str, cid: str, top: int, include_known: bool = False) -> Table:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from prefect import task
+from prefect import get_run_logger, task
 from pymatgen.core.periodic_table import Element
 
 from conf.schema import CampaignConfig, GeneratorConfig, TargetConfig
@@ -39,12 +39,14 @@ def round_seed(campaign_seed: int, round_index: int) -> int:
 
 
 def generate_candidates(cfg: GeneratorConfig, seeds: SeedSet, conditions: Conditions,
-                        feedback: RoundFeedback | None, seed: int) -> list[Candidate]:
-    """Build the generator, apply the last feedback, draw ``cfg.n_per_round`` candidates."""
+                        feedback: RoundFeedback | None, seed: int) -> tuple[list[Candidate], dict]:
+    """Build the generator, apply the last feedback, draw ``cfg.n_per_round`` candidates; also the generator's
+    notes on the draw (a widened pool, an exhausted space)."""
     generator = build_generator(cfg, seeds)
     if feedback is not None:
         generator.update(feedback)
-    return generator.sample(cfg.n_per_round, conditions, seed)
+    candidates = generator.sample(cfg.n_per_round, conditions, seed)
+    return candidates, generator.notes()
 
 
 @task(name="generate")
@@ -56,11 +58,14 @@ def generate_task(store_url: str, campaign_id: str, round_index: int) -> dict:
     store = Store(store_url)
     cfg: CampaignConfig = store.config(campaign_id)
     conditions = make_conditions(cfg.target, round_index)
-    candidates = generate_candidates(cfg.generator, store.seed_set(campaign_id), conditions,
-                                     store.feedback_before(campaign_id, round_index),
-                                     round_seed(cfg.seed, round_index))
+    candidates, notes = generate_candidates(cfg.generator, store.seed_set(campaign_id), conditions,
+                                            store.feedback_before(campaign_id, round_index),
+                                            round_seed(cfg.seed, round_index))
     compute = time.time() - start
+    if len(candidates) < cfg.generator.n_per_round:
+        get_run_logger().warning("round %d: %s proposed %d of %d candidates%s", round_index, cfg.generator.name,
+                                 len(candidates), cfg.generator.n_per_round, f" ({notes})" if notes else "")
     summary = {"generated": len(candidates), "generator": cfg.generator.name,
-               "generated_formulas": dict(Counter(c.formula for c in candidates))}
+               "generated_formulas": dict(Counter(c.formula for c in candidates)), "generator_notes": notes}
     store.save_proposals(campaign_id, round_index, candidates, conditions, summary)
     return {"generated": len(candidates), "start": start, "end": time.time(), "compute_s": compute}

@@ -88,8 +88,9 @@ class Evaluation(_Result):
 
 
 class ArmStat(_Result):
-    n: int = Field(description="Evaluated candidates of this arm so far.")
-    mean_score: float = Field(description="Mean of exp(-E_hull/T), dimensionless in (0, 1].")
+    n: int = Field(description="Scored observations of this arm so far (rejections and failures score 0).")
+    mean_score: float | None = Field(None, description="Mean score, dimensionless in [0, 1] (None: nothing "
+                                     "scored yet).")
     best_e_hull: float | None = Field(None, description="Lowest E_hull reached by the arm, eV/atom "
                                       "(None when every relaxation failed).")
 
@@ -100,6 +101,8 @@ class RoundFeedback(_Result):
     round_index: int
     arm_weights: dict[str, float] = Field(default_factory=dict,
                                           description="Sampling weight per arm (template or composition).")
+    prior_weight: float = Field(1.0, description="Weight of an arm not yet tried: the campaign's mean score "
+                                "(1 before any observation and with learning off).")
     arm_stats: dict[str, ArmStat] = Field(default_factory=dict)
     proposed_keys: list[str] = Field(default_factory=list, description="Proposal keys already tried.")
     n_evaluated: int = 0

@@ -65,7 +65,9 @@ def round_markdown(store: Store, cid: str, r: int) -> str:
     s = store.round(cid, r).summary or {}
     dft = s.get("dft")
     lines = [f"# Campaign {cid}, round {r}", "", "| quantity | value |", "|---|---|"]
-    rows = [("generated", s.get("generated")), ("accepted by the filter", s.get("accepted")),
+    notes = ", ".join(f"{k} {v}" for k, v in (s.get("generator_notes") or {}).items())
+    rows = [("generated", f"{s.get('generated')} ({notes})" if notes else s.get("generated")),
+            ("accepted by the filter", s.get("accepted")),
             ("relaxed (converged / total)", f"{s.get('relax_converged')} / {s.get('relaxed')}"),
             ("stable and new", s.get("stable_new")), ("S.U.N. rate", _num(s.get("sun_rate"))),
             ("best E_hull (eV/atom)", _num(s.get("best_e_above_hull")))]

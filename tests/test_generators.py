@@ -81,3 +81,28 @@ def test_charge_balanced_compositions():
     assert all(sum(c.values()) <= 7 for c in comps)
     assert charge_balanced_compositions(["Mg", "Al"], {"Mg": 2, "Al": 3}, 10, True) == []
     assert default_oxidation_states(["Mg", "Si", "O"]) == {"Mg": 2, "Si": 4, "O": -2}
+
+
+def test_substitution_widens_its_pool_when_it_runs_dry(seeds):
+    conditions = make_conditions(TARGET, 0)
+    gen = build_generator(GeneratorConfig(name="substitution", substitution={"threshold": 1e-2,
+                                                                             "min_threshold": 1e-4}), seeds)
+    narrow = gen.pool(conditions, 1e-2)
+    tried = RoundFeedback(round_index=0, proposed_keys=[p.key for p in narrow])
+    gen.update(tried)
+    out = gen.sample(4, conditions, 0)
+    assert gen.notes()["threshold_widened_to"] < 1e-2 and len(out) == 4
+    assert all(1e-4 <= c.provenance.details["probability"] < 1e-2 for c in out)  # only the widened part is new
+    fixed = build_generator(GeneratorConfig(name="substitution", substitution={"threshold": 1e-2,
+                                                                               "min_threshold": 1e-2}), seeds)
+    fixed.update(tried)
+    assert fixed.sample(4, conditions, 0) == [] and fixed.notes() == {"exhausted": True}  # reported, not silent
+
+
+def test_substitution_arms_are_compositions_shared_by_polymorphs(seeds):
+    gen = build_generator(GeneratorConfig(name="substitution"), seeds)
+    pool = gen.pool(make_conditions(TARGET, 0))
+    assert all(p.arm == p.structure.composition.reduced_formula for p in pool)
+    assert len({p.arm for p in pool}) < len(pool)  # arms recur: a weight moves the remaining polymorphs
+    by_template = build_generator(GeneratorConfig(name="substitution", substitution={"arm": "template"}), seeds)
+    assert all(p.arm == p.template for p in by_template.pool(make_conditions(TARGET, 0)))

@@ -127,12 +127,12 @@ def test_measured_values_take_precedence_in_feedback():
     assert lab_score({"band_gap": 6.0}, targets, 0.1) == 0.1
     assert lab_score({"synthesized": 0.0}, targets, 0.0) == 0.0
     assert lab_score({"e_above_hull": 0.0}, targets, 0.0) is None  # E_hull measured: replaces the computed one
-    cfg = FeedbackConfig(temperature=0.05, learning_rate=1.0)
-    # arm "a" looks perfect computationally but the lab says its gap misses; "b" from an older round was
-    # measured on target since the last feedback, so it counts now
-    fb = compute_feedback(1, [Outcome("a", 1, 0.0, 0.0, True), Outcome("b", 0, 0.3, 1.0, True),
-                              Outcome("c", 0, 0.0, None, False)], None, [], cfg, 0.1, lab_used=[7, 3])
-    assert fb.arm_weights == {"a": 0.0, "b": 1.0} and fb.lab_measurements_used == [3, 7]
+    cfg = FeedbackConfig(temperature=0.05, prior_strength=1e-9, min_weight=0.0)
+    # arm "a" looks perfect computationally but the lab says its gap misses; "b" sits 0.3 eV above the MLIP hull
+    # but was measured on target; "c" has no measurement
+    fb = compute_feedback(1, [Outcome("a", 1, 0.0, 0.0), Outcome("b", 0, 0.3, 1.0), Outcome("c", 0, 0.0, None)],
+                          [], cfg, 0.1, lab_used=[7, 3])
+    assert fb.arm_weights == pytest.approx({"a": 0.0, "b": 1.0, "c": 1.0}, abs=1e-6) and fb.lab_measurements_used == [3, 7]
 
 
 @pytest.mark.slow

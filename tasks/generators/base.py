@@ -38,24 +38,31 @@ class Generator(Protocol):
         """Learn from the previous round (re-weight arms, skip proposals already made, fine-tune)."""
         ...
 
+    def notes(self) -> dict:
+        """What the last ``sample`` did beyond its settings (a widened pool, an exhausted space), for the round
+        summary; empty when nothing."""
+        ...
+
 
 class ArmWeights:
     """Sampling weights per arm (template or composition) plus the set of proposals already made.
 
-    Arms never seen in feedback keep the prior weight 1.0 (optimism under uncertainty: untried arms are
-    explored before poor ones are exploited again).
+    Arms never seen in feedback take the feedback's prior weight (the campaign's mean score; 1.0 before any
+    feedback): arms that did better than the campaign are sampled more than untried ones, worse ones less.
     """
 
     def __init__(self) -> None:
         self.weights: dict[str, float] = {}
+        self.prior = 1.0
         self.proposed: set[str] = set()
 
     def update(self, feedback: RoundFeedback) -> None:
         self.weights = dict(feedback.arm_weights)
+        self.prior = feedback.prior_weight
         self.proposed = set(feedback.proposed_keys)
 
     def weight(self, arm: str) -> float:
-        return self.weights.get(arm, 1.0)
+        return self.weights.get(arm, self.prior)
 
     def choose(self, rng: np.random.Generator, scores: np.ndarray, k: int) -> np.ndarray:
         """Indices of ``k`` items drawn without replacement with probability proportional to ``scores``."""

@@ -52,6 +52,9 @@ class CheckpointGenerator:
         _, ckpt = self._load()
         return f"{self.name}:{ckpt['hash']}{self.settings()}"
 
+    def notes(self) -> dict:
+        return {}
+
     def update(self, feedback: RoundFeedback) -> None:
         self.arms.update(feedback)
 

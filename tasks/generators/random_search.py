@@ -56,6 +56,9 @@ class RandomGenerator:
 
         return f"random:pyxtal-{pyxtal.__version__}:{data_digest(self.options.model_dump())}"
 
+    def notes(self) -> dict:
+        return {}
+
     def update(self, feedback: RoundFeedback) -> None:
         self.arms.update(feedback)
 

@@ -2,8 +2,10 @@
 
 pymatgen's data-mined substitution probabilities (Hautier et al., Inorg. Chem. 2011) map each template's
 ions onto the target ions; every charge-balanced substitution above a probability threshold is a proposal.
-Cell volumes are re-predicted with pymatgen's bond-length volume predictor. Arms are templates: feedback
-re-weights templates by how close their products landed to the hull.
+Cell volumes are re-predicted with pymatgen's bond-length volume predictor. Arms are compositions (or templates,
+``substitution.arm``): feedback re-weights the remaining proposals of a composition by how close its tried
+polymorphs landed to the hull. When fewer untried proposals remain than a round asks for, the probability
+threshold is lowered tenfold at a time (down to ``min_threshold``) and :meth:`notes` says so.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ log = logging.getLogger("matloop.generators")
 class Proposal:
     key: str
     arm: str
+    template: str
     probability: float
     structure: Structure
     target: tuple[str, ...]
@@ -50,9 +53,9 @@ def target_species_sets(conditions: Conditions) -> list[list[Species]]:
 
 
 _OXIDIZED: dict[str, Structure | None] = {}
-# proposals per (generator identity: options + template ids, ion set, max_atoms), shared by the generator
+# proposals per (generator identity: options + template ids, threshold, ion set, max_atoms), shared by the generator
 # instances of one process (each round rebuilds its generator; a benchmark runs many campaigns)
-_POOLS: dict[tuple[str, str, int], list[Proposal]] = {}
+_POOLS: dict[tuple[str, float, str, int], list[Proposal]] = {}
 
 
 def oxidized(seed: Seed) -> Structure | None:
@@ -86,6 +89,11 @@ class SubstitutionGenerator:
         self._key: str | None = None
         self._info = {t.id: (t.formula, t.label) for t in templates}
         self.arms = ArmWeights()
+        self._notes: dict = {}
+
+    def notes(self) -> dict:
+        """What the last :meth:`sample` had to do beyond the configured settings (a widened threshold)."""
+        return dict(self._notes)
 
     def identity(self) -> str:
         ids = sorted(t.id for t in self._templates)
@@ -114,16 +122,18 @@ class SubstitutionGenerator:
                     self._decorated.append({"structure": s, "id": seed.id})
         return self._decorated
 
-    def pool(self, conditions: Conditions) -> list[Proposal]:
-        """Every substitution proposal for ``conditions`` (cached per ion set), ordered deterministically."""
+    def pool(self, conditions: Conditions, threshold: float | None = None) -> list[Proposal]:
+        """Every substitution proposal for ``conditions`` with probability at least ``threshold`` (default: the
+        configured one), cached per ion set, ordered deterministically."""
         from pymatgen.analysis.structure_prediction.substitutor import Substitutor
 
+        threshold = self.options.threshold if threshold is None else threshold
         proposals: list[Proposal] = []
-        substitutor = Substitutor(threshold=self.options.threshold)
+        substitutor = Substitutor(threshold=threshold)
         targets = target_species_sets(conditions)
         for target in targets:
             label = "-".join(str(sp) for sp in target)
-            key = (self._content_key(), label, conditions.max_atoms)
+            key = (self._content_key(), threshold, label, conditions.max_atoms)
             if key not in _POOLS:
                 found = []
                 templates = self._oxidized_templates(max(len(t) for t in targets))
@@ -137,7 +147,8 @@ class SubstitutionGenerator:
                     structure.remove_oxidation_states()
                     if len(structure) > conditions.max_atoms:
                         continue
-                    found.append(Proposal(key=f"{template_id}|{mapping}", arm=template_id,
+                    arm = structure.composition.reduced_formula if self.options.arm == "composition" else template_id
+                    found.append(Proposal(key=f"{template_id}|{mapping}", arm=arm, template=template_id,
                                           probability=float(ts.other_parameters["proba"]),
                                           structure=structure, target=tuple(str(sp) for sp in target)))
                 if len(_POOLS) >= 64:  # campaigns rebuild the generator every round: keep the newest 64 pools
@@ -150,9 +161,16 @@ class SubstitutionGenerator:
         missing = set(conditions.chemical_system) - set(conditions.oxidation_states)
         if missing:
             raise GeneratorError(f"substitution needs oxidation states for {sorted(missing)}")
-        pool = [p for p in self.pool(conditions) if p.key not in self.arms.proposed]
+        threshold = self.options.threshold
+        pool = [p for p in self.pool(conditions, threshold) if p.key not in self.arms.proposed]
+        while len(pool) < n and threshold / 10 >= self.options.min_threshold * (1 - 1e-9):
+            threshold /= 10  # widen: lower-probability substitutions of the same templates
+            pool = [p for p in self.pool(conditions, threshold) if p.key not in self.arms.proposed]
+        self._notes = {"threshold_widened_to": threshold} if threshold != self.options.threshold else {}
         if not pool:
-            log.warning("substitution: every proposal for %s has been tried", "-".join(conditions.chemical_system))
+            log.warning("substitution: every proposal for %s down to probability %g has been tried",
+                        "-".join(conditions.chemical_system), threshold)
+            self._notes["exhausted"] = True
             return []
         rng = np.random.default_rng(seed)
         scores = np.array([p.probability ** self.options.probability_exponent * self.arms.weight(p.arm)
@@ -161,10 +179,11 @@ class SubstitutionGenerator:
         out = []
         for i in self.arms.choose(rng, scores, n):
             p = pool[i]
+            template = p.template
             prov = Provenance(generator=self.name, generator_identity=identity, round_index=conditions.round_index,
                               arm=p.arm, key=p.key, conditions_hash=conditions_hash,
-                              details={"template": p.arm, "template_formula": self._info[p.arm][0],
-                                       "template_label": self._info[p.arm][1], "probability": p.probability,
+                              details={"template": template, "template_formula": self._info[template][0],
+                                       "template_label": self._info[template][1], "probability": p.probability,
                                        "target_ions": list(p.target)})
             out.append(Candidate.create(predict_volume(p.structure), prov))
         return out

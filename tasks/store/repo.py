@@ -181,6 +181,15 @@ class CampaignRepo:
                           .values(status="accepted" if passed else "rejected"))
             self._advance(s, cid, r, "filtered", summary)
 
+    def rejected_arms(self, cid: str) -> list[tuple[str, int]]:
+        """``(arm, round)`` of every proposal of the campaign the filter rejected (feedback scores them 0)."""
+        with transaction(self.url) as s:
+            rows = s.execute(select(CandidateRow.provenance, ProposalRow.round_index).join(
+                ProposalRow, ProposalRow.candidate_id == CandidateRow.id).join(
+                VerdictRow, VerdictRow.proposal_id == ProposalRow.id).where(
+                ProposalRow.campaign_id == cid, VerdictRow.passed.is_(False)).order_by(ProposalRow.id)).all()
+        return [(prov["arm"], r) for prov, r in rows]
+
     def accepted(self, cid: str, r: int) -> list[Candidate]:
         """Candidates of round ``r`` that passed the filter, ordered by hash."""
         with transaction(self.url) as s:
