@@ -8,6 +8,7 @@ from this one. ``budget``: when a campaign stops spending relaxations.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -75,3 +76,28 @@ class BudgetConfig(Strict):
     relaxations: int | None = Field(
         None, ge=1, description="Stop after this many candidate MLIP relaxations (failed ones count): the round "
         "that reaches it relaxes only what fits, later rounds are not run. Default: no limit (rounds decide).")
+
+
+class AcquisitionConfig(Strict):
+    """Which accepted candidates a round relaxes: all of them (``function: all``), or ``relax_per_round`` chosen
+    by an acquisition function on a predicted E_hull with an uncertainty (an ensemble surrogate trained on the
+    campaign's own relaxations). Generate more than you relax (``generator.n_per_round`` above
+    ``relax_per_round``) to give the acquisition a choice."""
+
+    function: Literal["all", "greedy", "lcb", "ei", "random"] = Field(
+        "all", description="all: relax every accepted candidate; greedy: lowest predicted E_hull; lcb: lowest "
+        "mean - kappa * sigma; ei: largest expected improvement below the stability threshold; random: uniform.")
+    relax_per_round: int | None = Field(None, ge=1, description="Candidates relaxed per round (required unless "
+                                        "function is all).")
+    kappa: float = Field(1.0, ge=0, description="Exploration weight of lcb (in sigmas).")
+    diversity: float = Field(0.05, ge=0, description="Acquisition penalty (eV/atom) per candidate of the same "
+                             "composition already chosen this round, so one formula does not take the budget.")
+    ensemble: int = Field(32, ge=2, le=512, description="Trees of the surrogate's random forest (sigma is "
+                          "their spread).")
+
+    @model_validator(mode="after")
+    def _needs_a_count(self) -> AcquisitionConfig:
+        if self.function != "all" and self.relax_per_round is None:
+            raise ValueError(f"acquisition.function {self.function!r} needs acquisition.relax_per_round "
+                             "(how many accepted candidates a round relaxes)")
+        return self

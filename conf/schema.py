@@ -16,7 +16,7 @@ from pymatgen.core.periodic_table import Element
 from conf.base import Strict
 from conf.dft import DFTConfig
 from conf.lab import LabConfig
-from conf.loop import BudgetConfig, EvaluateConfig, FeedbackConfig
+from conf.loop import AcquisitionConfig, BudgetConfig, EvaluateConfig, FeedbackConfig
 
 PropertyName = Literal["e_above_hull", "formation_energy_per_atom", "energy_per_atom", "band_gap"]
 
@@ -297,6 +297,7 @@ class CampaignConfig(Strict):
     evaluate: EvaluateConfig = EvaluateConfig()
     feedback: FeedbackConfig = FeedbackConfig()
     budget: BudgetConfig = BudgetConfig()
+    acquisition: AcquisitionConfig = AcquisitionConfig()
     lab: LabConfig = LabConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     store: StoreConfig = StoreConfig()

@@ -25,6 +25,13 @@ def publish_round(store: Store, cid: str, r: int, top: int = 10) -> None:
     create_table_artifact(rows or [{"formula": "-", "note": "no converged new candidate yet"}],
                           key=artifact_key(cid, "best-candidates"),
                           description=f"Best new candidates after round {r} (MLIP E_hull, eV/atom)")
+    ranked = store.acquisitions(cid, r)
+    if ranked:  # what the acquisition predicted and chose this round
+        create_table_artifact([{k: x[k] for k in ("formula", "hash", "predicted_e_above_hull", "sigma", "value",
+                                                  "chosen", "rank")} for x in ranked],
+                              key=artifact_key(cid, "acquisition"),
+                              description=f"Round {r}: {ranked[0]['function']} acquisition (predicted E_hull and "
+                                          "sigma in eV/atom; chosen ones are relaxed)")
     create_markdown_artifact(round_markdown(store, cid, r), key=artifact_key(cid, "round-summary"),
                              description=f"Round {r} summary")
 

@@ -22,6 +22,7 @@ from conf.schema import CampaignConfig, RelaxConfig
 from flows.artifacts import Progress, publish_round
 from flows.dft import dft_stage
 from flows.runners import SharedProcessPool, make_task_runner
+from tasks.acquire import acquire_task
 from tasks.evaluate import evaluate_task
 from tasks.feedback import feedback_task
 from tasks.generate import generate_task
@@ -30,7 +31,7 @@ from tasks.relax import load_mlip_task, relax_chunk_task, relax_context
 from tasks.store import Store, round_reached
 from tasks.validity import filter_task
 
-STEP_SHARE = {"generate": 10.0, "filter": 5.0, "relax": 55.0, "evaluate": 5.0, "dft": 20.0, "feedback": 5.0}
+STEP_SHARE = {"generate": 10.0, "filter": 4.0, "acquire": 2.0, "relax": 54.0, "evaluate": 5.0, "dft": 20.0, "feedback": 5.0}
 
 
 def _cache_key(context: Any, parameters: dict[str, Any]) -> str:
@@ -63,11 +64,13 @@ def chunks(items: list[str], size: int) -> list[list[str]]:
 
 def relax_stage(store: Store, campaign_id: str, round_index: int, cfg: CampaignConfig, campaign_dir: str,
                 on_chunk=None) -> dict:
-    """Submit relaxation chunks (missing reference phases first, then accepted candidates) and wait."""
+    """Submit relaxation chunks (missing reference phases first, then the candidates the acquisition chose, in
+    order of choice, or every accepted candidate) and wait."""
     _, spec, shash = relax_context(store, campaign_id)
     done_refs = store.reference_energies(spec.identity, shash)
     refs = sorted(h for h in store.known_phase_seeds(campaign_id) if h not in done_refs)
-    cands = [c.hash for c in store.accepted(campaign_id, round_index)]
+    chosen = store.chosen(campaign_id, round_index)
+    cands = chosen if chosen is not None else [c.hash for c in store.accepted(campaign_id, round_index)]
     over_budget = 0
     if cfg.budget.relaxations is not None:  # the round that reaches the budget relaxes only what fits
         left = max(cfg.budget.relaxations - store.relaxation_count(campaign_id, before_round=round_index), 0)
@@ -109,14 +112,14 @@ def dft_step(store: Store, campaign_id: str, round_index: int, cfg: CampaignConf
 
 @flow(name="matloop-round", flow_run_name="{campaign_id}-round-{round_index}")
 def campaign_round(store_url: str, campaign_id: str, round_index: int) -> dict:
-    """One round: generate -> filter -> relax -> evaluate -> dft -> feedback."""
+    """One round: generate -> filter -> acquire -> relax -> evaluate -> dft -> feedback."""
     log = get_run_logger()
     store = Store(store_url)
     cfg = store.config(campaign_id)
     cdir = store.campaign(campaign_id).campaign_dir
     timings: dict[str, dict[str, Any]] = {}
     steps = [("generated", "generate", generate_task, True), ("filtered", "filter", filter_task, True),
-             ("relaxed", "relax", None, True), ("evaluated", "evaluate", evaluate_task, False),
+             ("acquired", "acquire", acquire_task, False), ("relaxed", "relax", None, True), ("evaluated", "evaluate", evaluate_task, False),
              ("dft", "dft", None, False), ("completed", "feedback", feedback_task, False)]
     progress = Progress(campaign_id, round_index)
     done_pct = 0.0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
+
 from pymatgen.core import Composition
 from rich.markup import escape
 from rich.table import Table
@@ -85,11 +87,12 @@ def candidates_table(url: str, cid: str, top: int, include_known: bool = False) 
     relaxed = relaxed.head(top)
     what = "relaxed" if include_known else "new relaxed"
     table = Table(title=f"best {len(relaxed)} {what} of {len(df)} candidates of campaign {cid}")
-    for col in ("#", "formula", "hash", "round", "from", "E_hull (eV/atom)", "E_form (eV/atom)", "E (eV/atom)",
-                "sites", "relaxed into", "stable new"):
+    for col in ("#", "formula", "hash", "round", "from", "E_hull (eV/atom)", "predicted ± σ (eV/atom)",
+                "E_form (eV/atom)", "E (eV/atom)", "sites", "relaxed into", "stable new"):
         table.add_column(col, justify="right" if col.startswith(("E", "#", "round", "sites")) else "left")
     for i, row in enumerate(relaxed.itertuples(), start=1):
-        table.add_row(str(i), row.formula, row.hash, str(row.round), row.origin, _fmt(row.e_above_hull),
+        predicted = "-" if pd.isna(row.sigma) else f"{row.predicted_e_above_hull:.3f} ± {row.sigma:.3f}"
+        table.add_row(str(i), row.formula, row.hash, str(row.round), row.origin, _fmt(row.e_above_hull), predicted,
                       _fmt(row.formation_energy_per_atom), _fmt(row.energy_per_atom), str(row.nsites),
                       row.relaxed_match or "-", "yes" if row.stable_new else "no")
     return table

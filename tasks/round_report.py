@@ -68,6 +68,8 @@ def round_markdown(store: Store, cid: str, r: int) -> str:
     notes = ", ".join(f"{k} {v}" for k, v in (s.get("generator_notes") or {}).items())
     rows = [("generated", f"{s.get('generated')} ({notes})" if notes else s.get("generated")),
             ("accepted by the filter", s.get("accepted")),
+            ("acquisition (chosen / ranked)", f"{s.get('acquisition', 'all')} ({s.get('chosen')} / {s.get('ranked')})"
+             if s.get("ranked") is not None else s.get("acquisition", "all")),
             ("relaxed (converged / total)", f"{s.get('relax_converged')} / {s.get('relaxed')}"),
             ("stable and new", s.get("stable_new")), ("S.U.N. rate", _num(s.get("sun_rate"))),
             ("best E_hull (eV/atom)", _num(s.get("best_e_above_hull")))]

@@ -1,5 +1,6 @@
 """The campaign store: SQLAlchemy tables and the repository that writes them."""
 
+from tasks.store.acquisition_repo import AcquisitionRepo
 from tasks.store.dft_repo import DFT_STATES, DFT_TERMINAL, DFTRepo
 from tasks.store.engine import get_engine, transaction
 from tasks.store.lab_repo import LabRepo
@@ -7,7 +8,7 @@ from tasks.store.repo import ROUND_STATES, CampaignRepo, round_reached
 from tasks.store.results_repo import ResultsRepo
 
 
-class Store(CampaignRepo, ResultsRepo, DFTRepo, LabRepo):
+class Store(CampaignRepo, ResultsRepo, DFTRepo, LabRepo, AcquisitionRepo):
     """Access to one store (an SQLAlchemy URL). Holds no connection, so it pickles to task workers."""
 
     def __init__(self, url: str) -> None:

@@ -47,7 +47,7 @@ class RoundRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
     index: Mapped[int] = mapped_column(Integer)
-    # pending | generated | filtered | relaxed | evaluated | completed
+    # pending | generated | filtered | acquired | relaxed | evaluated | dft | completed
     status: Mapped[str] = mapped_column(String(20), default="pending")
     conditions: Mapped[dict[str, Any] | None]
     feedback: Mapped[dict[str, Any] | None]
@@ -224,3 +224,22 @@ class LabMeasurementRow(Base):
     source_line: Mapped[int] = mapped_column(Integer)
     row_hash: Mapped[str] = mapped_column(String(24))
     ingested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AcquisitionRow(Base):
+    """One accepted candidate a round's acquisition ranked: its prediction, uncertainty, value and whether it was
+    chosen for relaxation (``rank``: order of choice, None when not chosen)."""
+
+    __tablename__ = "acquisitions"
+    __table_args__ = (UniqueConstraint("campaign_id", "round_index", "candidate_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    round_index: Mapped[int] = mapped_column(Integer)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"), index=True)
+    function: Mapped[str] = mapped_column(String(20))  # greedy | lcb | ei | random
+    predicted_e_above_hull: Mapped[float] = mapped_column(Float)  # eV/atom
+    sigma: Mapped[float] = mapped_column(Float)  # eV/atom
+    value: Mapped[float] = mapped_column(Float)  # acquisition value (higher is chosen first)
+    chosen: Mapped[bool] = mapped_column(Boolean)
+    rank: Mapped[int | None] = mapped_column(Integer)

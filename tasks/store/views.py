@@ -7,11 +7,12 @@ from sqlalchemy import func, select
 
 from tasks.evaluate import is_new_stable
 from tasks.store.engine import transaction
-from tasks.store.tables import CampaignRow, CandidateRow, PropertyRow, ProposalRow, RelaxationRow, VerdictRow
+from tasks.store.tables import AcquisitionRow, CampaignRow, CandidateRow, PropertyRow, ProposalRow, RelaxationRow, VerdictRow
 
 CANDIDATE_COLUMNS = ["hash", "formula", "round", "generator", "arm", "origin", "status", "nsites",
                      "e_above_hull", "formation_energy_per_atom", "energy_per_atom", "relax_status", "relax_reason",
-                     "relaxed_match", "stable_new", "mlip", "rejection"]
+                     "relaxed_match", "stable_new", "mlip", "rejection", "predicted_e_above_hull", "sigma",
+                     "acquisition_value", "chosen"]
 
 
 def candidate_frame(url: str, cid: str) -> pd.DataFrame:
@@ -30,6 +31,8 @@ def candidate_frame(url: str, cid: str) -> pd.DataFrame:
         verdicts = s.execute(select(ProposalRow.candidate_id, VerdictRow.rejections).join(
             VerdictRow, VerdictRow.proposal_id == ProposalRow.id).where(
             ProposalRow.campaign_id == cid, VerdictRow.passed.is_(False)).order_by(ProposalRow.id)).all()
+        acquired = {a.candidate_id: a for a in s.scalars(select(AcquisitionRow).where(  # the latest round's ranking
+            AcquisitionRow.campaign_id == cid).order_by(AcquisitionRow.round_index))}
     values: dict[int, dict[str, float]] = {}
     for cand_id, name, value in props:
         values.setdefault(cand_id, {})[name] = value
@@ -49,9 +52,17 @@ def candidate_frame(url: str, cid: str) -> pd.DataFrame:
                          energy_per_atom=v.get("energy_per_atom"), relax_status=st, relax_reason=reason,
                          relaxed_match=c.relaxed_match, mlip=mlip,
                          stable_new=is_new_stable(v.get("e_above_hull"), c.relaxed_match, c.formula, threshold),
-                         rejection=rejected.get(c.id, "") if c.status == "rejected" else ""))
+                         rejection=rejected.get(c.id, "") if c.status == "rejected" else "",
+                         **_acquired(acquired.get(c.id))))
     df = pd.DataFrame(rows, columns=CANDIDATE_COLUMNS)
     return df.sort_values(["e_above_hull", "round", "hash"], na_position="last").reset_index(drop=True)
+
+
+def _acquired(row: AcquisitionRow | None) -> dict:
+    if row is None:
+        return {"predicted_e_above_hull": None, "sigma": None, "acquisition_value": None, "chosen": None}
+    return {"predicted_e_above_hull": row.predicted_e_above_hull, "sigma": row.sigma,
+            "acquisition_value": row.value, "chosen": row.chosen}
 
 
 def describe_origin(provenance: dict) -> str:

@@ -1,0 +1,105 @@
+"""Acquisition step: which accepted candidates of a round are relaxed.
+
+With ``acquisition.function: all`` every accepted candidate is relaxed (the step only records that). Otherwise an
+:class:`~tasks.acquisition.surrogate.EnsembleSurrogate` is trained on the campaign's relaxed known phases and
+candidates (their MLIP formation energies), predicts each accepted candidate's formation energy with an
+uncertainty, turns it into a predicted E_hull against the campaign's hull (the reference table when configured,
+else the self-consistent one), and ``relax_per_round`` candidates are chosen by the acquisition function with a
+diversity penalty per composition. Every ranked candidate is stored with its prediction, sigma, value and choice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from prefect import task
+from pymatgen.analysis.phase_diagram import PDEntry
+from pymatgen.core import Composition, Structure
+
+from conf.loop import AcquisitionConfig
+from tasks.acquisition.functions import acquisition_values, select
+from tasks.acquisition.surrogate import EnsembleSurrogate
+from tasks.errors import EvaluationError
+
+
+def rank_candidates(candidates: Sequence[tuple[str, Structure]], train: Sequence[tuple[Structure, float]],
+                    e_above_hull: Callable[[Composition, float], float], cfg: AcquisitionConfig, target: float,
+                    seed: int) -> list[dict]:
+    """One row per candidate (``hash``, ``function``, ``predicted_e_above_hull``, ``sigma``, ``value``,
+    ``chosen``, ``rank``); ``train``: relaxed structures with formation energies (eV/atom); ``target``: the
+    E_hull expected improvement is measured against (the stability threshold)."""
+    if not candidates:
+        return []
+    structures = [s for _, s in candidates]
+    model = EnsembleSurrogate(trees=cfg.ensemble, seed=seed).fit([s for s, _ in train], [e for _, e in train])
+    mu_ef, sigma = model.predict(structures)
+    mu = np.array([e_above_hull(s.composition, float(m)) for s, m in zip(structures, mu_ef)])
+    values = acquisition_values(mu, sigma, cfg.function, kappa=cfg.kappa, target=target, seed=seed)
+    picked = select(values, [s.composition.reduced_formula for s in structures], cfg.relax_per_round or 0,
+                    cfg.diversity)
+    rank = {i: n for n, i in enumerate(picked)}
+    return [dict(hash=h, function=cfg.function, predicted_e_above_hull=float(mu[i]), sigma=float(sigma[i]),
+                 value=float(values[i]), chosen=i in rank, rank=rank.get(i)) for i, (h, _) in enumerate(candidates)]
+
+
+def campaign_hull(references: Sequence[tuple[str, float]], candidates: Sequence[tuple[str, float]],
+                  elements: Sequence[str]):
+    """A formation-energy hull (elements at 0) of ``(formula, E_form per atom)`` pairs: the campaign's own."""
+    from tasks.metrics.hull import ReferenceHull
+
+    entries = [PDEntry(Composition(el), 0.0) for el in elements]
+    entries += [PDEntry(Composition(f), e * Composition(f).num_atoms) for f, e in (*references, *candidates)]
+    return ReferenceHull(entries)
+
+
+@task(name="acquire")
+def acquire_task(store_url: str, campaign_id: str, round_index: int) -> dict:
+    """Rank the round's accepted candidates and store which are relaxed."""
+    from tasks.candidate import structure_from_json
+    from tasks.evaluate import mlip_elemental_energies
+    from tasks.generate import round_seed
+    from tasks.metrics.hull import formation_energy_per_atom, load_elemental_references, load_reference_hull
+    from tasks.relax import relax_context
+    from tasks.store import Store
+
+    start = time.time()
+    store = Store(store_url)
+    cfg, spec, shash = relax_context(store, campaign_id)
+    acq = cfg.acquisition
+    if acq.function == "all":
+        store.advance_round(campaign_id, round_index, "acquired", {"acquisition": "all"})
+        return {"start": start, "end": time.time(), "compute_s": 0.0}
+    known = store.known_phase_seeds(campaign_id)
+    refs = [(row.formula, row.energy_per_atom, row.final_structure) for h, row in
+            store.reference_energies(spec.identity, shash).items() if h in known and row.status == "converged"]
+    ev = cfg.evaluate
+    elemental = (mlip_elemental_energies([(f, f, e) for f, e, _ in refs]) if ev.elemental_references is None
+                 else dict(ev.elemental_references) if isinstance(ev.elemental_references, dict)
+                 else load_elemental_references(ev.elemental_references))
+    train, ref_ef = [], []
+    for formula, epa, js in refs:
+        try:
+            ef = formation_energy_per_atom(Composition(formula), epa, elemental)
+        except EvaluationError:  # an element without a reference energy: not a training point
+            continue
+        train.append((structure_from_json(js), ef))
+        ref_ef.append((formula, ef))
+    eform = {h: v for h, name, v, _, source in store.properties(campaign_id)
+             if name == "formation_energy_per_atom" and source == "mlip"}
+    cand_ef = []
+    for c, rel in store.relaxations(campaign_id, spec.identity, shash):
+        if rel.status == "converged" and c.hash in eform:
+            train.append((structure_from_json(rel.final_structure), eform[c.hash]))
+            cand_ef.append((c.formula, eform[c.hash]))
+    hull = (load_reference_hull(ev.reference_hull) if ev.reference_hull is not None
+            else campaign_hull(ref_ef, cand_ef, cfg.target.chemical_system))
+    accepted = [(c.hash, c.structure) for c in store.accepted(campaign_id, round_index)]
+    rows = rank_candidates(accepted, train or [(s, 0.0) for _, s in accepted[:1]], hull.e_above_hull, acq,
+                           ev.stability_threshold, round_seed(cfg.seed, round_index))
+    chosen = sorted((r for r in rows if r["chosen"]), key=lambda r: r["rank"])
+    summary = {"acquisition": acq.function, "ranked": len(rows), "chosen": len(chosen), "surrogate_train": len(train),
+               "predicted_best_e_above_hull": min((r["predicted_e_above_hull"] for r in chosen), default=None)}
+    store.save_acquisition(campaign_id, round_index, rows, summary)
+    return {**summary, "start": start, "end": time.time(), "compute_s": time.time() - start}

@@ -1,0 +1,102 @@
+"""Acquisition under uncertainty: the functions on toy pools, the ensemble surrogate, and a real campaign (Prefect,
+SQLite, CHGNet) that relaxes only what its acquisition chose and records every choice."""
+
+import numpy as np
+import pytest
+from pymatgen.core import Composition, Lattice, Structure
+
+from conf.loop import AcquisitionConfig
+from tasks.acquire import campaign_hull, rank_candidates
+from tasks.acquisition.functions import acquisition_values, select
+from tasks.acquisition.surrogate import EnsembleSurrogate
+
+
+def test_lcb_prefers_the_uncertain_candidate_at_equal_mean():
+    mu, sigma = np.array([0.1, 0.1]), np.array([0.01, 0.2])
+    assert np.argmax(acquisition_values(mu, sigma, "lcb", kappa=1.0)) == 1
+    assert acquisition_values(mu, sigma, "greedy")[0] == acquisition_values(mu, sigma, "greedy")[1]
+
+
+def test_ei_reduces_to_greedy_as_sigma_vanishes():
+    mu = np.array([0.3, -0.05, 0.02, 0.5, 0.12])
+    for sigma in (1e-6, 0.0):
+        ei = acquisition_values(mu, np.full(5, sigma), "ei", target=0.1)
+        assert list(np.argsort(-ei)) == list(np.argsort(mu))
+    wide = acquisition_values(np.array([0.2, 0.2]), np.array([0.01, 0.3]), "ei", target=0.1)
+    assert wide[1] > 0.01 > wide[0]  # above the target only uncertainty gives a chance of improvement
+
+
+def test_random_is_seeded_and_unknown_functions_are_named():
+    mu = np.zeros(6)
+    assert np.array_equal(acquisition_values(mu, mu, "random", seed=4), acquisition_values(mu, mu, "random", seed=4))
+    assert not np.array_equal(acquisition_values(mu, mu, "random", seed=4), acquisition_values(mu, mu, "random", seed=5))
+    with pytest.raises(ValueError, match="greedy, lcb, ei, random"):
+        acquisition_values(mu, mu, "thompson")
+
+
+def test_diversity_keeps_one_composition_from_taking_the_budget():
+    values, formulas = np.array([1.0, 0.99, 0.98, 0.5]), ["A", "A", "A", "B"]
+    assert select(values, formulas, 2) == [0, 1]
+    assert select(values, formulas, 2, diversity=0.6) == [0, 3]
+    assert select(values, formulas, 10) == [0, 1, 2, 3] and select(values, formulas, 0) == []
+
+
+def _rocksalt(a: float, species=("Mg", "O")) -> Structure:
+    return Structure(Lattice.cubic(a), list(species), [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def test_the_surrogate_learns_the_campaigns_energies_and_knows_where_it_has_no_data():
+    train = [_rocksalt(a) for a in (2.0, 2.1, 2.2)] + [_rocksalt(a, ("Ca", "O")) for a in (2.4, 2.5)]
+    y = [-3.0, -3.0, -2.95, -3.3, -3.3]
+    model = EnsembleSurrogate(trees=32, seed=0).fit(train, y)
+    mu, sigma = model.predict(train)
+    assert np.abs(mu - y).max() < 0.1
+    _, far = model.predict([Structure(Lattice.cubic(3.0), ["Ba", "Ti", "O"], [[0, 0, 0], [.5, .5, .5], [.5, .5, 0]])])
+    assert far[0] >= sigma.mean()  # unlike anything it was trained on: at least as uncertain
+
+
+def test_rank_candidates_chooses_by_predicted_e_hull_and_records_every_candidate():
+    hull = campaign_hull([("MgO", -3.0)], [], ["Mg", "O"])
+    train = [(_rocksalt(2.1), -3.0), (_rocksalt(2.1, ("Mg", "Mg")), 0.0), (_rocksalt(2.1, ("O", "O")), 0.0)]
+    cands = [("mgo", _rocksalt(2.12)), ("mg", _rocksalt(2.5, ("Mg", "Mg"))),
+             ("mgo2", Structure(Lattice.cubic(3.0), ["Mg", "O", "O"], [[0, 0, 0], [.5, .5, .5], [.5, 0, 0]]))]
+    cfg = AcquisitionConfig(function="greedy", relax_per_round=1)
+    rows = rank_candidates(cands, train, hull.e_above_hull, cfg, target=0.1, seed=0)
+    assert [r["hash"] for r in rows] == ["mgo", "mg", "mgo2"] and sum(r["chosen"] for r in rows) == 1
+    best = min(rows, key=lambda r: r["predicted_e_above_hull"])
+    assert best["chosen"] and best["rank"] == 0 and all(r["sigma"] >= 0 for r in rows)
+    assert hull.e_above_hull(Composition("MgO"), -3.0) == pytest.approx(0.0)
+
+
+def test_acquisition_config_needs_a_count():
+    with pytest.raises(ValueError, match="relax_per_round"):
+        AcquisitionConfig(function="lcb")
+    assert AcquisitionConfig().function == "all"
+
+
+@pytest.mark.slow
+def test_a_campaign_relaxes_what_its_acquisition_chose(prefect_server, tmp_path):
+    from flows.campaign import run_campaign, start_campaign
+    from flows.report import candidates_table
+    from tasks.relax import relax_context
+    from tasks.store import Store
+    from tests.conftest import micro_config
+
+    cfg = micro_config(tmp_path, **{"generator.n_per_round": 6, "acquisition.function": "lcb",
+                                    "acquisition.relax_per_round": 2, "relax.max_steps": 60})
+    store = Store(cfg.store_url())
+    cid = start_campaign(cfg)
+    run_campaign(cfg.store_url(), cid)
+    _, spec, shash = relax_context(store, cid)
+    relaxed = {c.hash for c, _ in store.relaxations(cid, spec.identity, shash)}
+    for r in range(cfg.rounds):
+        rows = store.acquisitions(cid, r)
+        accepted = {c.hash for c in store.accepted(cid, r)}
+        assert {x["hash"] for x in rows} == accepted and rows[0]["function"] == "lcb"
+        chosen = store.chosen(cid, r)
+        assert len(chosen) == min(2, len(accepted)) and set(chosen) <= relaxed
+        assert not {x["hash"] for x in rows if not x["chosen"]} & relaxed  # the others cost nothing
+        summary = store.round(cid, r).summary
+        assert summary["acquisition"] == "lcb" and summary["relaxed"] == len(chosen)
+    assert store.rounds(cid)[1].summary["surrogate_train"] > store.rounds(cid)[0].summary["surrogate_train"]
+    assert "σ" in [c.header for c in candidates_table(cfg.store_url(), cid, 10).columns][6]
