@@ -101,3 +101,17 @@ class AcquisitionConfig(Strict):
             raise ValueError(f"acquisition.function {self.function!r} needs acquisition.relax_per_round "
                              "(how many accepted candidates a round relaxes)")
         return self
+
+
+class LearnConfig(Strict):
+    """Fine-tuning a checkpoint generator (diffusion, GAN) inside the campaign, every round."""
+
+    fine_tune: bool = Field(True, description="Fine-tune the campaign's diffusion/GAN checkpoint after every round on "
+                            "its relaxed structures (off with feedback.enabled: false, and for substitution/random).")
+    structures: int = Field(64, ge=1, description="Structures per fine-tuning epoch, drawn with replacement from the "
+                            "campaign's converged relaxations with weight exp(-E_hull / feedback.temperature) (best "
+                            "label: lab > DFT-corrected > MLIP).")
+    epochs: int = Field(2, ge=1, le=100, description="Fine-tuning epochs per round (bounds the cost).")
+    replay: int = Field(64, ge=0, description="Seed structures of the campaign replayed so the model does not forget "
+                        "its base distribution (0: none).")
+    replay_fraction: float = Field(0.5, ge=0, lt=1, description="Share of each fine-tuning batch from the replay.")

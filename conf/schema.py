@@ -16,7 +16,7 @@ from pymatgen.core.periodic_table import Element
 from conf.base import Strict
 from conf.dft import DFTConfig
 from conf.lab import LabConfig
-from conf.loop import AcquisitionConfig, BudgetConfig, EvaluateConfig, FeedbackConfig
+from conf.loop import AcquisitionConfig, BudgetConfig, EvaluateConfig, FeedbackConfig, LearnConfig
 
 PropertyName = Literal["e_above_hull", "formation_energy_per_atom", "energy_per_atom", "band_gap"]
 
@@ -298,6 +298,7 @@ class CampaignConfig(Strict):
     feedback: FeedbackConfig = FeedbackConfig()
     budget: BudgetConfig = BudgetConfig()
     acquisition: AcquisitionConfig = AcquisitionConfig()
+    learn: LearnConfig = LearnConfig()
     lab: LabConfig = LabConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     store: StoreConfig = StoreConfig()

@@ -42,7 +42,7 @@ class Progress:
     def __init__(self, cid: str, r: int) -> None:
         self.value = 0.0
         self.id: UUID = create_progress_artifact(0.0, key=artifact_key(cid, f"round-{r}-progress"),
-                                                 description=f"Round {r}: generate, filter, relax, evaluate, dft, "
+                                                 description=f"Round {r}: generate, filter, acquire, relax, evaluate, dft, learn, "
                                                              "feedback")
 
     def set(self, percent: float) -> None:

@@ -26,12 +26,14 @@ from tasks.acquire import acquire_task
 from tasks.evaluate import evaluate_task
 from tasks.feedback import feedback_task
 from tasks.generate import generate_task
+from tasks.learn import learn_task
 from tasks.mlip import MLIPSpec, resolve_mlip
 from tasks.relax import load_mlip_task, relax_chunk_task, relax_context
 from tasks.store import Store, round_reached
 from tasks.validity import filter_task
 
-STEP_SHARE = {"generate": 10.0, "filter": 4.0, "acquire": 2.0, "relax": 54.0, "evaluate": 5.0, "dft": 20.0, "feedback": 5.0}
+STEP_SHARE = {"generate": 10.0, "filter": 4.0, "acquire": 2.0, "relax": 54.0, "evaluate": 5.0, "dft": 17.0, "learn": 3.0,
+              "feedback": 5.0}
 
 
 def _cache_key(context: Any, parameters: dict[str, Any]) -> str:
@@ -112,7 +114,7 @@ def dft_step(store: Store, campaign_id: str, round_index: int, cfg: CampaignConf
 
 @flow(name="matloop-round", flow_run_name="{campaign_id}-round-{round_index}")
 def campaign_round(store_url: str, campaign_id: str, round_index: int) -> dict:
-    """One round: generate -> filter -> acquire -> relax -> evaluate -> dft -> feedback."""
+    """One round: generate -> filter -> acquire -> relax -> evaluate -> dft -> learn -> feedback."""
     log = get_run_logger()
     store = Store(store_url)
     cfg = store.config(campaign_id)
@@ -120,7 +122,8 @@ def campaign_round(store_url: str, campaign_id: str, round_index: int) -> dict:
     timings: dict[str, dict[str, Any]] = {}
     steps = [("generated", "generate", generate_task, True), ("filtered", "filter", filter_task, True),
              ("acquired", "acquire", acquire_task, False), ("relaxed", "relax", None, True), ("evaluated", "evaluate", evaluate_task, False),
-             ("dft", "dft", None, False), ("completed", "feedback", feedback_task, False)]
+             ("dft", "dft", None, False), ("learned", "learn", learn_task, False),
+             ("completed", "feedback", feedback_task, False)]
     progress = Progress(campaign_id, round_index)
     done_pct = 0.0
     for state, name, step, cached in steps:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-
 from pymatgen.core import Composition
 from rich.markup import escape
 from rich.table import Table

@@ -11,6 +11,7 @@ from pymatgen.core.periodic_table import Element
 from conf.schema import CampaignConfig, GeneratorConfig, TargetConfig
 from tasks.candidate import Candidate
 from tasks.generators import build_generator
+from tasks.learn import CHECKPOINT_GENERATORS, current_checkpoint
 from tasks.results import Conditions, RoundFeedback
 from tasks.seeds import SeedSet
 
@@ -58,7 +59,12 @@ def generate_task(store_url: str, campaign_id: str, round_index: int) -> dict:
     store = Store(store_url)
     cfg: CampaignConfig = store.config(campaign_id)
     conditions = make_conditions(cfg.target, round_index)
-    candidates, notes = generate_candidates(cfg.generator, store.seed_set(campaign_id), conditions,
+    generator_cfg = cfg.generator
+    if generator_cfg.name in CHECKPOINT_GENERATORS:  # the checkpoint the last learn step wrote, if any
+        checkpoint = current_checkpoint(cfg, [(r.index, r.summary) for r in store.rounds(campaign_id)], round_index)
+        options = getattr(generator_cfg, generator_cfg.name).model_copy(update={"checkpoint": checkpoint})
+        generator_cfg = generator_cfg.model_copy(update={generator_cfg.name: options})
+    candidates, notes = generate_candidates(generator_cfg, store.seed_set(campaign_id), conditions,
                                             store.feedback_before(campaign_id, round_index),
                                             round_seed(cfg.seed, round_index))
     compute = time.time() - start

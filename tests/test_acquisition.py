@@ -28,8 +28,9 @@ def test_ei_reduces_to_greedy_as_sigma_vanishes():
 
 def test_random_is_seeded_and_unknown_functions_are_named():
     mu = np.zeros(6)
-    assert np.array_equal(acquisition_values(mu, mu, "random", seed=4), acquisition_values(mu, mu, "random", seed=4))
-    assert not np.array_equal(acquisition_values(mu, mu, "random", seed=4), acquisition_values(mu, mu, "random", seed=5))
+    draw = acquisition_values(mu, mu, "random", seed=4)
+    assert np.array_equal(draw, acquisition_values(mu, mu, "random", seed=4))
+    assert not np.array_equal(draw, acquisition_values(mu, mu, "random", seed=5))
     with pytest.raises(ValueError, match="greedy, lcb, ei, random"):
         acquisition_values(mu, mu, "thompson")
 

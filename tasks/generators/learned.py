@@ -30,6 +30,7 @@ class CheckpointGenerator:
         self.options = options
         self.arms = ArmWeights()
         self._model = self._ckpt = None
+        self._notes: dict = {}
 
     def _load(self):
         if self._model is None:
@@ -53,7 +54,8 @@ class CheckpointGenerator:
         return f"{self.name}:{ckpt['hash']}{self.settings()}"
 
     def notes(self) -> dict:
-        return {}
+        """Property targets the checkpoint cannot condition on (sampled without them, never silently)."""
+        return dict(self._notes)
 
     def update(self, feedback: RoundFeedback) -> None:
         self.arms.update(feedback)
@@ -67,6 +69,9 @@ class CheckpointGenerator:
         model, ckpt = self._load()
         targets = {name: ((t.value, t.value) if t.value is not None else (t.min, t.max))
                    for name, t in conditions.property_targets.items() if name in model.cfg.properties}
+        ignored = sorted(set(conditions.property_targets) - set(targets))
+        self._notes = ({"targets_not_conditioned": ignored, "model_conditions_on": list(model.cfg.properties)}
+                       if ignored else {})
         drawn = self.draw(model, ckpt, int(np.ceil(n * self.options.oversample)), seed,
                           list(conditions.chemical_system), targets, conditions.max_atoms)
         if not conditions.include_subsystems:

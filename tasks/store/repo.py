@@ -24,7 +24,8 @@ from tasks.seeds import Seed, SeedSet
 from tasks.store.engine import insert_ignore, transaction
 from tasks.store.tables import CampaignRow, CandidateRow, ProposalRow, RoundRow, SeedRow, VerdictRow
 
-ROUND_STATES = ("pending", "generated", "filtered", "acquired", "relaxed", "evaluated", "dft", "completed")
+ROUND_STATES = ("pending", "generated", "filtered", "acquired", "relaxed", "evaluated", "dft", "learned",
+                "completed")
 
 
 def round_reached(status: str, state: str) -> bool:

@@ -7,7 +7,15 @@ from sqlalchemy import func, select
 
 from tasks.evaluate import is_new_stable
 from tasks.store.engine import transaction
-from tasks.store.tables import AcquisitionRow, CampaignRow, CandidateRow, PropertyRow, ProposalRow, RelaxationRow, VerdictRow
+from tasks.store.tables import (
+    AcquisitionRow,
+    CampaignRow,
+    CandidateRow,
+    PropertyRow,
+    ProposalRow,
+    RelaxationRow,
+    VerdictRow,
+)
 
 CANDIDATE_COLUMNS = ["hash", "formula", "round", "generator", "arm", "origin", "status", "nsites",
                      "e_above_hull", "formation_energy_per_atom", "energy_per_atom", "relax_status", "relax_reason",

@@ -1,0 +1,90 @@
+"""Learning inside the campaign: the learn step fine-tunes a checkpoint generator on the campaign's relaxations,
+the next round samples from the new checkpoint, a rerun of the step gives the same checkpoint, and with learning
+off nothing is fine-tuned. Pure parts first; then real Prefect, SQLite, CHGNet and a tiny diffusion model."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from tasks.learn import best_labels, current_checkpoint, fine_tune_round, weighted_draw
+from tests.conftest import micro_config
+
+
+def test_best_labels_prefer_lab_then_dft_corrected_then_mlip():
+    props = [("a", "e_above_hull", 0.2, "eV/atom", "mlip"), ("a", "formation_energy_per_atom", -1.0, "eV/atom", "mlip"),
+             ("a", "formation_energy_per_atom", -1.1, "eV/atom", "dft"),
+             ("b", "e_above_hull", 0.3, "eV/atom", "mlip"), ("b", "e_above_hull", 0.0, "eV/atom", "lab"),
+             ("c", "e_above_hull", 0.05, "eV/atom", "mlip")]
+    labels = best_labels(props)
+    assert labels["a"] == pytest.approx({"e_above_hull": 0.1, "formation_energy_per_atom": -1.1})
+    assert labels["b"]["e_above_hull"] == 0.0 and labels["c"] == {"e_above_hull": 0.05}
+
+
+def test_weighted_draw_favours_low_e_hull_and_is_seeded():
+    draw = weighted_draw([0.0, 0.5, 0.0], 200, temperature=0.05, seed=1)
+    assert draw == weighted_draw([0.0, 0.5, 0.0], 200, temperature=0.05, seed=1)
+    assert draw.count(1) < 3 and draw.count(0) > 50 and draw.count(2) > 50
+
+
+def test_current_checkpoint_is_the_latest_learned_before_the_round(tmp_path):
+    cfg = micro_config(tmp_path, **{"generator.name": "diffusion", "generator.diffusion.checkpoint": "base.pt"})
+    summaries = [(0, {"learn": {"checkpoint": "r0.pt"}}), (1, {"learn": "no converged relaxation yet"}),
+                 (2, {"learn": {"checkpoint": "r2.pt"}})]
+    assert current_checkpoint(cfg, summaries, 0) == Path("base.pt")
+    assert current_checkpoint(cfg, summaries, 2) == current_checkpoint(cfg, summaries, 1) == Path("r0.pt")
+    assert current_checkpoint(cfg, summaries, 3) == Path("r2.pt")
+
+
+def test_fine_tuning_a_round_writes_a_new_checkpoint_reproducibly(tmp_path, tiny_diffusion):
+    from models.api import load_model
+
+    cfg = micro_config(tmp_path, **{"generator.name": "diffusion", "learn.structures": 16, "learn.epochs": 1,
+                                    "generator.diffusion.checkpoint": str(tiny_diffusion)})
+    mgo = Structure(Lattice.cubic(4.21), ["Mg"] * 4 + ["O"] * 4, [[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0],
+                                                                  [.5, .5, .5], [.5, 0, 0], [0, .5, 0], [0, 0, .5]])
+    found = [(mgo, {"e_above_hull": 0.0}), (mgo.copy().scale_lattice(mgo.volume * 1.3), {"e_above_hull": 0.4})]
+    replay = [Structure(Lattice.cubic(3.0), ["Mg", "O"], [[0, 0, 0], [.5, .5, .5]])]
+    a = fine_tune_round(tiny_diffusion, found, replay, cfg, seed=3, out=tmp_path / "a.pt")
+    b = fine_tune_round(tiny_diffusion, found, replay, cfg, seed=3, out=tmp_path / "b.pt")
+    _, base = load_model(tiny_diffusion)
+    assert a["hash"] == b["hash"] != base["hash"] == a["from"] and a["structures"] == 16 and a["replay"] == 1
+    tuned, _ = load_model(tmp_path / "a.pt")
+    before, _ = load_model(tiny_diffusion)
+    assert any(not np.allclose(p.detach(), q.detach()) for p, q in zip(tuned.parameters(), before.parameters()))
+
+
+@pytest.mark.slow
+def test_the_next_round_samples_from_the_fine_tuned_checkpoint(prefect_server, tmp_path, tiny_diffusion):
+    from flows.campaign import run_campaign, start_campaign
+    from tasks.learn import learn_task
+    from tasks.store import Store
+
+    # small Mg-O cells: the tiny model's samples relax (a converged one in round 0 is what the step learns from)
+    base = {"generator.name": "diffusion", "generator.n_per_round": 12, "target.max_atoms": 4,
+            "generator.diffusion": {"checkpoint": str(tiny_diffusion), "steps": 30}, "relax.max_steps": 150,
+            "learn.structures": 16, "learn.epochs": 1}
+    runs = {}
+    for name, extra in (("on", {}), ("frozen", {"learn.fine_tune": False}), ("off", {"feedback.enabled": False})):
+        cfg = micro_config(tmp_path / name, **base, **extra)
+        cid = start_campaign(cfg)
+        run_campaign(cfg.store_url(), cid)
+        runs[name] = (Store(cfg.store_url()), cid)
+    store, cid = runs["on"]
+    learned = store.round(cid, 0).summary["learn"]
+    assert isinstance(learned, dict), f"round 0 did not fine-tune: {learned}"
+    assert Path(learned["checkpoint"]).is_file() and learned["hash"] != learned["from"]
+    round1 = [c for _, _, c in store.proposals(cid, 1) if c.provenance.round_index == 1]
+    assert round1 and {c.provenance.details["checkpoint"] for c in round1} == {learned["hash"]}
+    frozen_store, frozen = runs["frozen"]
+    assert frozen_store.round(frozen, 0).summary["learn"] == "off (learn.fine_tune: false)"
+    frozen1 = [c for _, _, c in frozen_store.proposals(frozen, 1) if c.provenance.round_index == 1]
+    assert {c.provenance.details["checkpoint"] for c in frozen1} == {learned["from"]}
+    assert {c.hash for c in round1} != {c.hash for c in frozen1}  # the fine-tuned model samples something else
+    off_store, off = runs["off"]
+    assert all(r.summary["learn"] == "off (feedback.enabled: false)" for r in off_store.rounds(off))
+    last = store.round(cid, 1).summary["learn"]
+    store.advance_round(cid, 1, "dft")  # the last round resumed before its learn step finished: the same checkpoint
+    learn_task.fn(store.url, cid, 1)
+    assert store.round(cid, 1).summary["learn"]["hash"] == last["hash"] and last["from"] == learned["hash"]
