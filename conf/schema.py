@@ -156,10 +156,35 @@ class RandomOptions(Strict):
     volume_factor: float = Field(1.1, gt=0.5, lt=3.0, description="pyxtal volume factor.")
 
 
-class DiffusionOptions(Strict):
+class CheckpointSource(Strict):
+    """Where a generator's checkpoint comes from: a file, or a URL downloaded once into the cache."""
+
+    checkpoint: str | None = Field(None, description="A checkpoint file, or an http(s):// or file:// URL (downloaded "
+                                   "once into $MATLOOP_CACHE or ~/.cache/matloop and checked against "
+                                   "checkpoint_sha256); required with this generator.")
+    checkpoint_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="sha256 of the file a "
+                                          "checkpoint URL must deliver (required with a URL).")
+
+    @field_validator("checkpoint", mode="before")
+    @classmethod
+    def _path_as_text(cls, v: object) -> object:
+        return str(v) if isinstance(v, Path) else v
+
+    @model_validator(mode="after")
+    def _url_needs_hash(self) -> CheckpointSource:
+        if self.checkpoint is not None and "://" in self.checkpoint:
+            scheme = self.checkpoint.split("://", 1)[0].lower()
+            if scheme not in ("http", "https", "file"):
+                raise ValueError(f"checkpoint URL scheme {scheme!r} is not supported; allowed: http, https, file")
+            if self.checkpoint_sha256 is None:
+                raise ValueError(f"checkpoint {self.checkpoint} is a URL: set checkpoint_sha256 (the file's sha256) "
+                                 "so what is downloaded can be checked")
+        return self
+
+
+class DiffusionOptions(CheckpointSource):
     """The diffusion generator: a trained checkpoint (``matloop train --generator diffusion``) and sampling."""
 
-    checkpoint: Path | None = Field(None, description="Checkpoint file; required with generator.name=diffusion.")
     steps: int = Field(1000, ge=1, description="Reverse steps: 1000 default, <= 200 is the fast setting.")
     corrector_steps: int = Field(1, ge=0)
     step_lr: float = Field(1e-5, gt=0)
@@ -168,10 +193,9 @@ class DiffusionOptions(Strict):
     oversample: float = Field(2.0, ge=1, description="Draw this many times n and keep n by arm weight.")
 
 
-class GANOptions(Strict):
+class GANOptions(CheckpointSource):
     """The GAN generator: a trained checkpoint (``matloop train --generator gan``)."""
 
-    checkpoint: Path | None = Field(None, description="Checkpoint file; required with generator.name=gan.")
     oversample: float = Field(2.0, ge=1, description="Draw this many times n and keep n by arm weight.")
     batch_size: int = Field(1024, ge=1, description="Crystals per generator pass.")
 

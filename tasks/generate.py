@@ -62,7 +62,7 @@ def generate_task(store_url: str, campaign_id: str, round_index: int) -> dict:
     generator_cfg = cfg.generator
     if generator_cfg.name in CHECKPOINT_GENERATORS:  # the checkpoint the last learn step wrote, if any
         checkpoint = current_checkpoint(cfg, [(r.index, r.summary) for r in store.rounds(campaign_id)], round_index)
-        options = getattr(generator_cfg, generator_cfg.name).model_copy(update={"checkpoint": checkpoint})
+        options = getattr(generator_cfg, generator_cfg.name).model_copy(update={"checkpoint": str(checkpoint)})
         generator_cfg = generator_cfg.model_copy(update={generator_cfg.name: options})
     candidates, notes = generate_candidates(generator_cfg, store.seed_set(campaign_id), conditions,
                                             store.feedback_before(campaign_id, round_index),

@@ -61,10 +61,12 @@ def current_checkpoint(cfg: CampaignConfig, summaries: Sequence[tuple[int, dict]
         learned = (summary or {}).get("learn")
         if r < round_index and isinstance(learned, dict) and learned.get("checkpoint"):
             return Path(learned["checkpoint"])
-    path = getattr(cfg.generator, cfg.generator.name).checkpoint
-    if path is None:
+    options = getattr(cfg.generator, cfg.generator.name)
+    if options.checkpoint is None:
         raise GeneratorError(f"generator.{cfg.generator.name}.checkpoint is not set")
-    return Path(path)
+    from tasks.generators.fetch import resolve_checkpoint
+
+    return resolve_checkpoint(options.checkpoint, options.checkpoint_sha256)
 
 
 def fine_tune_round(checkpoint: Path, found: Sequence[tuple[Structure, dict[str, float]]],

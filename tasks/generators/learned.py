@@ -8,7 +8,6 @@ oversampled batch. Subclasses say which model family they load and how they samp
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,8 +34,9 @@ class CheckpointGenerator:
     def _load(self):
         if self._model is None:
             from models.api import load_model
+            from tasks.generators.fetch import resolve_checkpoint
 
-            path = Path(self.options.checkpoint)
+            path = resolve_checkpoint(self.options.checkpoint, self.options.checkpoint_sha256)
             if not path.is_file():
                 raise GeneratorError(f"{self.name} checkpoint not found: {path}")
             try:
