@@ -73,6 +73,13 @@ class DFTSelection(Strict):
     per_campaign: int = Field(20, ge=0, description="Most candidates sent to DFT in the whole campaign.")
     max_e_above_hull: float = Field(0.3, description="Only candidates within this MLIP E_hull (eV/atom).")
     max_sites: int = Field(8, ge=1, description="Only cells with at most this many sites (cost grows ~N^3).")
+    acquisition: Literal["greedy", "lcb", "ei", "random"] = Field(
+        "greedy", description="How candidates are ranked on their predicted DFT E_hull (the MLIP value plus a "
+        "correction learned from the campaign's completed DFT calculations, with its uncertainty): greedy (lowest "
+        "mean), lcb (mean - kappa * sigma), ei (expected improvement below the stability threshold), random.")
+    kappa: float = Field(1.0, ge=0, description="Exploration weight of lcb (in sigmas).")
+    correction_prior_sigma: float = Field(0.1, gt=0, description="Prior spread (eV/atom) of the per-element "
+                                          "MLIP-to-DFT formation-energy correction.")
 
 
 class DFTConfig(Strict):

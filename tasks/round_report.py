@@ -75,7 +75,9 @@ def round_markdown(store: Store, cid: str, r: int) -> str:
             ("best E_hull (eV/atom)", _num(s.get("best_e_above_hull")))]
     if isinstance(dft, dict):
         rows += [("DFT completed / failed / lost", f"{dft.get('completed')} / {dft.get('failed')} / {dft.get('lost')}"),
-                 ("MAE E_form MLIP vs DFT (eV/atom)", _num(dft.get("mae_formation_energy_per_atom")))]
+                 ("MAE E_form MLIP vs DFT (eV/atom)", _num(dft.get("mae_formation_energy_per_atom"))),
+                 ("DFT selection", (f"{dft.get('acquisition', 'greedy')} on MLIP E_hull + a correction fitted on "
+                                    f"{dft.get('correction_fitted_on', 0)} DFT result(s)"))]
     else:
         rows.append(("DFT", dft or "-"))
     lab = s.get("lab") or {}

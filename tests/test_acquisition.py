@@ -101,3 +101,30 @@ def test_a_campaign_relaxes_what_its_acquisition_chose(prefect_server, tmp_path)
         assert summary["acquisition"] == "lcb" and summary["relaxed"] == len(chosen)
     assert store.rounds(cid)[1].summary["surrogate_train"] > store.rounds(cid)[0].summary["surrogate_train"]
     assert "σ" in [c.header for c in candidates_table(cfg.store_url(), cid, 10).columns][6]
+
+
+def test_dft_corrected_predictions_move_towards_completed_dft_values():
+    from tasks.acquisition.correction import FormationEnergyCorrection
+
+    prior = FormationEnergyCorrection(prior_sigma=0.1).fit([])
+    mean0, sd0 = prior.predict(["MgO", "SiO2"])
+    assert np.allclose(mean0, 0) and np.all(sd0 > 0)
+    fitted = FormationEnergyCorrection(prior_sigma=0.1).fit([("MgO", -2.9, -3.1), ("Mg2O2", -2.85, -3.05)])
+    mean, sd = fitted.predict(["MgO", "SiO2", "Na2S"])
+    assert -0.2 < mean[0] < -0.15 and sd[0] < sd0[0]  # pulled towards DFT (-0.2), more certain
+    assert -0.2 < mean[1] < 0 and sd[1] < sd0[1] * 1.01  # shares O: partly moved
+    assert mean[2] == 0 and sd[2] == pytest.approx(0.1 * np.sqrt(1 / 9 * 4 + 1 / 9))  # unseen elements: the prior
+
+
+def test_dft_selection_by_lcb_explores_the_uncertain_candidate_and_greedy_keeps_the_old_order():
+    from tasks.dft.select import rank_for_dft
+
+    pool = [dict(hash="a", e_above_hull=0.05, novel=True, nsites=4), dict(hash="b", e_above_hull=0.06, novel=True,
+            nsites=4), dict(hash="c", e_above_hull=0.5, novel=True, nsites=4)]
+    greedy = rank_for_dft(pool, set(), 1, 10, 0.3, 8)
+    assert [r["hash"] for r in greedy if r["chosen"]] == ["a"] and len(greedy) == 2  # c: above 0.3 eV/atom
+    shifted = rank_for_dft(pool, set(), 1, 10, 0.3, 8, correction=([0.0, 0.0, -0.48], [0.01, 0.01, 0.05]),
+                           function="lcb", kappa=1.0)
+    assert [r["hash"] for r in shifted if r["chosen"]] == ["c"]  # DFT says its MLIP E_hull was 0.48 too high
+    lcb = rank_for_dft(pool, set(), 1, 10, 0.3, 8, correction=([0.0, 0.0, 0.0], [0.01, 0.2, 0.0]), function="lcb")
+    assert [r["hash"] for r in lcb if r["chosen"]] == ["b"] and lcb[0]["sigma"] == 0.2

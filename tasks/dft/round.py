@@ -9,9 +9,10 @@ from typing import Any
 
 from conf.dft import DFTConfig
 from conf.schema import CampaignConfig
+from tasks.acquisition.correction import FormationEnergyCorrection
 from tasks.candidate import structure_from_json
 from tasks.dft.inputs import settings_hash
-from tasks.dft.select import formation_energy_per_atom, lowest_elemental_phases, mean_absolute_error, select_for_dft
+from tasks.dft.select import formation_energy_per_atom, lowest_elemental_phases, mean_absolute_error, rank_for_dft
 from tasks.errors import EvaluationError
 from tasks.store import DFT_TERMINAL, Store
 
@@ -74,9 +75,14 @@ def plan_round(store: Store, cid: str, r: int, cfg: CampaignConfig) -> tuple[lis
     pool = store.dft_pool(cid, r, spec.identity, rhash)
     campaign_rows = store.dft_calcs(cid)
     this_round = sum(row.round_index == r for row in campaign_rows)  # queued before a restart count too
-    chosen = select_for_dft(pool, store.dft_labels(cid, shash), sel.per_round - this_round,
-                            sel.per_campaign - len({row.label for row in campaign_rows}),
-                            sel.max_e_above_hull, sel.max_sites)
+    correction, fitted_on = mlip_to_dft_correction(store, cid, sel.correction_prior_sigma)
+    shift = correction.predict([p["formula"] for p in pool]) if pool else None
+    ranked = rank_for_dft(pool, store.dft_labels(cid, shash), sel.per_round - this_round,
+                          sel.per_campaign - len({row.label for row in campaign_rows}), sel.max_e_above_hull,
+                          sel.max_sites, correction=shift, function=sel.acquisition, kappa=sel.kappa,
+                          target=cfg.evaluate.stability_threshold, seed=cfg.seed * 7919 + r)
+    chosen = [x["hash"] for x in ranked if x["chosen"]]
+    store.save_acquisition(cid, r, ranked, None, stage="dft")
     by_hash = {p["hash"]: p for p in pool}
     root = Path(store.campaign(cid).campaign_dir) / "dft"
     store.queue_dft([dict(campaign_id=cid, label=h, kind="candidate", round_index=r,
@@ -86,7 +92,21 @@ def plan_round(store: Store, cid: str, r: int, cfg: CampaignConfig) -> tuple[lis
     elements = set().union(*(_elements(row.structure) for row in rows)) if rows else set()
     ids = [row.id for row in rows if row.state not in DFT_TERMINAL]
     ids += queue_references(store, cid, elements, cfg)
-    return ids, {"pool": len(pool), "selected": len(chosen)}
+    return ids, {"pool": len(pool), "selected": len(chosen), "acquisition": sel.acquisition,
+                 "correction_fitted_on": fitted_on}
+
+
+def mlip_to_dft_correction(store: Store, cid: str, prior_sigma: float) -> tuple[FormationEnergyCorrection, int]:
+    """The MLIP-to-DFT formation-energy correction fitted on the campaign's candidates with both values, and how
+    many there were."""
+    values: dict[str, dict[str, float]] = {}
+    for h, name, v, _, source in store.properties(cid):
+        if name == "formation_energy_per_atom" and source in ("mlip", "dft"):
+            values.setdefault(h, {})[source] = v
+    formulas = {row.label: structure_from_json(row.structure).composition.reduced_formula
+                for row in store.dft_calcs(cid) if row.state == "completed" and row.label in values}
+    pairs = [(formulas[h], v["mlip"], v["dft"]) for h, v in values.items() if h in formulas and len(v) == 2]
+    return FormationEnergyCorrection(prior_sigma).fit(sorted(pairs)), len(pairs)
 
 
 def settle_round(store: Store, cid: str, r: int, cfg: CampaignConfig, extra: dict[str, Any] | None = None) -> dict:

@@ -14,23 +14,28 @@ from tasks.store.tables import AcquisitionRow, CandidateRow
 class AcquisitionRepo:
     url: str
 
-    def save_acquisition(self, cid: str, r: int, rows: Sequence[dict[str, Any]], summary: dict[str, Any]) -> None:
+    def save_acquisition(self, cid: str, r: int, rows: Sequence[dict[str, Any]], summary: dict[str, Any] | None,
+                         stage: str = "relax") -> None:
         """Store a round's ranked candidates (dicts with ``hash``, ``function``, ``predicted_e_above_hull``,
-        ``sigma``, ``value``, ``chosen``, ``rank``) and advance the round to ``acquired``, in one transaction;
-        idempotent (a resumed round keeps its first choice)."""
+        ``sigma``, ``value``, ``chosen``, ``rank``) of ``stage`` (relax | dft) and, for relax, advance the round to
+        ``acquired``, in one transaction; idempotent (a resumed round keeps its first choice)."""
+        keys = ("function", "predicted_e_above_hull", "sigma", "value", "chosen", "rank")
         with transaction(self.url) as s:
             ids = dict(s.execute(select(CandidateRow.hash, CandidateRow.id).where(
                 CandidateRow.campaign_id == cid, CandidateRow.hash.in_([x["hash"] for x in rows]))).all())
-            insert_ignore(s, AcquisitionRow, [dict(campaign_id=cid, round_index=r, candidate_id=ids[x["hash"]],
-                                                   **{k: v for k, v in x.items() if k != "hash"}) for x in rows],
-                          ["campaign_id", "round_index", "candidate_id"])
-            self._advance(s, cid, r, "acquired", summary)  # type: ignore[attr-defined]
+            insert_ignore(s, AcquisitionRow, [dict(campaign_id=cid, stage=stage, round_index=r,
+                                                   candidate_id=ids[x["hash"]], **{k: x[k] for k in keys})
+                                              for x in rows], ["campaign_id", "stage", "round_index", "candidate_id"])
+            if stage == "relax":
+                self._advance(s, cid, r, "acquired", summary)  # type: ignore[attr-defined]
 
-    def acquisitions(self, cid: str, r: int | None = None) -> list[dict[str, Any]]:
-        """Every ranked candidate of the campaign (or of round ``r``), chosen ones first in order of choice."""
+    def acquisitions(self, cid: str, r: int | None = None, stage: str = "relax") -> list[dict[str, Any]]:
+        """Every candidate of the campaign (or of round ``r``) ranked at ``stage`` (relax | dft), chosen ones
+        first in order of choice."""
         with transaction(self.url) as s:
             stmt = select(AcquisitionRow, CandidateRow.hash, CandidateRow.formula).join(
-                CandidateRow, CandidateRow.id == AcquisitionRow.candidate_id).where(AcquisitionRow.campaign_id == cid)
+                CandidateRow, CandidateRow.id == AcquisitionRow.candidate_id).where(
+                AcquisitionRow.campaign_id == cid, AcquisitionRow.stage == stage)
             if r is not None:
                 stmt = stmt.where(AcquisitionRow.round_index == r)
             rows = s.execute(stmt).all()

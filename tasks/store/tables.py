@@ -227,14 +227,16 @@ class LabMeasurementRow(Base):
 
 
 class AcquisitionRow(Base):
-    """One accepted candidate a round's acquisition ranked: its prediction, uncertainty, value and whether it was
-    chosen for relaxation (``rank``: order of choice, None when not chosen)."""
+    """One candidate an acquisition ranked (``stage`` relax: a round's accepted candidates on a predicted MLIP E_hull;
+    dft: relaxed candidates on a predicted DFT E_hull): prediction, uncertainty, value and whether it was chosen
+    (``rank``: order of choice, None when not chosen)."""
 
     __tablename__ = "acquisitions"
-    __table_args__ = (UniqueConstraint("campaign_id", "round_index", "candidate_id"),)
+    __table_args__ = (UniqueConstraint("campaign_id", "stage", "round_index", "candidate_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    stage: Mapped[str] = mapped_column(String(10))  # relax | dft
     round_index: Mapped[int] = mapped_column(Integer)
     candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"), index=True)
     function: Mapped[str] = mapped_column(String(20))  # greedy | lcb | ei | random

@@ -39,8 +39,8 @@ def candidate_frame(url: str, cid: str) -> pd.DataFrame:
         verdicts = s.execute(select(ProposalRow.candidate_id, VerdictRow.rejections).join(
             VerdictRow, VerdictRow.proposal_id == ProposalRow.id).where(
             ProposalRow.campaign_id == cid, VerdictRow.passed.is_(False)).order_by(ProposalRow.id)).all()
-        acquired = {a.candidate_id: a for a in s.scalars(select(AcquisitionRow).where(  # the latest round's ranking
-            AcquisitionRow.campaign_id == cid).order_by(AcquisitionRow.round_index))}
+        acquired = {a.candidate_id: a for a in s.scalars(select(AcquisitionRow).where(  # the latest relax ranking
+            AcquisitionRow.campaign_id == cid, AcquisitionRow.stage == "relax").order_by(AcquisitionRow.round_index))}
     values: dict[int, dict[str, float]] = {}
     for cand_id, name, value in props:
         values.setdefault(cand_id, {})[name] = value
