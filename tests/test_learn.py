@@ -61,8 +61,9 @@ def test_the_next_round_samples_from_the_fine_tuned_checkpoint(prefect_server, t
     from tasks.learn import learn_task
     from tasks.store import Store
 
-    # small Mg-O cells: the tiny model's samples relax (a converged one in round 0 is what the step learns from)
-    base = {"generator.name": "diffusion", "generator.n_per_round": 12, "target.max_atoms": 4,
+    # small Mg-O cells, 3 rounds: the tiny model's samples relax, and a round after the first one that had a converged
+    # relaxation to learn from samples from the fine-tuned checkpoint
+    base = {"generator.name": "diffusion", "generator.n_per_round": 12, "target.max_atoms": 4, "rounds": 3,
             "generator.diffusion": {"checkpoint": str(tiny_diffusion), "steps": 30}, "relax.max_steps": 150,
             "learn.structures": 16, "learn.epochs": 1}
     runs = {}
@@ -72,19 +73,24 @@ def test_the_next_round_samples_from_the_fine_tuned_checkpoint(prefect_server, t
         run_campaign(cfg.store_url(), cid)
         runs[name] = (Store(cfg.store_url()), cid)
     store, cid = runs["on"]
-    learned = store.round(cid, 0).summary["learn"]
-    assert isinstance(learned, dict), f"round 0 did not fine-tune: {learned}"
+    summaries = [r.summary["learn"] for r in store.rounds(cid)]
+    learned_rounds = [r for r, s in enumerate(summaries[:-1]) if isinstance(s, dict)]
+    assert learned_rounds, f"no round before the last fine-tuned: {summaries}"
+    first = learned_rounds[0]
+    learned = summaries[first]
     assert Path(learned["checkpoint"]).is_file() and learned["hash"] != learned["from"]
-    round1 = [c for _, _, c in store.proposals(cid, 1) if c.provenance.round_index == 1]
-    assert round1 and {c.provenance.details["checkpoint"] for c in round1} == {learned["hash"]}
+    assert all(s == "no converged relaxation yet" for s in summaries[:first])
+    nxt = [c for _, _, c in store.proposals(cid, first + 1) if c.provenance.round_index == first + 1]
+    assert nxt and {c.provenance.details["checkpoint"] for c in nxt} == {learned["hash"]}
     frozen_store, frozen = runs["frozen"]
-    assert frozen_store.round(frozen, 0).summary["learn"] == "off (learn.fine_tune: false)"
-    frozen1 = [c for _, _, c in frozen_store.proposals(frozen, 1) if c.provenance.round_index == 1]
-    assert {c.provenance.details["checkpoint"] for c in frozen1} == {learned["from"]}
-    assert {c.hash for c in round1} != {c.hash for c in frozen1}  # the fine-tuned model samples something else
+    assert frozen_store.round(frozen, first).summary["learn"] == "off (learn.fine_tune: false)"
+    frozen_nxt = [c for _, _, c in frozen_store.proposals(frozen, first + 1) if c.provenance.round_index == first + 1]
+    assert {c.provenance.details["checkpoint"] for c in frozen_nxt} == {learned["from"]}
+    assert {c.hash for c in nxt} != {c.hash for c in frozen_nxt}  # the fine-tuned model samples something else
     off_store, off = runs["off"]
     assert all(r.summary["learn"] == "off (feedback.enabled: false)" for r in off_store.rounds(off))
-    last = store.round(cid, 1).summary["learn"]
-    store.advance_round(cid, 1, "dft")  # the last round resumed before its learn step finished: the same checkpoint
-    learn_task.fn(store.url, cid, 1)
-    assert store.round(cid, 1).summary["learn"]["hash"] == last["hash"] and last["from"] == learned["hash"]
+    last = store.rounds(cid)[-1]
+    assert isinstance(last.summary["learn"], dict)
+    store.advance_round(cid, last.index, "dft")  # the last round resumed before its learn step finished
+    learn_task.fn(store.url, cid, last.index)
+    assert store.round(cid, last.index).summary["learn"]["hash"] == last.summary["learn"]["hash"]
