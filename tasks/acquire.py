@@ -96,8 +96,11 @@ def acquire_task(store_url: str, campaign_id: str, round_index: int) -> dict:
     hull = (load_reference_hull(ev.reference_hull) if ev.reference_hull is not None
             else campaign_hull(ref_ef, cand_ef, cfg.target.chemical_system))
     accepted = [(c.hash, c.structure) for c in store.accepted(campaign_id, round_index)]
-    rows = rank_candidates(accepted, train or [(s, 0.0) for _, s in accepted[:1]], hull.e_above_hull, acq,
-                           ev.stability_threshold, round_seed(cfg.seed, round_index))
+    if accepted and not train:
+        raise EvaluationError("acquisition has nothing to learn from: no known phase or candidate of the campaign "
+                              "has a converged relaxation with a formation energy (check the known phases' relaxations)")
+    rows = rank_candidates(accepted, train, hull.e_above_hull, acq, ev.stability_threshold,
+                           round_seed(cfg.seed, round_index))
     chosen = sorted((r for r in rows if r["chosen"]), key=lambda r: r["rank"])
     summary = {"acquisition": acq.function, "ranked": len(rows), "chosen": len(chosen), "surrogate_train": len(train),
                "predicted_best_e_above_hull": min((r["predicted_e_above_hull"] for r in chosen), default=None)}
