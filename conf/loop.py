@@ -48,7 +48,8 @@ class EvaluateConfig(Strict):
 
 class FeedbackConfig(Strict):
     enabled: bool = Field(True, description="false turns every form of learning off (the control arm of a "
-                          "benchmark): arm weights stay at their prior, nothing is fine-tuned or re-conditioned. "
+                          "benchmark): arm weights stay at their prior, nothing is fine-tuned or re-conditioned, and an acquisition "
+                          "chooses what to relax at random. "
                           "What was already proposed is still remembered, so proposals are not repeated.")
     temperature: float = Field(0.05, gt=0, description="Score = exp(-E_hull / T), T in eV/atom.")
     prior_strength: float = Field(1.0, gt=0, description="Pseudo-observations of the prior: an arm's weight is "
@@ -86,7 +87,8 @@ class AcquisitionConfig(Strict):
 
     function: Literal["all", "greedy", "lcb", "ei", "random"] = Field(
         "all", description="all: relax every accepted candidate; greedy: lowest predicted E_hull; lcb: lowest "
-        "mean - kappa * sigma; ei: largest expected improvement below the stability threshold; random: uniform.")
+        "mean - kappa * sigma; ei: largest expected improvement below the stability threshold; random: uniform. "
+        "With feedback.enabled false every function but all chooses at random (the choice must not learn).")
     relax_per_round: int | None = Field(None, ge=1, description="Candidates relaxed per round (required unless "
                                         "function is all).")
     kappa: float = Field(1.0, ge=0, description="Exploration weight of lcb (in sigmas).")

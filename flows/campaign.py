@@ -64,13 +64,33 @@ def chunks(items: list[str], size: int) -> list[list[str]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+def missing_references(store: Store, campaign_id: str) -> list[str]:
+    """Hashes of the campaign's known phases without a relaxation by its MLIP and settings yet."""
+    _, spec, shash = relax_context(store, campaign_id)
+    done_refs = store.reference_energies(spec.identity, shash)
+    return sorted(h for h in store.known_phase_seeds(campaign_id) if h not in done_refs)
+
+
+def acquire_stage(store: Store, campaign_id: str, round_index: int, cfg: CampaignConfig, campaign_dir: str) -> dict:
+    """Relax the missing known phases first (the surrogate learns from them), then rank and choose."""
+    intervals, compute = [], 0.0
+    refs = missing_references(store, campaign_id) if cfg.acquisition.function != "all" else []
+    if refs:
+        relax = persisted(relax_chunk_task, campaign_dir, retries=cfg.relax.retries)
+        futures = [relax.submit(store.url, campaign_id, "reference", c) for c in chunks(refs, cfg.relax.chunk_size)]
+        for r in (f.result() for f in futures):
+            intervals.append((r["start"], r["end"]))
+            compute += r["compute_s"]
+    res = persisted(acquire_task, campaign_dir, cached=False)(store.url, campaign_id, round_index,
+                                                                references_relaxed=len(refs))
+    return {"intervals": [*intervals, (res["start"], res["end"])], "compute_s": compute + res["compute_s"]}
+
+
 def relax_stage(store: Store, campaign_id: str, round_index: int, cfg: CampaignConfig, campaign_dir: str,
                 on_chunk=None) -> dict:
     """Submit relaxation chunks (missing reference phases first, then the candidates the acquisition chose, in
     order of choice, or every accepted candidate) and wait."""
-    _, spec, shash = relax_context(store, campaign_id)
-    done_refs = store.reference_energies(spec.identity, shash)
-    refs = sorted(h for h in store.known_phase_seeds(campaign_id) if h not in done_refs)
+    refs = missing_references(store, campaign_id)
     chosen = store.chosen(campaign_id, round_index)
     cands = chosen if chosen is not None else [c.hash for c in store.accepted(campaign_id, round_index)]
     over_budget = 0
@@ -121,7 +141,7 @@ def campaign_round(store_url: str, campaign_id: str, round_index: int) -> dict:
     cdir = store.campaign(campaign_id).campaign_dir
     timings: dict[str, dict[str, Any]] = {}
     steps = [("generated", "generate", generate_task, True), ("filtered", "filter", filter_task, True),
-             ("acquired", "acquire", acquire_task, False), ("relaxed", "relax", None, True), ("evaluated", "evaluate", evaluate_task, False),
+             ("acquired", "acquire", None, False), ("relaxed", "relax", None, True), ("evaluated", "evaluate", evaluate_task, False),
              ("dft", "dft", None, False), ("learned", "learn", learn_task, False),
              ("completed", "feedback", feedback_task, False)]
     progress = Progress(campaign_id, round_index)
@@ -136,6 +156,8 @@ def campaign_round(store_url: str, campaign_id: str, round_index: int) -> dict:
             base = done_pct
             out = relax_stage(store, campaign_id, round_index, cfg, cdir,
                               on_chunk=lambda i, n, base=base, share=share: progress.set(base + share * i / n))
+        elif name == "acquire":
+            out = acquire_stage(store, campaign_id, round_index, cfg, cdir)
         elif name == "dft":
             out = dft_step(store, campaign_id, round_index, cfg)
         else:

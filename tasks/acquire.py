@@ -40,8 +40,9 @@ def rank_candidates(candidates: Sequence[tuple[str, Structure]], train: Sequence
     picked = select(values, [s.composition.reduced_formula for s in structures], cfg.relax_per_round or 0,
                     cfg.diversity)
     rank = {i: n for n, i in enumerate(picked)}
-    return [dict(hash=h, function=cfg.function, predicted_e_above_hull=float(mu[i]), sigma=float(sigma[i]),
-                 value=float(values[i]), chosen=i in rank, rank=rank.get(i)) for i, (h, _) in enumerate(candidates)]
+    return [{"hash": h, "function": cfg.function, "predicted_e_above_hull": float(mu[i]), "sigma": float(sigma[i]),
+             "value": float(values[i]), "chosen": i in rank, "rank": rank.get(i)}
+            for i, (h, _) in enumerate(candidates)]
 
 
 def campaign_hull(references: Sequence[tuple[str, float]], candidates: Sequence[tuple[str, float]],
@@ -55,7 +56,7 @@ def campaign_hull(references: Sequence[tuple[str, float]], candidates: Sequence[
 
 
 @task(name="acquire")
-def acquire_task(store_url: str, campaign_id: str, round_index: int) -> dict:
+def acquire_task(store_url: str, campaign_id: str, round_index: int, references_relaxed: int = 0) -> dict:
     """Rank the round's accepted candidates and store which are relaxed."""
     from tasks.candidate import structure_from_json
     from tasks.evaluate import mlip_elemental_energies
@@ -95,6 +96,8 @@ def acquire_task(store_url: str, campaign_id: str, round_index: int) -> dict:
             cand_ef.append((c.formula, eform[c.hash]))
     hull = (load_reference_hull(ev.reference_hull) if ev.reference_hull is not None
             else campaign_hull(ref_ef, cand_ef, cfg.target.chemical_system))
+    if not cfg.feedback.enabled:  # the control: what is relaxed does not depend on the campaign's results
+        acq = acq.model_copy(update={"function": "random"})
     accepted = [(c.hash, c.structure) for c in store.accepted(campaign_id, round_index)]
     if accepted and not train:
         raise EvaluationError("acquisition has nothing to learn from: no known phase or candidate of the campaign "
@@ -102,7 +105,7 @@ def acquire_task(store_url: str, campaign_id: str, round_index: int) -> dict:
     rows = rank_candidates(accepted, train, hull.e_above_hull, acq, ev.stability_threshold,
                            round_seed(cfg.seed, round_index))
     chosen = sorted((r for r in rows if r["chosen"]), key=lambda r: r["rank"])
-    summary = {"acquisition": acq.function, "ranked": len(rows), "chosen": len(chosen), "surrogate_train": len(train),
+    summary = {"acquisition": acq.function if cfg.feedback.enabled else "random (feedback.enabled: false)", "references_relaxed_first": references_relaxed, "ranked": len(rows), "chosen": len(chosen), "surrogate_train": len(train),
                "predicted_best_e_above_hull": min((r["predicted_e_above_hull"] for r in chosen), default=None)}
     store.save_acquisition(campaign_id, round_index, rows, summary)
     return {**summary, "start": start, "end": time.time(), "compute_s": time.time() - start}
