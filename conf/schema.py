@@ -157,11 +157,13 @@ class RandomOptions(Strict):
 
 
 class CheckpointSource(Strict):
-    """Where a generator's checkpoint comes from: a file, or a URL downloaded once into the cache."""
+    """Where a generator's checkpoint comes from: the one shipped with matloop, a file, or a URL downloaded once
+    into the cache."""
 
-    checkpoint: str | None = Field(None, description="A checkpoint file, or an http(s):// or file:// URL (downloaded "
-                                   "once into $MATLOOP_CACHE or ~/.cache/matloop and checked against "
-                                   "checkpoint_sha256); required with this generator.")
+    checkpoint: str | None = Field("builtin", description="builtin (the checkpoint shipped with matloop, see "
+                                   "models/weights/MODEL_CARD.md), a checkpoint file, or an http(s):// or file:// URL "
+                                   "(downloaded once into $MATLOOP_CACHE or ~/.cache/matloop and checked against "
+                                   "checkpoint_sha256).")
     checkpoint_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="sha256 of the file a "
                                           "checkpoint URL must deliver (required with a URL).")
 
@@ -212,8 +214,8 @@ class GeneratorConfig(Strict):
     def _checkpoint_given(self) -> GeneratorConfig:
         for name in ("diffusion", "gan"):
             if self.name == name and getattr(self, name).checkpoint is None:
-                raise ValueError(f"generator.name={name} needs generator.{name}.checkpoint (train one with "
-                                 f"`matloop train --generator {name}`)")
+                raise ValueError(f"generator.name={name} needs generator.{name}.checkpoint (builtin, a file or "
+                                 f"a URL; train one with `matloop train --generator {name}`)")
         return self
 
 

@@ -133,7 +133,7 @@ def _candidates_table(url: str, cid: str, top: int, include_known: bool = False)
 
 
 from flows.evaluate_cmd import evaluate  # noqa: E402  (commands of this app in their own modules)
-from flows.train_cmd import train  # noqa: E402
+from flows.train_cmd import release_checkpoint_cmd, train  # noqa: E402
 from flows.dft_cmd import dft_app  # noqa: E402
 from flows.lab_cmd import lab_app  # noqa: E402
 from flows.rerun_cmd import rerun_failed_cmd  # noqa: E402
@@ -141,6 +141,7 @@ from flows.deploy_cmd import deploy  # noqa: E402
 
 app.command()(evaluate)
 app.command()(train)
+app.command("release-checkpoint")(release_checkpoint_cmd)
 app.add_typer(dft_app, name="dft")
 app.add_typer(lab_app, name="lab")
 app.command("rerun-failed")(rerun_failed_cmd)

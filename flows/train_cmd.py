@@ -62,3 +62,19 @@ def train(
     except MatloopError as exc:
         fail(exc)
     console.print(f"checkpoint: {path}")
+
+
+def release_checkpoint_cmd(
+    src: Annotated[Path, typer.Argument(help="A checkpoint written by `matloop train`.")],
+    dst: Annotated[Path, typer.Argument(help="Where its release form goes (e.g. models/weights/diffusion.pt).")],
+) -> None:
+    """Strip a checkpoint for shipping: EMA weights only, no optimizer or RNG state (same hash, ~1/4 the size)."""
+    from flows.cli import console, fail
+    from models.checkpoint import load_checkpoint, release_checkpoint
+
+    try:
+        load_checkpoint(src)
+    except (OSError, ValueError, RuntimeError) as exc:  # missing, not a torch file, not a matloop checkpoint
+        fail(ValueError(f"{src}: {exc}"))
+    out = release_checkpoint(src, dst)
+    console.print(f"released {src} -> {out} ({out.stat().st_size / 1e6:.1f} MB)")

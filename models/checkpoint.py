@@ -10,12 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
 FORMAT = "matloop-checkpoint-1"
+WEIGHTS = Path(__file__).parent / "weights"  # the checkpoints that ship with matloop (see MODEL_CARD.md there)
+BUILTIN_KINDS = ("diffusion", "gan")
+_DROPPED_ON_RELEASE = ("optimizer", "rng_state", "state_dict")
 
 
 def state_hash(state: dict[str, torch.Tensor], meta: dict[str, Any]) -> str:
@@ -39,7 +43,37 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
 
 def load_checkpoint(path: Path, map_location: str = "cpu") -> dict[str, Any]:
     """Load a checkpoint safely (``weights_only=True``) and check its format tag."""
-    data = torch.load(Path(path), map_location=map_location, weights_only=True)
+    try:
+        data = torch.load(Path(path), map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:  # not a torch file, truncated, foreign objects
+        raise ValueError(f"{path} is not a readable matloop checkpoint ({type(exc).__name__})") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"{path} is not a matloop checkpoint (format {FORMAT})")
     return data
+
+
+def release_payload(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """``ckpt`` as it ships: the EMA weights only (also as the training weights, so fine-tuning starts from them),
+    no optimizer or RNG state, data files named without the trainer's local folders. The hash is unchanged (it is
+    the EMA weights' and the model's)."""
+    out = {k: v for k, v in ckpt.items() if k not in _DROPPED_ON_RELEASE and k != "format"}
+    out["state_dict"] = ckpt["ema_state_dict"]  # the same tensors: torch.save stores them once
+    out["data_paths"] = [Path(p).name for p in ckpt.get("data_paths", [])]
+    out["history"] = list(ckpt.get("history", []))[-1:]
+    out["released_from"] = {"epoch": ckpt.get("epoch"), "step": ckpt.get("step")}
+    return out
+
+
+def release_checkpoint(src: Path, dst: Path) -> Path:
+    """Write the release form of checkpoint ``src`` to ``dst`` (see :func:`release_payload`)."""
+    return save_checkpoint(dst, release_payload(load_checkpoint(src)))
+
+
+def builtin_checkpoint(kind: str) -> Path:
+    """The shipped checkpoint of generator family ``kind`` (one of :data:`BUILTIN_KINDS`)."""
+    if kind not in BUILTIN_KINDS:
+        raise ValueError(f"no builtin checkpoint for {kind!r}; builtin ones: {', '.join(BUILTIN_KINDS)}")
+    path = WEIGHTS / f"{kind}.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"the builtin {kind} checkpoint is missing from this installation ({path})")
+    return path

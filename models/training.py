@@ -118,8 +118,10 @@ class Trainer:
         self.model.load_state_dict(ckpt["state_dict"])
         self.ema.module.load_state_dict(ckpt["ema_state_dict"])
         self.ema.n_averaged.copy_(ckpt["ema_n_averaged"])
-        self._load_optimizer_state(ckpt["optimizer"])
-        self.generator.set_state(ckpt["rng_state"])
+        if "optimizer" in ckpt:  # a released checkpoint has none: fine-tuning starts a fresh optimizer
+            self._load_optimizer_state(ckpt["optimizer"])
+        if "rng_state" in ckpt:  # ... and its batches come from the train config's seed
+            self.generator.set_state(ckpt["rng_state"])
         self.epoch, self.step, self.history = ckpt["epoch"], ckpt["step"], list(ckpt["history"])
 
     def _batches(self, data: CrystalDataset, replay: CrystalDataset | None):

@@ -66,7 +66,7 @@ def current_checkpoint(cfg: CampaignConfig, summaries: Sequence[tuple[int, dict]
         raise GeneratorError(f"generator.{cfg.generator.name}.checkpoint is not set")
     from tasks.generators.fetch import resolve_checkpoint
 
-    return resolve_checkpoint(options.checkpoint, options.checkpoint_sha256)
+    return resolve_checkpoint(options.checkpoint, options.checkpoint_sha256, cfg.generator.name)
 
 
 def fine_tune_round(checkpoint: Path, found: Sequence[tuple[Structure, dict[str, float]]],

@@ -1,4 +1,5 @@
-"""Checkpoint files behind a generator's ``checkpoint`` setting: a local path, or a URL fetched once.
+"""Checkpoint files behind a generator's ``checkpoint`` setting: ``builtin`` (shipped in the package), a local
+path, or a URL fetched once.
 
 A URL (http, https, file) is downloaded into ``$MATLOOP_CACHE/checkpoints`` (default ``~/.cache/matloop``) under
 its sha256, checked against ``checkpoint_sha256`` and moved into place atomically; later campaigns find it there
@@ -28,9 +29,17 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def resolve_checkpoint(ref: str | Path, sha256: str | None = None) -> Path:
-    """The local file of checkpoint ``ref`` (a path, or a URL fetched once and checked against ``sha256``)."""
+def resolve_checkpoint(ref: str | Path, sha256: str | None = None, kind: str | None = None) -> Path:
+    """The local file of checkpoint ``ref``: ``builtin`` (the shipped checkpoint of generator family ``kind``), a
+    path, or a URL fetched once and checked against ``sha256``."""
     ref = str(ref)
+    if ref == "builtin":
+        from models.checkpoint import builtin_checkpoint
+
+        try:
+            return builtin_checkpoint(str(kind))
+        except (ValueError, FileNotFoundError) as exc:
+            raise GeneratorError(str(exc)) from exc
     if "://" not in ref:
         return Path(ref)
     if sha256 is None:

@@ -36,7 +36,7 @@ class CheckpointGenerator:
             from models.api import load_model
             from tasks.generators.fetch import resolve_checkpoint
 
-            path = resolve_checkpoint(self.options.checkpoint, self.options.checkpoint_sha256)
+            path = resolve_checkpoint(self.options.checkpoint, self.options.checkpoint_sha256, self.kind)
             if not path.is_file():
                 raise GeneratorError(f"{self.name} checkpoint not found: {path}")
             try:
