@@ -117,3 +117,10 @@ class LearnConfig(Strict):
     replay: int = Field(64, ge=0, description="Seed structures of the campaign replayed so the model does not forget "
                         "its base distribution (0: none).")
     replay_fraction: float = Field(0.5, ge=0, lt=1, description="Share of each fine-tuning batch from the replay.")
+    condition_update: bool = Field(True, description="Diffusion/GAN: narrow the next round's property targets to "
+                                   "where the campaign's hits are (an e_above_hull target becomes a formation-energy "
+                                   "range around the hits'); models that do not condition on a property say so in "
+                                   "the round's generator notes.")
+    condition_margin: float = Field(0.2, ge=0, description="Widening of the hits' span, in the property's unit "
+                                    "(eV/atom for energies, eV for band gaps).")
+    condition_min_hits: int = Field(2, ge=1, description="Hits needed before the targets move.")

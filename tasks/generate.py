@@ -60,6 +60,15 @@ def generate_task(store_url: str, campaign_id: str, round_index: int) -> dict:
     cfg: CampaignConfig = store.config(campaign_id)
     conditions = make_conditions(cfg.target, round_index)
     generator_cfg = cfg.generator
+    learned: dict = {}
+    if generator_cfg.name in CHECKPOINT_GENERATORS and cfg.feedback.enabled and cfg.learn.condition_update:
+        from tasks.conditions import campaign_hits, learned_targets
+        from tasks.learn import best_labels
+
+        hits = campaign_hits(best_labels(store.properties(campaign_id)), cfg.evaluate.stability_threshold)
+        targets, learned = learned_targets(conditions.property_targets, hits, cfg.learn.condition_margin,
+                                           cfg.learn.condition_min_hits)
+        conditions = conditions.model_copy(update={"property_targets": targets})
     if generator_cfg.name in CHECKPOINT_GENERATORS:  # the checkpoint the last learn step wrote, if any
         checkpoint = current_checkpoint(cfg, [(r.index, r.summary) for r in store.rounds(campaign_id)], round_index)
         options = getattr(generator_cfg, generator_cfg.name).model_copy(update={"checkpoint": str(checkpoint)})
@@ -72,6 +81,7 @@ def generate_task(store_url: str, campaign_id: str, round_index: int) -> dict:
         get_run_logger().warning("round %d: %s proposed %d of %d candidates%s", round_index, cfg.generator.name,
                                  len(candidates), cfg.generator.n_per_round, f" ({notes})" if notes else "")
     summary = {"generated": len(candidates), "generator": cfg.generator.name,
-               "generated_formulas": dict(Counter(c.formula for c in candidates)), "generator_notes": notes}
+               "generated_formulas": dict(Counter(c.formula for c in candidates)), "generator_notes": notes,
+               **({"conditions_learned": learned} if learned else {})}
     store.save_proposals(campaign_id, round_index, candidates, conditions, summary)
     return {"generated": len(candidates), "start": start, "end": time.time(), "compute_s": compute}

@@ -28,8 +28,9 @@ CHECKPOINT_GENERATORS = ("diffusion", "gan")
 
 
 def best_labels(properties: Sequence[tuple[str, str, float, str, str]]) -> dict[str, dict[str, float]]:
-    """Per candidate hash, ``e_above_hull`` and ``formation_energy_per_atom`` (eV/atom) from the best source:
-    lab > DFT > MLIP; a DFT formation energy shifts the MLIP E_hull by the DFT - MLIP difference."""
+    """Per candidate hash, its properties from the best source: lab > DFT > MLIP (``e_above_hull`` and
+    ``formation_energy_per_atom`` in eV/atom; a DFT formation energy shifts the MLIP E_hull by the DFT - MLIP
+    difference)."""
     by: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
     for h, name, value, _, source in properties:
         by[h][source][name] = value
@@ -42,7 +43,8 @@ def best_labels(properties: Sequence[tuple[str, str, float, str, str]]) -> dict[
         if eh is not None and ef_key in dft and ef_key in mlip:
             eh += dft[ef_key] - mlip[ef_key]
         eh = lab.get("e_above_hull", eh)
-        out[h] = {k: v for k, v in (("e_above_hull", eh), (ef_key, ef)) if v is not None}
+        other = {**mlip, **dft, **lab}  # any other property (band gap, ...): lab > DFT > MLIP
+        out[h] = {**other, **{k: v for k, v in (("e_above_hull", eh), (ef_key, ef)) if v is not None}}
     return out
 
 

@@ -20,6 +20,27 @@ def test_best_labels_prefer_lab_then_dft_corrected_then_mlip():
     labels = best_labels(props)
     assert labels["a"] == pytest.approx({"e_above_hull": 0.1, "formation_energy_per_atom": -1.1})
     assert labels["b"]["e_above_hull"] == 0.0 and labels["c"] == {"e_above_hull": 0.05}
+    gaps = best_labels([("d", "band_gap", 1.0, "eV", "dft"), ("d", "band_gap", 2.0, "eV", "lab")])
+    assert gaps["d"] == {"band_gap": 2.0}
+
+
+def test_targets_move_towards_the_hits_and_stay_inside_the_users_range():
+    from conf.schema import TargetRange
+    from tasks.conditions import campaign_hits, learned_targets
+
+    labels = {"a": {"e_above_hull": 0.0, "formation_energy_per_atom": -2.0, "band_gap": 1.5},
+              "b": {"e_above_hull": 0.05, "formation_energy_per_atom": -1.6, "band_gap": 2.9},
+              "c": {"e_above_hull": 0.4, "formation_energy_per_atom": -0.5, "band_gap": 0.1}}
+    hits = campaign_hits(labels, 0.1)
+    assert len(hits) == 2  # c is above the threshold
+    user = {"e_above_hull": TargetRange(max=0.1), "band_gap": TargetRange(min=1.0, max=3.0)}
+    targets, changed = learned_targets(user, hits, margin=0.2, min_hits=2)
+    assert targets["e_above_hull"] == user["e_above_hull"]  # kept for models conditioned on it
+    assert changed["formation_energy_per_atom"] == pytest.approx([-2.2, -1.4])
+    assert changed["band_gap"] == pytest.approx([1.3, 3.0])  # the hits' span, cut at the user's maximum
+    assert learned_targets(user, hits[:1], 0.2, 2) == (user, {})  # too few hits: nothing moves
+    exact = {"band_gap": TargetRange(value=2.0)}
+    assert learned_targets(exact, hits, 0.2, 1) == (exact, {})  # an exact request is the user's
 
 
 def test_weighted_draw_favours_low_e_hull_and_is_seeded():
@@ -92,7 +113,7 @@ def test_the_next_round_samples_from_the_fine_tuned_checkpoint(prefect_server, t
     # relaxation to learn from samples from the fine-tuned checkpoint
     base = {"generator.name": "diffusion", "generator.n_per_round": 12, "target.max_atoms": 4, "rounds": 3,
             "generator.diffusion": {"checkpoint": str(mgo_diffusion), "steps": 30}, "relax.max_steps": 150,
-            "learn.structures": 16, "learn.epochs": 1}
+            "learn.structures": 16, "learn.epochs": 1, "learn.condition_min_hits": 1}
     runs = {}
     for name, extra in (("on", {}), ("frozen", {"learn.fine_tune": False}), ("off", {"feedback.enabled": False})):
         cfg = micro_config(tmp_path / name, **base, **extra)
@@ -101,6 +122,11 @@ def test_the_next_round_samples_from_the_fine_tuned_checkpoint(prefect_server, t
         runs[name] = (Store(cfg.store_url()), cid)
     off_store, off = runs["off"]
     assert all(r.summary["learn"] == "off (feedback.enabled: false)" for r in off_store.rounds(off))
+    assert not any("conditions_learned" in r.summary for r in off_store.rounds(off))
+    for r in runs["on"][0].rounds(runs["on"][1]):  # a moved target the Mg-O model cannot use is named, not dropped
+        if "conditions_learned" in r.summary:
+            assert list(r.summary["conditions_learned"]) == ["formation_energy_per_atom"]
+            assert "formation_energy_per_atom" in r.summary["generator_notes"]["targets_not_conditioned"]
     store, cid = runs["on"]
     summaries = [r.summary["learn"] for r in store.rounds(cid)]
     assert all(isinstance(s, dict) or s == "no converged relaxation yet" for s in summaries)
