@@ -91,6 +91,17 @@ class AcquisitionConfig(Strict):
         "With feedback.enabled false every function but all chooses at random (the choice must not learn).")
     relax_per_round: int | None = Field(None, ge=1, description="Candidates relaxed per round (required unless "
                                         "function is all).")
+    surrogate: Literal["mlip", "formation_energy", "e_above_hull"] = Field(
+        "mlip", description="How E_hull is predicted: mlip (one single-point energy of each proposal with the "
+        "campaign's MLIP, no relaxation; sigma 0, so lcb and ei rank like greedy), or a random forest trained on "
+        "the campaign's relaxations that learns formation_energy (measured against the hull at the candidate's "
+        "composition) or e_above_hull directly (sigma: the trees' spread).")
+    failed_e_above_hull: float | None = Field(
+        None, ge=0, description="Teach the surrogate that a candidate whose relaxation failed (not converged, "
+        "exploded, error) was this far above the hull (eV/atom), so it learns what fails; null leaves failures out.")
+    inputs: Literal["relaxed", "proposed"] = Field(
+        "relaxed", description="Structures the surrogate learns from for relaxed candidates: their relaxed cells, or "
+        "the proposed cells (what it is asked about at choice time).")
     kappa: float = Field(1.0, ge=0, description="Exploration weight of lcb (in sigmas).")
     diversity: float = Field(0.05, ge=0, description="Acquisition penalty (eV/atom) per candidate of the same "
                              "composition already chosen this round, so one formula does not take the budget.")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 from prefect import task
@@ -24,18 +25,39 @@ from tasks.acquisition.surrogate import EnsembleSurrogate
 from tasks.errors import EvaluationError
 
 
-def rank_candidates(candidates: Sequence[tuple[str, Structure]], train: Sequence[tuple[Structure, float]],
+def rank_candidates(candidates: Sequence[tuple[str, Structure]], train: Sequence[tuple[Structure, float | None]],
                     e_above_hull: Callable[[Composition, float], float], cfg: AcquisitionConfig, target: float,
-                    seed: int) -> list[dict]:
+                    seed: int, screened: np.ndarray | None = None) -> list[dict]:
     """One row per candidate (``hash``, ``function``, ``predicted_e_above_hull``, ``sigma``, ``value``,
-    ``chosen``, ``rank``); ``train``: relaxed structures with formation energies (eV/atom); ``target``: the
-    E_hull expected improvement is measured against (the stability threshold)."""
+    ``chosen``, ``rank``); ``train``: structures with formation energies (eV/atom), None for a candidate whose
+    relaxation failed (labelled ``cfg.failed_e_above_hull`` above the hull, or left out); ``target``: the E_hull
+    expected improvement is measured against (the stability threshold); ``screened``: the candidates' MLIP
+    single-point E_hull (needed by ``cfg.surrogate`` mlip, which uses it as the prediction, sigma 0)."""
     if not candidates:
         return []
     structures = [s for _, s in candidates]
-    model = EnsembleSurrogate(trees=cfg.ensemble, seed=seed).fit([s for s, _ in train], [e for _, e in train])
-    mu_ef, sigma = model.predict(structures)
-    mu = np.array([e_above_hull(s.composition, float(m)) for s, m in zip(structures, mu_ef)])
+    if cfg.surrogate == "mlip":
+        if screened is None or len(screened) != len(candidates):
+            raise EvaluationError("acquisition.surrogate mlip needs a single-point E_hull for every candidate")
+        mu, sigma = np.asarray(screened, dtype=float), np.zeros(len(candidates))
+        return _choose(candidates, structures, mu, sigma, cfg, target, seed)
+    model = EnsembleSurrogate(trees=cfg.ensemble, seed=seed)
+    penalty = cfg.failed_e_above_hull
+    if penalty is None:
+        train = [(s, e) for s, e in train if e is not None]
+    if cfg.surrogate == "e_above_hull":  # learn the distance to the hull itself: bounded, composition-smooth
+        model.fit([s for s, _ in train], [penalty if e is None else e_above_hull(s.composition, e) for s, e in train])
+        mu, sigma = model.predict(structures)
+    else:  # learn the formation energy, measure it against the hull at the candidate's composition
+        # a failed relaxation: the formation energy `penalty` above the hull (E_hull is linear in E_form)
+        model.fit([s for s, _ in train], [penalty - e_above_hull(s.composition, 0.0) if e is None else e
+                                          for s, e in train])
+        mu_ef, sigma = model.predict(structures)
+        mu = np.array([e_above_hull(s.composition, float(m)) for s, m in zip(structures, mu_ef)])
+    return _choose(candidates, structures, mu, sigma, cfg, target, seed)
+
+
+def _choose(candidates, structures, mu, sigma, cfg: AcquisitionConfig, target: float, seed: int) -> list[dict]:
     values = acquisition_values(mu, sigma, cfg.function, kappa=cfg.kappa, target=target, seed=seed)
     picked = select(values, [s.composition.reduced_formula for s in structures], cfg.relax_per_round or 0,
                     cfg.diversity)
@@ -55,23 +77,24 @@ def campaign_hull(references: Sequence[tuple[str, float]], candidates: Sequence[
     return ReferenceHull(entries)
 
 
-@task(name="acquire")
-def acquire_task(store_url: str, campaign_id: str, round_index: int, references_relaxed: int = 0) -> dict:
-    """Rank the round's accepted candidates and store which are relaxed."""
+class TrainingSet(NamedTuple):
+    """What a campaign's surrogate learns from: structures with MLIP formation energies (eV/atom; None for a
+    candidate whose relaxation failed), and the hull its predictions are measured against."""
+
+    train: list[tuple[Structure, float | None]]
+    hull: Any  # tasks.metrics.hull.ReferenceHull
+    elemental: dict[str, float]  # eV/atom: turns the campaign's MLIP energies into formation energies
+
+
+def campaign_training_set(store, campaign_id: str, candidates: bool = True) -> TrainingSet:
+    """The campaign's relaxed known phases (and, with ``candidates``, its converged candidates) with formation
+    energies, and its hull (the reference table when configured, else the campaign's own)."""
     from tasks.candidate import structure_from_json
     from tasks.evaluate import mlip_elemental_energies
-    from tasks.generate import round_seed
     from tasks.metrics.hull import formation_energy_per_atom, load_elemental_references, load_reference_hull
     from tasks.relax import relax_context
-    from tasks.store import Store
 
-    start = time.time()
-    store = Store(store_url)
     cfg, spec, shash = relax_context(store, campaign_id)
-    acq = cfg.acquisition
-    if acq.function == "all":
-        store.advance_round(campaign_id, round_index, "acquired", {"acquisition": "all"})
-        return {"start": start, "end": time.time(), "compute_s": 0.0}
     known = store.known_phase_seeds(campaign_id)
     refs = [(row.formula, row.energy_per_atom, row.final_structure) for h, row in
             store.reference_energies(spec.identity, shash).items() if h in known and row.status == "converged"]
@@ -87,25 +110,59 @@ def acquire_task(store_url: str, campaign_id: str, round_index: int, references_
             continue
         train.append((structure_from_json(js), ef))
         ref_ef.append((formula, ef))
-    eform = {h: v for h, name, v, _, source in store.properties(campaign_id)
-             if name == "formation_energy_per_atom" and source == "mlip"}
     cand_ef = []
-    for c, rel in store.relaxations(campaign_id, spec.identity, shash):
-        if rel.status == "converged" and c.hash in eform:
-            train.append((structure_from_json(rel.final_structure), eform[c.hash]))
-            cand_ef.append((c.formula, eform[c.hash]))
+    if candidates:
+        eform = {h: v for h, name, v, _, source in store.properties(campaign_id)
+                 if name == "formation_energy_per_atom" and source == "mlip"}
+        proposed_inputs = cfg.acquisition.inputs == "proposed"
+        for c, rel in store.relaxations(campaign_id, spec.identity, shash):
+            if rel.status == "converged" and c.hash in eform:
+                train.append((structure_from_json(c.structure if proposed_inputs else rel.final_structure),
+                              eform[c.hash]))
+                cand_ef.append((c.formula, eform[c.hash]))
+            elif rel.status != "converged":  # a failure: labelled by acquisition.failed_e_above_hull, or left out
+                train.append((structure_from_json(c.structure), None))
     hull = (load_reference_hull(ev.reference_hull) if ev.reference_hull is not None
             else campaign_hull(ref_ef, cand_ef, cfg.target.chemical_system))
+    return TrainingSet(train, hull, elemental)
+
+
+@task(name="acquire")
+def acquire_task(store_url: str, campaign_id: str, round_index: int, references_relaxed: int = 0) -> dict:
+    """Rank the round's accepted candidates and store which are relaxed."""
+    from tasks.generate import round_seed
+    from tasks.store import Store
+
+    start = time.time()
+    store = Store(store_url)
+    cfg = store.config(campaign_id)
+    acq = cfg.acquisition
+    if acq.function == "all":
+        store.advance_round(campaign_id, round_index, "acquired", {"acquisition": "all"})
+        return {"start": start, "end": time.time(), "compute_s": 0.0}
+    train, hull, elemental = campaign_training_set(store, campaign_id)
     if not cfg.feedback.enabled:  # the control: what is relaxed does not depend on the campaign's results
         acq = acq.model_copy(update={"function": "random"})
     accepted = [(c.hash, c.structure) for c in store.accepted(campaign_id, round_index)]
-    if accepted and not train:
+    if accepted and not any(e is not None for _, e in train):
         raise EvaluationError("acquisition has nothing to learn from: no known phase or candidate of the campaign "
                               "has a converged relaxation with a formation energy (check the known phases' relaxations)")
-    rows = rank_candidates(accepted, train, hull.e_above_hull, acq, ev.stability_threshold,
-                           round_seed(cfg.seed, round_index))
+    screened = None
+    if acq.surrogate == "mlip" and accepted:  # one single point per proposal with the campaign's own MLIP
+        from tasks.acquisition.screen import screened_e_above_hull, single_point_energies
+        from tasks.mlip import load_calculator
+        from tasks.relax import relax_context
+
+        structures = [s for _, s in accepted]
+        calc = load_calculator(relax_context(store, campaign_id).spec)
+        screened = screened_e_above_hull(structures, single_point_energies(structures, calc), elemental,
+                                         hull.e_above_hull)
+    rows = rank_candidates(accepted, train, hull.e_above_hull, acq, cfg.evaluate.stability_threshold,
+                           round_seed(cfg.seed, round_index), screened)
     chosen = sorted((r for r in rows if r["chosen"]), key=lambda r: r["rank"])
-    summary = {"acquisition": acq.function if cfg.feedback.enabled else "random (feedback.enabled: false)", "references_relaxed_first": references_relaxed, "ranked": len(rows), "chosen": len(chosen), "surrogate_train": len(train),
+    summary = {"acquisition": acq.function if cfg.feedback.enabled else "random (feedback.enabled: false)",
+               "references_relaxed_first": references_relaxed, "ranked": len(rows), "chosen": len(chosen),
+               "surrogate": acq.surrogate, "surrogate_train": len(train),
                "predicted_best_e_above_hull": min((r["predicted_e_above_hull"] for r in chosen), default=None)}
     store.save_acquisition(campaign_id, round_index, rows, summary)
     return {**summary, "start": start, "end": time.time(), "compute_s": time.time() - start}

@@ -9,6 +9,7 @@ from conf.loop import AcquisitionConfig
 from tasks.acquire import campaign_hull, rank_candidates
 from tasks.acquisition.functions import acquisition_values, select
 from tasks.acquisition.surrogate import EnsembleSurrogate
+from tasks.errors import EvaluationError
 
 
 def test_lcb_prefers_the_uncertain_candidate_at_equal_mean():
@@ -61,12 +62,59 @@ def test_rank_candidates_chooses_by_predicted_e_hull_and_records_every_candidate
     train = [(_rocksalt(2.1), -3.0), (_rocksalt(2.1, ("Mg", "Mg")), 0.0), (_rocksalt(2.1, ("O", "O")), 0.0)]
     cands = [("mgo", _rocksalt(2.12)), ("mg", _rocksalt(2.5, ("Mg", "Mg"))),
              ("mgo2", Structure(Lattice.cubic(3.0), ["Mg", "O", "O"], [[0, 0, 0], [.5, .5, .5], [.5, 0, 0]]))]
-    cfg = AcquisitionConfig(function="greedy", relax_per_round=1)
+    cfg = AcquisitionConfig(function="greedy", relax_per_round=1, surrogate="formation_energy")
     rows = rank_candidates(cands, train, hull.e_above_hull, cfg, target=0.1, seed=0)
     assert [r["hash"] for r in rows] == ["mgo", "mg", "mgo2"] and sum(r["chosen"] for r in rows) == 1
     best = min(rows, key=lambda r: r["predicted_e_above_hull"])
     assert best["chosen"] and best["rank"] == 0 and all(r["sigma"] >= 0 for r in rows)
     assert hull.e_above_hull(Composition("MgO"), -3.0) == pytest.approx(0.0)
+
+
+def test_failed_relaxations_teach_the_surrogate_what_to_avoid():
+    hull = campaign_hull([("MgO", -3.0)], [], ["Mg", "O"])
+    squeezed = [_rocksalt(a) for a in (1.50, 1.55, 1.60)]  # proposed cells whose relaxations failed
+    train = [(_rocksalt(a), -3.0) for a in (2.10, 2.12, 2.14)] + [(s, None) for s in squeezed]
+    cands = [("squeezed", _rocksalt(1.52)), ("ok", _rocksalt(2.11))]
+    for surrogate in ("formation_energy", "e_above_hull"):
+        left_out = AcquisitionConfig(function="greedy", relax_per_round=1, surrogate=surrogate)
+        taught = left_out.model_copy(update={"failed_e_above_hull": 0.5})
+        before = {r["hash"]: r["predicted_e_above_hull"] for r in rank_candidates(cands, train, hull.e_above_hull,
+                                                                                   left_out, 0.1, 0)}
+        after = {r["hash"]: r["predicted_e_above_hull"] for r in rank_candidates(cands, train, hull.e_above_hull,
+                                                                                  taught, 0.1, 0)}
+        assert before["squeezed"] == pytest.approx(0.0, abs=0.05)  # without failures it looks like MgO
+        assert after["squeezed"] == pytest.approx(0.5, abs=0.1) and after["ok"] == pytest.approx(0.0, abs=0.1)
+
+
+def test_the_mlip_screen_ranks_proposals_by_their_single_point_e_hull():
+    from chgnet.model import CHGNet
+    from chgnet.model.dynamics import CHGNetCalculator
+
+    from tasks.acquisition.screen import UNSCREENABLE, screened_e_above_hull, single_point_energies
+
+    hull = campaign_hull([("MgO", -3.0)], [], ["Mg", "O"])
+    calc = CHGNetCalculator(model=CHGNet.load(verbose=False), use_device="cpu")
+    cells = [_rocksalt(2.11), _rocksalt(1.60), _rocksalt(2.11, ("Mg", "Mg"))]
+    energies = single_point_energies(cells, calc)
+    assert np.isfinite(energies).all() and energies[1] > energies[0]  # squeezed MgO is far higher in energy
+
+    class Broken:  # a calculator that cannot evaluate a cell
+        def get_potential_energy(self, atoms=None, force_consistent=False):
+            raise RuntimeError("no neighbours")
+
+    assert np.isnan(single_point_energies(cells[:1], Broken())).all()
+    mg_ref = float(energies[2])
+    o_ref = float(single_point_energies([Structure(Lattice.cubic(12.0), ["O", "O"], [[0.5, 0.5, 0.5],
+                                                                                   [0.5, 0.5, 0.6]])], calc)[0])
+    ehull = screened_e_above_hull(cells[:2] + cells[:1], np.array([*energies[:2], np.nan]), {"Mg": mg_ref,
+                                  "O": o_ref}, hull.e_above_hull)
+    assert ehull[1] > ehull[0] and ehull[2] == UNSCREENABLE
+    cfg = AcquisitionConfig(function="lcb", relax_per_round=1)
+    assert cfg.surrogate == "mlip"
+    rows = rank_candidates([("ok", cells[0]), ("squeezed", cells[1])], [], hull.e_above_hull, cfg, 0.1, 0, ehull[:2])
+    assert [r["hash"] for r in rows if r["chosen"]] == ["ok"] and all(r["sigma"] == 0 for r in rows)
+    with pytest.raises(EvaluationError, match="single-point"):
+        rank_candidates([("ok", cells[0])], [], hull.e_above_hull, cfg, 0.1, 0)
 
 
 def test_acquisition_config_needs_a_count():
