@@ -51,6 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--run", type=Path, required=True, help="A discovery run's -relaxations.csv.gz (judged kinds).")
     p.add_argument("--store", type=Path, default=ROOT / "campaigns/discovery/discovery.db")
     p.add_argument("--systems", help="Comma-separated; default every system of the run.")
+    p.add_argument("--generators", help="Comma-separated: pool only these generators' candidates (default: all).")
     p.add_argument("--strategies", default=",".join(STRATEGIES), help=f"From {', '.join(STRATEGIES)}.")
     p.add_argument("--reps", type=int, default=40, help="Simulated campaigns per system and strategy.")
     p.add_argument("--rounds", type=int, default=3)
@@ -135,6 +136,8 @@ def main(argv=None) -> dict:
 
     store = Store(f"sqlite:///{args.store.resolve()}")
     judged = pd.read_csv(args.run, usecols=["hash", "kind", "system", "generator", "learning", "seed"])
+    if args.generators:
+        judged = judged[judged["generator"].isin(args.generators.split(","))]
     systems = args.systems.split(",") if args.systems else sorted(judged["system"].unique())
     strategies = args.strategies.split(",")
     t0, results = time.perf_counter(), []
@@ -171,6 +174,7 @@ def main(argv=None) -> dict:
                             check=False).stdout.strip() or "unknown"
     out = args.out or ROOT / f"benchmarks/results/acquisition-{commit}.json"
     doc = {"benchmark": "acquisition (retrospective)", "commit": commit, "run": args.run.name, "reps": args.reps,
+           "generators": args.generators or "all",
            "rounds": args.rounds, "batch": args.batch, "choose": args.choose, "wall_s": time.perf_counter() - t0,
            "overall": overall, "results": results}
     out.write_text(json.dumps(doc, indent=1))
