@@ -46,7 +46,8 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> dict[str, Any]:
     try:
         data = torch.load(Path(path), map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:  # not a torch file, truncated, foreign objects
-        raise ValueError(f"{path} is not a readable matloop checkpoint ({type(exc).__name__})") from exc
+        raise ValueError(f"{path} is not a readable matloop checkpoint ({type(exc).__name__}: refused or unreadable "
+                         "under weights_only loading)") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"{path} is not a matloop checkpoint (format {FORMAT})")
     return data

@@ -60,6 +60,14 @@ def test_rerun_failed_relaxations_through_the_cli(prefect_server, tmp_path, tiny
                for h in failed)
     refs = store.reference_energies(spec.identity, shash)
     assert all(refs[h].settings_hash.endswith("-r1") for h in refs_failed)  # failed known phases rerun too
+    if any(refs[h].status != "converged" for h in refs_failed):
+        # the tiny MACE occasionally leaves the O2 reference unconverged (about 1 run in 10): a second rerun
+        # with the campaign's own MLIP, as a user would do, is attempt 2
+        res = CliRunner().invoke(app, ["rerun-failed", cid, "--set", "relax.max_steps=600", "--store",
+                                       cfg.store_url()])
+        assert res.exit_code == 0, res.output
+        refs = store.reference_energies(spec.identity, shash)
+        assert all(refs[h].status == "converged" for h in refs_failed), res.output
     evaluate_task.fn(cfg.store_url(), cid, 0)  # what the next round's evaluation does
     ehull = {h for h, name, *_ in store.properties(cid) if name == "e_above_hull"}
     assert {h for h in failed if after[h].status == "converged"} <= ehull
