@@ -1,7 +1,10 @@
 """Acquisition step: which accepted candidates of a round are relaxed.
 
-With ``acquisition.function: all`` every accepted candidate is relaxed (the step only records that). Otherwise an
-:class:`~tasks.acquisition.surrogate.EnsembleSurrogate` is trained on the campaign's relaxed known phases and
+With ``acquisition.function: all`` every accepted candidate is relaxed (the step only records that). Otherwise, with
+``acquisition.surrogate: mlip`` (the default), each accepted candidate gets one single-point energy from the
+campaign's MLIP and its E_hull against the campaign's hull is the prediction (sigma 0; tasks/acquisition/screen.py).
+With ``surrogate: formation_energy | e_above_hull`` an :class:`~tasks.acquisition.surrogate.EnsembleSurrogate` is
+trained on the campaign's relaxed known phases and
 candidates (their MLIP formation energies), predicts each accepted candidate's formation energy with an
 uncertainty, turns it into a predicted E_hull against the campaign's hull (the reference table when configured,
 else the self-consistent one), and ``relax_per_round`` candidates are chosen by the acquisition function with a
@@ -84,11 +87,13 @@ class TrainingSet(NamedTuple):
     train: list[tuple[Structure, float | None]]
     hull: Any  # tasks.metrics.hull.ReferenceHull
     elemental: dict[str, float]  # eV/atom: turns the campaign's MLIP energies into formation energies
+    spec: Any  # tasks.mlip.MLIPSpec: the campaign's MLIP (the screen's single points use it)
 
 
-def campaign_training_set(store, campaign_id: str, candidates: bool = True) -> TrainingSet:
+def campaign_training_set(store, campaign_id: str, candidates: bool = True, structures: bool = True) -> TrainingSet:
     """The campaign's relaxed known phases (and, with ``candidates``, its converged candidates) with formation
-    energies, and its hull (the reference table when configured, else the campaign's own)."""
+    energies, and its hull (the reference table when configured, else the campaign's own). Without ``structures``
+    ``train`` stays empty (the MLIP screen needs only the hull and the elemental energies)."""
     from tasks.candidate import structure_from_json
     from tasks.evaluate import mlip_elemental_energies
     from tasks.metrics.hull import formation_energy_per_atom, load_elemental_references, load_reference_hull
@@ -108,7 +113,8 @@ def campaign_training_set(store, campaign_id: str, candidates: bool = True) -> T
             ef = formation_energy_per_atom(Composition(formula), epa, elemental)
         except EvaluationError:  # an element without a reference energy: not a training point
             continue
-        train.append((structure_from_json(js), ef))
+        if structures:
+            train.append((structure_from_json(js), ef))
         ref_ef.append((formula, ef))
     cand_ef = []
     if candidates:
@@ -117,14 +123,15 @@ def campaign_training_set(store, campaign_id: str, candidates: bool = True) -> T
         proposed_inputs = cfg.acquisition.inputs == "proposed"
         for c, rel in store.relaxations(campaign_id, spec.identity, shash):
             if rel.status == "converged" and c.hash in eform:
-                train.append((structure_from_json(c.structure if proposed_inputs else rel.final_structure),
-                              eform[c.hash]))
+                if structures:
+                    train.append((structure_from_json(c.structure if proposed_inputs else rel.final_structure),
+                                  eform[c.hash]))
                 cand_ef.append((c.formula, eform[c.hash]))
-            elif rel.status != "converged":  # a failure: labelled by acquisition.failed_e_above_hull, or left out
+            elif rel.status != "converged" and structures:  # a failure: by acquisition.failed_e_above_hull or out
                 train.append((structure_from_json(c.structure), None))
     hull = (load_reference_hull(ev.reference_hull) if ev.reference_hull is not None
             else campaign_hull(ref_ef, cand_ef, cfg.target.chemical_system))
-    return TrainingSet(train, hull, elemental)
+    return TrainingSet(train, hull, elemental, spec)
 
 
 @task(name="acquire")
@@ -140,29 +147,34 @@ def acquire_task(store_url: str, campaign_id: str, round_index: int, references_
     if acq.function == "all":
         store.advance_round(campaign_id, round_index, "acquired", {"acquisition": "all"})
         return {"start": start, "end": time.time(), "compute_s": 0.0}
-    train, hull, elemental = campaign_training_set(store, campaign_id)
     if not cfg.feedback.enabled:  # the control: what is relaxed does not depend on the campaign's results
         acq = acq.model_copy(update={"function": "random"})
+    screen = acq.surrogate == "mlip"  # the control still screens: its record says what acquisition would pick
+    train, hull, elemental, spec = campaign_training_set(store, campaign_id, structures=not screen)
     accepted = [(c.hash, c.structure) for c in store.accepted(campaign_id, round_index)]
-    if accepted and not any(e is not None for _, e in train):
-        raise EvaluationError("acquisition has nothing to learn from: no known phase or candidate of the campaign "
-                              "has a converged relaxation with a formation energy (check the known phases' relaxations)")
+    if accepted and not screen and not any(e is not None for _, e in train):
+        raise EvaluationError("acquisition has nothing to learn from: no known phase or candidate of the campaign has "
+                              "a converged relaxation with a formation energy (check the known phases' relaxations)")
+    missing = sorted(set(cfg.target.chemical_system) - set(elemental))
+    if accepted and screen and missing:
+        raise EvaluationError(f"the MLIP screen needs an energy per atom for every element of the target; missing: "
+                              f"{', '.join(missing)} (check the elemental phases' relaxations or "
+                              "evaluate.elemental_references)")
     screened = None
-    if acq.surrogate == "mlip" and accepted:  # one single point per proposal with the campaign's own MLIP
+    if screen and accepted:  # one single point per proposal with the campaign's own MLIP
         from tasks.acquisition.screen import screened_e_above_hull, single_point_energies
         from tasks.mlip import load_calculator
-        from tasks.relax import relax_context
 
         structures = [s for _, s in accepted]
-        calc = load_calculator(relax_context(store, campaign_id).spec)
-        screened = screened_e_above_hull(structures, single_point_energies(structures, calc), elemental,
-                                         hull.e_above_hull)
+        screened = screened_e_above_hull(structures, single_point_energies(structures, load_calculator(spec)),
+                                         elemental, hull.e_above_hull)
     rows = rank_candidates(accepted, train, hull.e_above_hull, acq, cfg.evaluate.stability_threshold,
                            round_seed(cfg.seed, round_index), screened)
     chosen = sorted((r for r in rows if r["chosen"]), key=lambda r: r["rank"])
     summary = {"acquisition": acq.function if cfg.feedback.enabled else "random (feedback.enabled: false)",
                "references_relaxed_first": references_relaxed, "ranked": len(rows), "chosen": len(chosen),
-               "surrogate": acq.surrogate, "surrogate_train": len(train),
+               "surrogate": acq.surrogate, "surrogate_train": None if screen else len(train),
+               "screened": len(screened) if screened is not None else 0,
                "predicted_best_e_above_hull": min((r["predicted_e_above_hull"] for r in chosen), default=None)}
     store.save_acquisition(campaign_id, round_index, rows, summary)
     return {**summary, "start": start, "end": time.time(), "compute_s": time.time() - start}
