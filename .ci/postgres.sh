@@ -11,8 +11,11 @@ if [ -z "$(pg_lsclusters -h | awk -v v="$version" '$1==v && $2=="main"')" ]; the
 fi
 pg_ctlcluster "$version" main start >/dev/null 2>&1 || true
 for _ in $(seq 30); do su postgres -c "pg_isready -q" && break; sleep 1; done
+# a password unlike any other word of the output, so the tests can check that it is never printed or stored
+password="pg-S3cret-7c1f"
 su postgres -c "psql -tAc \"select 1 from pg_roles where rolname='matloop'\"" | grep -q 1 \
-  || su postgres -c "psql -qc \"create role matloop login password 'matloop'\""
+  || su postgres -c "psql -qc \"create role matloop login\""
+su postgres -c "psql -qc \"alter role matloop password '$password'\""
 su postgres -c "psql -tAc \"select 1 from pg_database where datname='matloop_test'\"" | grep -q 1 \
   || su postgres -c "psql -qc \"create database matloop_test owner matloop\""
-echo "postgresql+psycopg://matloop:matloop@127.0.0.1:5432/matloop_test"
+echo "postgresql+psycopg://matloop:$password@127.0.0.1:5432/matloop_test"

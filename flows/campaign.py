@@ -229,8 +229,8 @@ def run_campaign(store_url: str, campaign_id: str, task_runner=None) -> dict:
     ``task_runner`` (default: the one ``runner`` configures) may be a :class:`SharedProcessPool` the caller has
     entered already: its workers, and the MLIP each loaded, then serve many campaigns in turn.
     """
-    store = Store(store_url)
+    store = Store(store_url)  # the flow's parameter is the URL without its password (kept in the environment)
     cfg = store.config(campaign_id)
     store.extend_rounds(campaign_id, cfg.rounds)
     runner = task_runner if task_runner is not None else make_task_runner(cfg.runner)
-    return discovery_campaign.with_options(task_runner=runner)(store_url, campaign_id)
+    return discovery_campaign.with_options(task_runner=runner)(store.url, campaign_id)

@@ -26,8 +26,14 @@ StoreOpt = Annotated[str | None, typer.Option("--store",
                                               help="Store URL (default: MATLOOP_STORE_URL or the config's).")]
 
 
-def _store_url(store: str | None, config: Path | None) -> str:
-    return store or os.environ.get("MATLOOP_STORE_URL") or load_config(config).store_url()
+def _store_url(store: str | None, config: Path | None, existing: bool = True) -> str:
+    """The store named by ``--store``, MATLOOP_STORE_URL or the config, without its password (kept in this
+    process's environment only, see tasks/store/secrets.py); with ``existing`` it must exist already."""
+    from tasks.store import adopt_credentials
+    from tasks.store.engine import require_store
+
+    url = adopt_credentials(store or os.environ.get("MATLOOP_STORE_URL") or load_config(config).store_url())
+    return require_store(url) if existing else url
 
 
 def fail(exc: Exception) -> None:
@@ -58,9 +64,9 @@ def run(config: ConfigOpt = None,
             Store(url).campaign(cid)
         else:
             cfg = load_config(config, set_ or [])
-            url = store or cfg.store_url()
-            if store:
-                cfg = cfg.model_copy(update={"store": cfg.store.model_copy(update={"url": store})})
+            url = _store_url(store or cfg.store_url(), None, existing=False)
+            if url != cfg.store_url():  # --store, or a password moved out of the config's URL
+                cfg = cfg.model_copy(update={"store": cfg.store.model_copy(update={"url": url})})
             cid = start_campaign(cfg)
             console.print(f"campaign [bold]{cid}[/bold] created in {url}")
     except (ConfigError, MatloopError) as exc:

@@ -21,7 +21,7 @@ def _fmt(x: object, digits: int = 3) -> str:
 
 def campaign_table(url: str) -> Table:
     store = Store(url)
-    table = Table(title=f"campaigns in {url}")
+    table = Table(title=f"campaigns in {store.url}")
     for col in ("id", "name", "status", "rounds", "candidates", "relaxed", "stable new", "best new E_hull (eV/atom)",
                 "MLIP", "created"):
         table.add_column(col)

@@ -45,5 +45,10 @@ def test_empty_seed_set_fails_before_anything_is_written(config_file, tmp_path):
 
 
 def test_resume_of_unknown_campaign(config_file, tmp_path):
-    res = CliRunner().invoke(app, ["run", "--config", str(config_file), "--resume", "deadbeef", "--no-progress"])
+    args = ["run", "--config", str(config_file), "--resume", "deadbeef", "--no-progress"]
+    res = CliRunner().invoke(app, args)
+    db = tmp_path / "out" / "matloop.db"
+    assert res.exit_code == 2 and f"no store at {db}" in res.output.replace("\n", "") and not db.exists()
+    Store(f"sqlite:///{db}").campaigns()  # an empty store
+    res = CliRunner().invoke(app, args)
     assert res.exit_code == 2 and "unknown campaign 'deadbeef'" in res.output

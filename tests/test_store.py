@@ -12,6 +12,7 @@ from tasks.results import FilterVerdict, Rejection
 from tasks.seeds import Seed, SeedSet
 from tasks.store import Store, get_engine, round_reached, transaction
 from tasks.store.tables import CandidateRow, ProposalRow, VerdictRow
+from tasks.store.secrets import without_password
 from tests.conftest import fresh_postgres_url, micro_config
 
 
@@ -40,7 +41,8 @@ def store_and_campaign(tmp_path, store_url):
 
 def test_campaign_rounds_and_seeds(store_and_campaign):
     store, cid, cfg = store_and_campaign
-    assert store.campaign(cid).status == "created" and store.config(cid) == cfg
+    stored = cfg.model_copy(update={"store": cfg.store.model_copy(update={"url": without_password(cfg.store_url())})})
+    assert store.campaign(cid).status == "created" and store.config(cid) == stored  # never its password
     assert [r.status for r in store.rounds(cid)] == ["pending", "pending"]
     assert [s.id for s in store.seed_set(cid).known_phases] == ["mg"]
     with pytest.raises(StoreError, match="unknown campaign 'nope'"):

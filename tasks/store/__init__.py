@@ -6,16 +6,18 @@ from tasks.store.engine import get_engine, transaction
 from tasks.store.lab_repo import LabRepo
 from tasks.store.repo import ROUND_STATES, CampaignRepo, round_reached
 from tasks.store.results_repo import ResultsRepo
+from tasks.store.secrets import adopt_credentials, public_url
 
 
 class Store(CampaignRepo, ResultsRepo, DFTRepo, LabRepo, AcquisitionRepo):
     """Access to one store (an SQLAlchemy URL). Holds no connection, so it pickles to task workers."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
+        self.url = adopt_credentials(url)  # its password (if any) lives in the environment, never in self.url
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
 
 
-__all__ = ["DFT_STATES", "DFT_TERMINAL", "ROUND_STATES", "Store", "get_engine", "round_reached", "transaction"]
+__all__ = ["DFT_STATES", "DFT_TERMINAL", "ROUND_STATES", "Store", "adopt_credentials", "get_engine", "public_url",
+           "round_reached", "transaction"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -10,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from tasks.errors import StoreError
+from tasks.store.secrets import connect_url, public_url
 from tasks.store.tables import Base
 
 DIALECTS = ("sqlite", "postgresql")
@@ -28,14 +30,24 @@ def get_engine(url: str) -> Engine:
     SQLite files get WAL journaling, a 60 s busy timeout and foreign keys, so relaxation workers in other
     processes can write while the campaign reads.
     """
-    dialect = url.split(":", 1)[0].split("+", 1)[0]
+    target = connect_url(url)
+    dialect = target.get_backend_name()
     if dialect not in DIALECTS:
-        raise StoreError(f"unsupported store URL {url!r}; allowed dialects: {', '.join(DIALECTS)}")
+        raise StoreError(f"unsupported store URL {public_url(url)!r}; allowed dialects: {', '.join(DIALECTS)}")
     if dialect == "sqlite":
-        path = url.split("///", 1)[-1]
+        path = target.database
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 60})
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"store {url}: cannot create its folder {Path(path).parent} "
+                                 f"({exc.strerror or exc})") from None
+            if not os.access(Path(path).parent, os.W_OK) or (Path(path).exists() and not os.access(path, os.W_OK)):
+                raise StoreError(f"store {url}: {path} is not writable")
+            if Path(path).is_file() and Path(path).stat().st_size == 0:  # sqlite would silently start afresh
+                raise StoreError(f"store file {path} is empty (0 bytes): it is damaged or not a matloop store; "
+                                 "move it away to start a new store there")
+        engine = create_engine(target, connect_args={"timeout": 60})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -46,9 +58,27 @@ def get_engine(url: str) -> Engine:
             cur.execute("PRAGMA busy_timeout=60000")
             cur.close()
     else:
-        engine = create_engine(url, pool_pre_ping=True)
-    _create_tables(engine)
+        engine = create_engine(target, pool_pre_ping=True)
+    try:
+        _create_tables(engine)
+    except DatabaseError as exc:
+        engine.dispose()
+        if dialect == "sqlite":
+            raise StoreError(f"store file {target.database} is damaged or not an SQLite database "
+                             f"({str(exc.orig).strip()}); restore it from a backup or move it away") from None
+        raise StoreError(f"store {public_url(url)}: {str(exc.orig).strip()}") from None
     return engine
+
+
+def require_store(url: str) -> str:
+    """``url``, if its store exists: a read-only command must not create an empty SQLite file (a server database
+    is checked when it is opened)."""
+    target = connect_url(url)
+    if target.get_backend_name() == "sqlite" and target.database not in (None, "", ":memory:"):
+        if not Path(target.database).is_file():
+            raise StoreError(f"no store at {target.database} (start a campaign with `matloop run`, or name the "
+                             "store with --store or MATLOOP_STORE_URL)")
+    return url
 
 
 def _create_tables(engine: Engine, attempts: int = 5) -> None:

@@ -22,6 +22,7 @@ from tasks.errors import StoreError
 from tasks.results import Conditions, FilterVerdict, RoundFeedback
 from tasks.seeds import Seed, SeedSet
 from tasks.store.engine import insert_ignore, transaction
+from tasks.store.secrets import without_password
 from tasks.store.tables import CampaignRow, CandidateRow, ProposalRow, RoundRow, SeedRow, VerdictRow
 
 ROUND_STATES = ("pending", "generated", "filtered", "acquired", "relaxed", "evaluated", "dft", "learned",
@@ -45,6 +46,8 @@ class CampaignRepo:
         """Write the campaign, its rounds and its seeds in one transaction; returns the campaign id."""
         cid = uuid.uuid4().hex[:10]
         config = cfg.model_dump(mode="json")
+        if config["store"]["url"]:  # a password is never persisted (tasks/store/secrets.py)
+            config["store"]["url"] = without_password(config["store"]["url"])
         chash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
         cdir = (Path(cfg.output_dir) / cid).resolve()
         known = {s.id for s in seeds.known_phases}
