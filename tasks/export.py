@@ -21,6 +21,17 @@ def select_candidates(store: Store, cid: str, top: int | None, include_unrelaxed
     return df.head(top) if top else df
 
 
+def extxyz_info(row: dict) -> dict:
+    """A candidate row as extended-XYZ frame info: no empty value (written as ``key=``, ASE would read the next
+    pair as its value), no missing number, numpy scalars as Python ones."""
+    info = {}
+    for key, value in row.items():
+        if key == "Index" or value is None or (isinstance(value, float) and pd.isna(value)) or value == "":
+            continue
+        info[key] = value.item() if hasattr(value, "item") else value
+    return info
+
+
 def export_candidates(store: Store, cid: str, fmt: str, out: Path, top: int | None = None,
                       include_unrelaxed: bool = False) -> list[Path]:
     """Write candidates to ``out`` in ``fmt`` (one of :data:`FORMATS`); relaxed structures where available.
@@ -52,8 +63,7 @@ def export_candidates(store: Store, cid: str, fmt: str, out: Path, top: int | No
     frames = []
     for row in df.itertuples():
         atoms = AseAtomsAdaptor.get_atoms(structures[row.hash])
-        atoms.info.update({k: v for k, v in row._asdict().items()
-                           if k != "Index" and v is not None and not (isinstance(v, float) and pd.isna(v))})
+        atoms.info.update(extxyz_info(row._asdict()))
         atoms.info["relaxed"] = row.hash in relaxed
         frames.append(atoms)
     path = out / f"{cid}_candidates.extxyz"

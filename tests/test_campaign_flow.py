@@ -1,5 +1,6 @@
 """A real 2-round micro-campaign under Prefect: real generators, real MLIPs (CHGNet and a tiny MACE), SQLite."""
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
@@ -92,6 +93,16 @@ def test_cli_reads_the_finished_campaign(finished_campaign, tmp_path):
 
     frames = read(next((tmp_path / "extxyz").glob("*.extxyz")), index=":")
     assert len(frames) == n and all("e_above_hull" in f.info and "hash" in f.info for f in frames)
+    rows = candidate_frame(url, cid).set_index("hash")
+    for frame in frames:  # every field survives the round trip through ASE's reader, none swallows the next
+        row = rows.loc[frame.info["hash"]]
+        for key, value in row.items():
+            if value is None or value == "" or (isinstance(value, float) and np.isnan(value)):
+                assert key not in frame.info
+            elif isinstance(value, float):
+                assert frame.info[key] == pytest.approx(value), key
+            else:
+                assert frame.info[key] == value, key
     res = runner.invoke(app, ["export", cid, "--format", "pdb", "--store", url])
     assert res.exit_code == 2 and "allowed: cif, extxyz, csv" in res.output
 
