@@ -40,16 +40,21 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({exc})") from exc
 
 
-def validate_config(data: dict[str, Any], source: str = "<config>") -> CampaignConfig:
-    """Validate a plain mapping; every problem is reported with its dotted key path."""
+def validate_config(data: dict[str, Any], source: str = "<config>", overrides: Iterable[str] = ()) -> CampaignConfig:
+    """Validate a plain mapping; every problem is reported with its dotted key path and, when an ``--set``
+    override put it there, with that override (not blamed on the file)."""
     try:
         return CampaignConfig.model_validate(data)
     except ValidationError as exc:
-        lines = []
+        keys = [(a.partition("=")[0].strip(), a) for a in overrides]
+        lines, from_set = [], 0
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            lines.append(f"  {where}: {err['msg']}")
-        raise ConfigError(f"invalid configuration {source}:\n" + "\n".join(lines)) from None
+            culprit = [a for k, a in keys if where == k or where.startswith(k + ".") or k.startswith(where + ".")]
+            from_set += bool(culprit)
+            lines.append(f"  {where}: {err['msg']}" + (f" (from --set {culprit[-1]})" if culprit else ""))
+        origin = "the --set overrides" if from_set == len(lines) else source
+        raise ConfigError(f"invalid configuration ({origin}):\n" + "\n".join(lines)) from None
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> CampaignConfig:
@@ -76,6 +81,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping at the top level")
+    overrides = list(overrides)
     for assignment in overrides:
         apply_override(data, assignment)
-    return validate_config(data, source=str(path))
+    return validate_config(data, source=str(path), overrides=overrides)

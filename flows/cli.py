@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from conf import ConfigError, load_config
 from tasks.errors import MatloopError
@@ -37,7 +38,7 @@ def _store_url(store: str | None, config: Path | None, existing: bool = True) ->
 
 
 def fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/bold red] {exc}")
+    err.print(f"[bold red]error:[/bold red] {escape(str(exc))}")  # "[csv]" in a message is text, not markup
     raise typer.Exit(code=2)
 
 
@@ -47,7 +48,7 @@ def run(config: ConfigOpt = None,
                         typer.Option("--set", help="Override: dotted.key=value (YAML value).")] = None,
         resume: Annotated[str | None, typer.Option(help="Continue the campaign with this id.")] = None,
         store: StoreOpt = None,
-        top: Annotated[int, typer.Option(help="Rows of the final candidates table.")] = 10,
+        top: Annotated[int, typer.Option(min=0, help="Rows of the final candidates table.")] = 10,
         progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True) -> None:
     """Run a campaign (or resume one) to completion and print the best candidates."""
     from flows.campaign import run_campaign, start_campaign
@@ -80,8 +81,8 @@ def run(config: ConfigOpt = None,
             else:
                 run_campaign(url, cid)
     except Exception as exc:  # the flow logged the traceback; say what failed and how to continue
-        err.print(f"[bold red]campaign {cid} failed:[/bold red] {type(exc).__name__}: {exc}\n"
-                  f"fix the cause and continue with: matloop run --resume {cid} --store {url}")
+        err.print(f"[bold red]campaign {cid} failed:[/bold red] {escape(f'{type(exc).__name__}: {exc}')}\n"
+                  f"fix the cause and continue with: matloop run --resume {cid} --store {escape(url)}")
         raise typer.Exit(code=1) from None
     console.print(f"\ncampaign [bold]{cid}[/bold] {st.campaign(cid).status}; store: {url}; "
                   f"files: {st.campaign(cid).campaign_dir}")
@@ -102,12 +103,13 @@ def status(campaign_id: Annotated[str | None, typer.Argument()] = None, store: S
 
 
 @app.command()
-def candidates(campaign_id: str, top: Annotated[int, typer.Option(help="Rows to show.")] = 20,
-               all_: Annotated[bool, typer.Option("--all", help="Also those that relaxed into known phases.")] = False,
+def candidates(campaign_id: str, top: Annotated[int, typer.Option(min=1, help="Rows to show.")] = 20,
+               include_known: Annotated[bool, typer.Option("--include-known", help="Also those that relaxed into "
+                                                           "known phases or earlier candidates.")] = False,
                store: StoreOpt = None, config: ConfigOpt = None) -> None:
     """The best candidates of a campaign by energy above hull."""
     try:
-        _candidates_table(_store_url(store, config), campaign_id, top, all_)
+        _candidates_table(_store_url(store, config), campaign_id, top, include_known)
     except (ConfigError, MatloopError) as exc:
         fail(exc)
 
@@ -116,8 +118,9 @@ def candidates(campaign_id: str, top: Annotated[int, typer.Option(help="Rows to 
 def export(campaign_id: str,
            format: Annotated[str, typer.Option("--format", "-f", help="cif | extxyz | csv")] = "cif",
            out: Annotated[Path, typer.Option(help="Output folder.")] = Path("export"),
-           top: Annotated[int | None, typer.Option(help="Only the best N.")] = None,
-           all_: Annotated[bool, typer.Option("--all", help="Include unrelaxed and rejected candidates.")] = False,
+           top: Annotated[int | None, typer.Option(min=1, help="Only the best N.")] = None,
+           include_unrelaxed: Annotated[bool, typer.Option("--include-unrelaxed", help="Also candidates with no "
+                                                           "relaxed energy (unrelaxed, failed, rejected).")] = False,
            store: StoreOpt = None, config: ConfigOpt = None) -> None:
     """Write candidates (relaxed structures where available) to files."""
     from tasks.export import FORMATS, export_candidates
@@ -126,7 +129,8 @@ def export(campaign_id: str,
     if format not in FORMATS:
         fail(ValueError(f"unknown format {format!r}; allowed: {', '.join(FORMATS)}"))
     try:
-        paths = export_candidates(Store(_store_url(store, config)), campaign_id, format, out, top, all_)
+        paths = export_candidates(Store(_store_url(store, config)), campaign_id, format, out, top,
+                                     include_unrelaxed)
     except (ConfigError, MatloopError) as exc:
         fail(exc)
     console.print(f"wrote {len(paths)} file(s) to {out}")

@@ -22,11 +22,12 @@ def ingest(file: Path,
     from flows.lab import lab_ingest_flow
     from flows.server import prefect_api
     from tasks.errors import MatloopError
+    from tasks.lab.ingest import ingest_lab_file
     from tasks.store import Store
 
     try:
         url = _store_url(store, None)
-        Store(url).campaign(campaign)
+        ingest_lab_file(Store(url), campaign, file, skip_invalid, dry_run=True)  # bad input: one line, at once
         with prefect_api():
             report = lab_ingest_flow(url, campaign, str(file), skip_invalid)
     except MatloopError as exc:

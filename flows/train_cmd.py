@@ -26,7 +26,15 @@ def train(
     from conf.loader import ConfigError, apply_override
     from flows.cli import console, fail
 
-    raw: dict = yaml.safe_load(config.read_text()) if config else {}
+    try:
+        raw = yaml.safe_load(config.read_text()) if config else {}
+    except OSError as exc:
+        fail(ConfigError(f"--config {config}: {exc.strerror or exc}"))
+    except yaml.YAMLError as exc:
+        fail(ConfigError(f"--config {config} is not YAML: {str(exc).splitlines()[0]}"))
+    if raw is None or not isinstance(raw, dict):
+        fail(ConfigError(f"--config {config}: expected a mapping of TrainRunConfig fields (conf/train_*.yaml), "
+                         f"got {type(raw).__name__}"))
     if generator is not None:  # validated with the config: diffusion | gan
         raw["generator"] = generator
     if data:
@@ -61,6 +69,8 @@ def train(
             path = train_model(run, resume, lambda r: console.print(describe_epoch(r)))
     except MatloopError as exc:
         fail(exc)
+    except OSError as exc:  # the checkpoint's folder or file cannot be written
+        fail(OSError(f"cannot write {exc.filename or run.out}: {exc.strerror or exc}"))
     console.print(f"checkpoint: {path}")
 
 

@@ -11,6 +11,10 @@ class SeedError(MatloopError):
     """Seed/reference structures are missing, empty or unusable for the target system."""
 
 
+class StructureFileError(MatloopError):
+    """A structure file (MP-20-format CSV, CIF folder, extended XYZ) cannot be read at all."""
+
+
 class GeneratorError(MatloopError):
     """A generator cannot produce structures for the requested conditions."""
 

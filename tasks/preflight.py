@@ -19,6 +19,7 @@ def preflight(cfg: CampaignConfig) -> SeedSet:
         No charge-balanced composition of the target system fits ``target.max_atoms``.
         ``evaluate.reference_hull`` or ``evaluate.elemental_references`` is missing, unreadable, or lacks an
         element of the target system.
+        ``generator.diffusion|gan.checkpoint`` is missing or not a checkpoint of that family.
     SeedError
         The seed set is empty or an element has no reference structure.
     """
@@ -30,7 +31,29 @@ def preflight(cfg: CampaignConfig) -> SeedSet:
                           f"oxidation states {conditions.oxidation_states} fits target.max_atoms="
                           f"{conditions.max_atoms}; change target.oxidation_states or target.max_atoms")
     check_reference_hull(cfg)
+    check_checkpoint(cfg)
     return build_seed_set(cfg.seeds, cfg.target, cfg.filter.matcher)
+
+
+def check_checkpoint(cfg: CampaignConfig) -> None:
+    """A diffusion or GAN campaign's checkpoint exists (a URL is fetched and checked now) and loads as that
+    family's matloop checkpoint: found before the campaign row is written, not at its first generate step."""
+    from tasks.errors import GeneratorError
+    from tasks.generators.fetch import resolve_checkpoint
+
+    name = cfg.generator.name
+    if name not in ("diffusion", "gan"):
+        return
+    options = getattr(cfg.generator, name)
+    try:
+        path = resolve_checkpoint(options.checkpoint, options.checkpoint_sha256, name)
+        if not path.is_file():
+            raise GeneratorError(f"no checkpoint file at {path}")
+        from models.api import load_model
+
+        load_model(path, kind=name)
+    except (GeneratorError, ValueError, OSError, RuntimeError, KeyError) as exc:  # RuntimeError: weights
+        raise ConfigError(f"generator.{name}.checkpoint: {exc}") from None
 
 
 def check_reference_hull(cfg: CampaignConfig) -> None:

@@ -59,7 +59,10 @@ def load_mp20_csv(path: Path, limit: int | None = None) -> tuple[list[Seed], Ski
     """Read an MP-20-format CSV (CDVAE data: ``material_id``, ``cif``, property columns)."""
     import pandas as pd
 
-    df = pd.read_csv(path, nrows=limit)
+    try:
+        df = pd.read_csv(path, nrows=limit)
+    except (ValueError, UnicodeDecodeError, OSError, EOFError) as exc:  # pandas' ParserError is a ValueError
+        raise SeedError(f"seed source csv: {path} is not a readable CSV file: {exc}") from None
     if "cif" not in df.columns:
         raise SeedError(f"{path}: an MP-20-format CSV needs a 'cif' column (has {list(df.columns)})")
     ids = df["material_id"].astype(str) if "material_id" in df.columns else df.index.astype(str)
@@ -87,13 +90,19 @@ def load_cif_dir(path: Path, limit: int | None = None) -> tuple[list[Seed], Skip
 
 def load_extxyz(path: Path, limit: int | None = None) -> tuple[list[Seed], Skipped]:
     """Read periodic frames of an extended-XYZ file; ``info['id']`` names a frame when present."""
-    from ase.io import read
     from pymatgen.io.ase import AseAtomsAdaptor
+
+    from tasks.errors import StructureFileError
+    from tasks.metrics.io import read_extxyz
 
     if not path.is_file():
         raise SeedError(f"extxyz file not found: {path}")
+    try:
+        frames = read_extxyz(path, limit)
+    except StructureFileError as exc:
+        raise SeedError(f"seed source extxyz: {exc}") from None
     seeds, skipped = [], []
-    for i, atoms in enumerate(read(path, index=":" if limit is None else f":{limit}", format="extxyz")):
+    for i, atoms in enumerate(frames):
         sid = str(atoms.info.get("id", f"{path.stem}:{i}"))
         if not atoms.pbc.all():
             skipped.append((sid, "frame is not periodic in three dimensions"))

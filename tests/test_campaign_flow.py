@@ -80,8 +80,11 @@ def test_cli_reads_the_finished_campaign(finished_campaign, tmp_path):
     assert res.exit_code == 0 and cid in res.output and "completed" in res.output
     res = runner.invoke(app, ["status", cid, "--store", url])
     assert res.exit_code == 0 and "round" in res.output
-    res = runner.invoke(app, ["candidates", cid, "--top", "5", "--all", "--store", url])
+    res = runner.invoke(app, ["candidates", cid, "--top", "5", "--include-known", "--store", url])
     assert res.exit_code == 0 and "candidates of campaign" in res.output
+    for command in (["candidates", cid], ["export", cid]):  # no silently dropped row
+        res = runner.invoke(app, [*command, "--top", "-1", "--store", url])
+        assert res.exit_code == 2 and "--top" in res.output and "Traceback" not in res.output
     n = int(candidate_frame(url, cid)["e_above_hull"].notna().sum())
     assert n > 0
     for fmt, pattern in (("cif", "*.cif"), ("extxyz", "*.extxyz"), ("csv", "*.csv")):

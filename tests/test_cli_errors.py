@@ -1,5 +1,7 @@
 """Bad input to `matloop run`: one clear error, exit code 2, and no campaign row written."""
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -26,6 +28,10 @@ def _no_campaign(tmp_path):
     (["target.max_atoms=1"], "no charge-balanced composition of Mg-O"),
     (["target.oxidation_states={Mg: 2, O: 2}"], "no charge-balanced composition"),
     (["seeds.known_phases=[{template: NoSuchThing, species: {Xe: Mg}}]"], "no seed with formula 'NoSuchThing'"),
+    (["seeds.sources=[{kind: csv, path: /nonexistent/seeds.csv}]"], "/nonexistent/seeds.csv not found"),
+    (["target.nonsense=1"], "(from --set target.nonsense=1)"),
+    (["generator.name=diffusion", "generator.diffusion.checkpoint=/nonexistent/d.pt"],
+     "generator.diffusion.checkpoint: no checkpoint file at /nonexistent/d.pt"),
 ])
 def test_bad_config_fails_before_anything_is_written(config_file, tmp_path, sets, message):
     res = _run(config_file, *sets)
@@ -52,3 +58,18 @@ def test_resume_of_unknown_campaign(config_file, tmp_path):
     Store(f"sqlite:///{db}").campaigns()  # an empty store
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2 and "unknown campaign 'deadbeef'" in res.output
+
+
+def test_unreadable_seed_and_checkpoint_files_fail_before_anything_is_written(config_file, tmp_path):
+    trunc = tmp_path / "trunc.extxyz"
+    trunc.write_text('2\nProperties=species:S:1:pos:R:3 pbc="T T T" Lattice="4 0 0 0 4 0 0 0 4"\nMg 0 0 0\n')
+    res = _run(config_file, f"seeds.sources=[{{kind: extxyz, path: {trunc}}}]")
+    assert res.exit_code == 2 and "is not a readable extended-XYZ file" in res.output.replace("\n", "")
+    res = _run(config_file, "generator.name=gan", f"generator.gan.checkpoint={trunc}")
+    assert res.exit_code == 2 and "not a readable matloop checkpoint" in res.output.replace("\n", "")
+    assert "Traceback" not in res.output and _no_campaign(tmp_path)
+    diffusion = Path(__file__).resolve().parents[1] / "models" / "weights" / "diffusion.pt"
+    res = _run(config_file, "generator.name=gan", f"generator.gan.checkpoint={diffusion}")  # wrong family
+    assert res.exit_code == 2 and "not a gan model" in res.output.replace("\n", "") and _no_campaign(tmp_path)
+    res = _run(config_file, "generator.name=gan", "generator.gan.checkpoint=[csv]")
+    assert res.exit_code == 2 and "[csv]" in res.output  # Rich markup does not swallow it

@@ -146,3 +146,32 @@ def test_cli_ingest_runs_the_flow(campaign, prefect_server):
     bad.write_text(HEADER + ",,MgO2,synthesized,5,1,,S9,2026-11-21,\n")
     res = CliRunner().invoke(app, ["lab", "ingest", str(bad), "--campaign", cid, "--store", store.url])
     assert res.exit_code == 2 and "line 2" in res.output and "0 or 1" in res.output
+
+
+def test_the_lab_folder_is_the_campaigns_wherever_ingest_runs(tmp_path, monkeypatch):
+    """A campaign started with a relative output_dir: its lab folder is found from any current folder, and a bad
+    file is refused at once, in one line, without starting a Prefect flow."""
+    start, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    start.mkdir(), elsewhere.mkdir()
+    monkeypatch.chdir(start)
+    cfg = micro_config(tmp_path, **{"output_dir": "runs/mgo"})
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    cid = store.create_campaign(cfg, SeedSet(known_phases=[], templates=[]))
+    cand = Candidate.create(_structures()["MgO"], Provenance(generator="test", generator_identity="t", round_index=0,
+                                                             arm="a", key="a", conditions_hash="c"))
+    cond = Conditions(round_index=0, chemical_system=["Mg", "O"], oxidation_states={"Mg": 2, "O": -2},
+                      include_subsystems=True, max_atoms=8)
+    store.save_proposals(cid, 0, [cand], cond, {})
+    lab_dir = start / "runs" / "mgo" / "lab"
+    lab_dir.mkdir(parents=True)
+    good = lab_dir / "a.csv"
+    good.write_text(HEADER + ",,MgO,band_gap,7.8,eV,,S1,2026-11-20,\n")
+    monkeypatch.chdir(elsewhere)
+    assert cfg.lab.allowed_dir(cfg.output_dir) == (elsewhere / "runs/mgo/lab").resolve()  # the old, wrong answer
+    assert ingest_lab_file(store, cid, good, dry_run=True).rows == 1
+    assert ingest_lab_file(store, cid, good).written == 1
+    bad = lab_dir / "bad.csv"
+    bad.write_text(HEADER + ",,MgO,synthesized,5,1,,S9,2026-11-21,\n")
+    res = CliRunner().invoke(app, ["lab", "ingest", str(bad), "--campaign", cid, "--store", store.url])
+    assert res.exit_code == 2 and "line 2" in res.output and "Traceback" not in res.output
+    assert "prefect" not in res.output.lower()  # refused before any flow ran

@@ -67,6 +67,20 @@ def test_train_reports_bad_input(tmp_path):
     assert res.exit_code == 2 and "not found" in res.output
     res = CliRunner().invoke(app, ["train", "--generator", "vae", "--out", str(tmp_path / "x.pt")])
     assert res.exit_code == 2 and "'diffusion' or 'gan'" in res.output
+    (tmp_path / "bad.yaml").write_text(": : not yaml [")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    garbage = tmp_path / "garbage.extxyz"
+    garbage.write_text("garbage\n")
+    (tmp_path / "file").write_text("a file, not a folder")
+    for args, message in [(["--config", str(tmp_path / "missing.yaml")], "missing.yaml: No such file"),
+                          (["--config", str(tmp_path / "bad.yaml")], "bad.yaml is not YAML"),
+                          (["--config", str(tmp_path / "list.yaml")], "expected a mapping"),
+                          (["--data", str(garbage)], "garbage.extxyz is not a readable extended-XYZ file"),
+                          (["--data", str(_data(tmp_path)[0]), "--epochs", "1", "--set", "model.hidden_dim=8",
+                            "--out", str(tmp_path / "file" / "x.pt")], "cannot write")]:
+        res = CliRunner().invoke(app, ["train", "--no-prefect", *args])
+        assert res.exit_code == 2 and message in res.output.replace("\n", ""), (args, res.output)
+        assert "Traceback" not in res.output
 
 
 def test_train_a_conditional_gan_from_the_cli_and_fine_tune_it(tmp_path):

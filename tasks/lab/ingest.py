@@ -81,14 +81,15 @@ class CandidateIndex:
             raise ValueError(f"the cif cannot be parsed: {type(exc).__name__}: {exc}") from None
 
 
-def ingest_lab_file(store, cid: str, path: Path, skip_invalid: bool = False) -> IngestReport:
+def ingest_lab_file(store, cid: str, path: Path, skip_invalid: bool = False, dry_run: bool = False) -> IngestReport:
     """Validate and store every row of ``path`` for campaign ``cid``.
 
     Nothing is written unless every row is valid; with ``skip_invalid`` the valid rows are written and the
-    invalid ones go to ``<campaign_dir>/lab/<name>.rejected.csv`` with their line and reason.
+    invalid ones go to ``<campaign_dir>/lab/<name>.rejected.csv`` with their line and reason. ``dry_run``:
+    validate only (the same errors, nothing written; ``written`` is then 0).
     """
     cfg = store.config(cid)
-    allowed = cfg.lab.allowed_dir(cfg.output_dir)
+    allowed = cfg.lab.allowed_dir(cfg.output_dir, store.campaign(cid).campaign_dir)
     resolved = check_inside(Path(path), allowed)
     rows = read_rows(resolved)
     if not rows:
@@ -105,6 +106,8 @@ def ingest_lab_file(store, cid: str, path: Path, skip_invalid: bool = False) -> 
     if bad and not skip_invalid:
         raise LabInputError(f"{path}: {len(bad)} of {len(rows)} rows are invalid; nothing was written "
                             "(fix them, or pass --skip-invalid to store the valid rows)", bad)
+    if dry_run:
+        return IngestReport(file=str(resolved), rows=len(rows), written=0, rejected=bad)
     reject_file = None
     if bad:
         out = Path(store.campaign(cid).campaign_dir) / "lab" / f"{resolved.stem}.rejected.csv"

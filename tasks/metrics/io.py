@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from pymatgen.core import Structure
 
-from tasks.errors import MatloopError
+from tasks.errors import MatloopError, StructureFileError
 
 FORMATS = "an MP-20-format CSV (.csv/.csv.gz with a 'cif' column), a folder of .cif files, or .extxyz"
 
@@ -22,6 +22,18 @@ def _parse_cif(text: str) -> tuple[Structure | None, str]:
         return Structure.from_str(text, fmt="cif"), ""
     except Exception as exc:  # pymatgen raises many types on bad CIFs
         return None, f"unparseable CIF: {type(exc).__name__}: {exc}"
+
+
+def read_extxyz(path: Path, limit: int | None = None) -> list:
+    """The frames (ase.Atoms) of an extended-XYZ file; a file ASE cannot parse is a :class:`StructureFileError`
+    naming it (truncated frames, garbage)."""
+    from ase.io import read
+
+    try:
+        return list(read(path, index=":" if limit is None else f":{limit}", format="extxyz"))
+    except Exception as exc:  # ASE raises XYZError, ValueError, IndexError, StopIteration... on bad files
+        raise StructureFileError(f"{path} is not a readable extended-XYZ file ({type(exc).__name__}: {exc})") \
+            from None
 
 
 def load_structure_table(path: Path, limit: int | None = None) -> pd.DataFrame:
@@ -39,7 +51,10 @@ def load_structure_table(path: Path, limit: int | None = None) -> pd.DataFrame:
         raise MatloopError(f"{path} not found; expected {FORMATS}")
     name = path.name.lower()
     if name.endswith((".csv", ".csv.gz")):
-        df = pd.read_csv(path, nrows=limit)
+        try:
+            df = pd.read_csv(path, nrows=limit)
+        except (ValueError, UnicodeDecodeError, OSError, EOFError) as exc:  # pandas' ParserError is a ValueError
+            raise StructureFileError(f"{path} is not a readable CSV file: {exc}") from None
         if "cif" not in df.columns:
             raise MatloopError(f"{path} has no 'cif' column; expected {FORMATS}")
         parsed = [_parse_cif(c) if isinstance(c, str) else (None, "empty CIF") for c in df["cif"]]
@@ -48,11 +63,10 @@ def load_structure_table(path: Path, limit: int | None = None) -> pd.DataFrame:
         out = pd.DataFrame({"id": list(ids), "structure": [p[0] for p in parsed], "error": [p[1] for p in parsed]})
         return pd.concat([out, props.reset_index(drop=True)], axis=1)
     if name.endswith((".extxyz", ".xyz")):
-        from ase.io import read
         from pymatgen.io.ase import AseAtomsAdaptor
 
         rows = []
-        for i, atoms in enumerate(read(path, index=":" if limit is None else f":{limit}", format="extxyz")):
+        for i, atoms in enumerate(read_extxyz(path, limit)):
             info = {k: v for k, v in atoms.info.items() if isinstance(v, (int, float, str, bool))}
             if atoms.pbc.all():
                 s, err = AseAtomsAdaptor.get_structure(atoms), ""
