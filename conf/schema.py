@@ -83,6 +83,11 @@ class TargetConfig(Strict):
             if missing or extra:
                 raise ValueError(f"oxidation_states must name exactly the chemical system's elements "
                                  f"(missing {sorted(missing)}, extra {sorted(extra)})")
+        else:
+            stateless = [el for el in self.chemical_system if not Element(el).oxidation_states]
+            if stateless:
+                raise ValueError(f"{', '.join(stateless)} has no known oxidation state, so no charge-balanced "
+                                 "composition can be built: give target.oxidation_states for every element")
         return self
 
 

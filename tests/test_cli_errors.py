@@ -30,6 +30,7 @@ def _no_campaign(tmp_path):
     (["seeds.known_phases=[{template: NoSuchThing, species: {Xe: Mg}}]"], "no seed with formula 'NoSuchThing'"),
     (["seeds.sources=[{kind: csv, path: /nonexistent/seeds.csv}]"], "/nonexistent/seeds.csv not found"),
     (["target.nonsense=1"], "(from --set target.nonsense=1)"),
+    (["target.oxidation_states=null", "target.chemical_system=He-Ne"], "He, Ne has no known oxidation state"),
     (["generator.name=diffusion", "generator.diffusion.checkpoint=/nonexistent/d.pt"],
      "generator.diffusion.checkpoint: no checkpoint file at /nonexistent/d.pt"),
 ])
