@@ -260,6 +260,7 @@ def test_prefork_server_forks_each_calculation_and_records_exit_codes(tmp_path):
         (calc_dir / EXIT_FILE).write_text("9")  # left over from an earlier attempt
         jobs.append((calc_dir, backend.submit(calc_dir, env, name)))
     assert socket_path(env).exists() and jobs[0][1] != jobs[1][1]
+    _check_only_its_user_reaches_the_server(socket_path(env), tmp_path / "a")
     for calc_dir, job in jobs:
         deadline = _time.monotonic() + 60
         while (state := backend.state(job)).state == "running" and _time.monotonic() < deadline:
@@ -267,3 +268,51 @@ def test_prefork_server_forks_each_calculation_and_records_exit_codes(tmp_path):
         assert state == ("finished", "worker exit code 0")
         outcome = read_result(calc_dir)
         assert outcome.status == "failed" and "worker error" in outcome.reason
+
+
+def _check_only_its_user_reaches_the_server(sock, calc_dir):
+    """The socket sits in a 0700 folder and is 0600 itself; a peer of another user that gets to it anyway (the
+    folder opened on purpose here) is refused by the server (SO_PEERCRED), so it cannot run a calc.json."""
+    import os
+    import stat
+
+    from tasks.dft import prefork
+
+    assert stat.S_IMODE(sock.parent.stat().st_mode) == 0o700 and stat.S_IMODE(sock.stat().st_mode) == 0o600
+    if os.getuid() != 0:
+        return  # only root can become another user to try
+    os.chmod(sock.parent, 0o755)
+    os.chmod(sock, 0o777)
+    try:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            os.close(read)
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                message = f"started {prefork.request(sock, calc_dir)}"
+            except OSError as exc:
+                message = str(exc)
+            os.write(write, message.encode())
+            os._exit(0)
+        os.close(write)
+        os.waitpid(pid, 0)
+        message = os.read(read, 1000).decode()
+        os.close(read)
+    finally:
+        os.chmod(sock.parent, 0o700)
+        os.chmod(sock, 0o600)
+    assert "refused: not the server's user" in message
+
+
+def test_the_prefork_folder_must_be_private(tmp_path, monkeypatch):
+    import tempfile
+
+    from tasks.dft.prefork import private_dir
+
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    assert private_dir().stat().st_mode & 0o777 == 0o700
+    private_dir().chmod(0o755)  # e.g. made by someone else, or by hand
+    with pytest.raises(PermissionError, match="mode 0700"):
+        private_dir()

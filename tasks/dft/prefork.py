@@ -8,6 +8,8 @@ folder and receives the child's pid. Children start their own session (they outl
 exactly like stand-alone workers; their command line still names ``tasks.dft.worker``, which is how a
 resumed campaign recognises them), write ``worker.log``, and the server records each exit code in the
 folder's ``worker.exit``. The server exits after ``idle_s`` seconds without a request and a running child.
+The socket lives in a folder only its user can enter (:func:`private_dir`) and the server refuses a peer of
+another user (SO_PEERCRED), because a request names a ``calc.json`` whose command the child runs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import hashlib
 import json
 import os
 import socket
+import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -25,10 +29,33 @@ from pathlib import Path
 EXIT_FILE = "worker.exit"
 
 
+def private_dir() -> Path:
+    """``<tmp>/matloop-dft-<uid>``: mode 0700, owned by this user, not a link (created if missing). Anyone who can
+    reach the socket can make the server run a calculation folder's ``calc.json`` (its command included), so
+    only its owner may reach it."""
+    path = Path(tempfile.gettempdir()) / f"matloop-dft-{os.getuid()}"
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    st = path.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or stat.S_IMODE(st.st_mode) != 0o700:
+        raise PermissionError(f"{path} must be a folder of user {os.getuid()} with mode 0700 (found mode "
+                              f"{stat.S_IMODE(st.st_mode):o}, owner {st.st_uid}); remove it and retry")
+    return path
+
+
 def socket_path(env: dict[str, str]) -> Path:
-    """Socket of the server for this DFT environment (one per user, environment and interpreter)."""
+    """Socket of the server for this DFT environment (one per user, environment and interpreter), in
+    :func:`private_dir`."""
     key = hashlib.sha256(json.dumps([sorted(env.items()), sys.executable], sort_keys=True).encode()).hexdigest()
-    return Path(tempfile.gettempdir()) / f"matloop-dft-{os.getuid()}-{key[:12]}.sock"
+    return private_dir() / f"{key[:12]}.sock"
+
+
+def peer_uid(conn: socket.socket) -> int:
+    """The user id of the process at the other end of a Unix socket (SO_PEERCRED: pid, uid, gid)."""
+    _, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    return uid
 
 
 def request(path: Path, calc_dir: Path, timeout_s: float = 10.0) -> int:
@@ -45,7 +72,7 @@ def request(path: Path, calc_dir: Path, timeout_s: float = 10.0) -> int:
 
 def start_server(path: Path, env: dict[str, str], cwd: Path, wait_s: float = 120.0) -> None:
     """Start a server (its own session) and wait until it accepts requests."""
-    log = open(Path(tempfile.gettempdir()) / f"{path.stem}.log", "ab")
+    log = open(path.with_suffix(".log"), "ab")
     subprocess.Popen([sys.executable, "-m", "tasks.dft.worker", "--serve", str(path)], env={**os.environ, **env},
                      stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                      cwd=cwd)
@@ -89,10 +116,13 @@ def serve(path: Path, idle_s: float = 600.0) -> int:
     import tasks.dft.run  # noqa: F401
 
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    umask = os.umask(0o177)  # the socket file: owner read/write only (its folder is 0700 as well)
     try:
         server.bind(str(path))
     except OSError:  # another server won the race for this socket
         return 0
+    finally:
+        os.umask(umask)
     server.listen(16)
     server.settimeout(0.5)
     children: dict[int, Path] = {}
@@ -106,6 +136,9 @@ def serve(path: Path, idle_s: float = 600.0) -> int:
                 continue
             with conn:
                 line = conn.makefile("rb").readline().decode().strip()
+                if peer_uid(conn) != os.getuid():  # only the server's own user may start calculations
+                    conn.sendall(b"refused: not the server's user\n")
+                    continue
                 if not line:
                     continue
                 calc_dir = Path(line)
