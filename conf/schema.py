@@ -334,6 +334,9 @@ class CampaignConfig(Strict):
     schedule: ScheduleConfig = ScheduleConfig()
     store: StoreConfig = StoreConfig()
     runner: RunnerConfig = RunnerConfig()
+    report: bool = Field(True, description="When the campaign completes, write its report files (report.md, "
+                         "candidates.csv with units, hull.png, E_hull histograms, CIFs of the best) to "
+                         "<campaign_dir>/report (`matloop report` writes them on demand).")
 
     def store_url(self) -> str:
         """The store's SQLAlchemy URL (the configured one, or SQLite in ``output_dir``)."""

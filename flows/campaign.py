@@ -211,8 +211,19 @@ def discovery_campaign(store_url: str, campaign_id: str) -> dict:
         store.set_campaign(campaign_id, status="failed")
         raise
     store.set_campaign(campaign_id, status="completed")
+    if cfg.report:
+        report = report_task(store_url, campaign_id)
+        log.info("report: %s", report)
     return {"campaign_id": campaign_id, "intervals": intervals,
             "rounds": [row.summary for row in store.rounds(campaign_id)]}
+
+
+@task(name="report", retries=1)
+def report_task(store_url: str, campaign_id: str) -> str:
+    """The campaign's report files (tasks/campaign_report.py) under its directory."""
+    from tasks.campaign_report import write_campaign_report
+
+    return str(write_campaign_report(Store(store_url), campaign_id))
 
 
 def start_campaign(cfg: CampaignConfig) -> str:

@@ -84,8 +84,9 @@ def run(config: ConfigOpt = None,
         err.print(f"[bold red]campaign {cid} failed:[/bold red] {escape(f'{type(exc).__name__}: {exc}')}\n"
                   f"fix the cause and continue with: matloop run --resume {cid} --store {escape(url)}")
         raise typer.Exit(code=1) from None
+    report = Path(st.campaign(cid).campaign_dir) / "report" / "report.md"
     console.print(f"\ncampaign [bold]{cid}[/bold] {st.campaign(cid).status}; store: {url}; "
-                  f"files: {st.campaign(cid).campaign_dir}")
+                  f"files: {st.campaign(cid).campaign_dir}" + (f"; report: {report}" if report.is_file() else ""))
     _candidates_table(url, cid, top)
 
 
@@ -134,6 +135,25 @@ def export(campaign_id: str,
     except (ConfigError, MatloopError) as exc:
         fail(exc)
     console.print(f"wrote {len(paths)} file(s) to {out}")
+
+
+@app.command()
+def report(campaign_id: str,
+           out: Annotated[Path | None, typer.Option(help="Folder (default: <campaign_dir>/report).")] = None,
+           top: Annotated[int, typer.Option(min=1, help="Best new candidates listed and written as CIF.")] = 10,
+           store: StoreOpt = None, config: ConfigOpt = None) -> None:
+    """Write the campaign's report: report.md, candidates.csv (units, cell geometry), hull.png, E_hull
+    histograms per round, CIFs of the best new candidates."""
+    from tasks.campaign_report import write_campaign_report
+    from tasks.store import Store
+
+    try:
+        path = write_campaign_report(Store(_store_url(store, config)), campaign_id, out, top)
+    except (ConfigError, MatloopError) as exc:
+        fail(exc)
+    except OSError as exc:
+        fail(OSError(f"cannot write the report to {exc.filename or out}: {exc.strerror or exc}"))
+    console.print(f"report: {path}")
 
 
 def _candidates_table(url: str, cid: str, top: int, include_known: bool = False) -> None:

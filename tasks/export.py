@@ -43,9 +43,12 @@ def export_candidates(store: Store, cid: str, fmt: str, out: Path, top: int | No
     store.campaign(cid)  # unknown campaign -> StoreError before anything is written
     df = select_candidates(store, cid, top, include_unrelaxed)
     out.mkdir(parents=True, exist_ok=True)
-    if fmt == "csv":
+    if fmt == "csv":  # units in the headers, the cell's geometry (tasks/campaign_report.py)
+        from tasks.campaign_report import candidate_table
+
+        table = candidate_table(store, cid, include_unrelaxed)
         path = out / f"{cid}_candidates.csv"
-        df.to_csv(path, index=False)
+        table.head(top).to_csv(path, index=False) if top else table.to_csv(path, index=False)
         return [path]
     relaxed = relaxed_structure_json(store.url, cid, list(df["hash"]))
     initial = store.candidate_structures(cid, list(df["hash"]))

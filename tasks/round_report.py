@@ -16,7 +16,7 @@ from tasks.store import Store
 from tasks.store.views import candidate_frame
 
 
-def _num(x: Any, digits: int = 3) -> Any:
+def num(x: Any, digits: int = 3) -> Any:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), digits)
 
 
@@ -30,8 +30,8 @@ def best_candidates(store: Store, cid: str, top: int = 10) -> list[dict[str, Any
         if source in ("dft", "lab"):
             extra.setdefault(h, {})[f"{source}_{name}"] = value
     return [{"formula": r.formula, "hash": r.hash, "round": int(r.round), "origin": r.origin,
-             "e_above_hull_eV_atom": _num(r.e_above_hull), "formation_energy_eV_atom": _num(r.formation_energy_per_atom),
-             "dft_formation_energy_eV_atom": _num(extra.get(r.hash, {}).get("dft_formation_energy_per_atom")),
+             "e_above_hull_eV_atom": num(r.e_above_hull), "formation_energy_eV_atom": num(r.formation_energy_per_atom),
+             "dft_formation_energy_eV_atom": num(extra.get(r.hash, {}).get("dft_formation_energy_per_atom")),
              "lab": ", ".join(f"{k[4:]}={v:g}" for k, v in extra.get(r.hash, {}).items() if k.startswith("lab_")),
              "status": "stable new" if r.stable_new else "elemental" if len(Composition(r.formula)) == 1
              and r.e_above_hull <= threshold else "above threshold"} for r in df.itertuples()]
@@ -71,11 +71,11 @@ def round_markdown(store: Store, cid: str, r: int) -> str:
             ("acquisition (chosen / ranked)", f"{s.get('acquisition', 'all')} ({s.get('chosen')} / {s.get('ranked')})"
              if s.get("ranked") is not None else s.get("acquisition", "all")),
             ("relaxed (converged / total)", f"{s.get('relax_converged')} / {s.get('relaxed')}"),
-            ("stable and new", s.get("stable_new")), ("S.U.N. rate", _num(s.get("sun_rate"))),
-            ("best E_hull (eV/atom)", _num(s.get("best_e_above_hull")))]
+            ("stable and new", s.get("stable_new")), ("S.U.N. rate", num(s.get("sun_rate"))),
+            ("best E_hull (eV/atom)", num(s.get("best_e_above_hull")))]
     if isinstance(dft, dict):
         rows += [("DFT completed / failed / lost", f"{dft.get('completed')} / {dft.get('failed')} / {dft.get('lost')}"),
-                 ("MAE E_form MLIP vs DFT (eV/atom)", _num(dft.get("mae_formation_energy_per_atom"))),
+                 ("MAE E_form MLIP vs DFT (eV/atom)", num(dft.get("mae_formation_energy_per_atom"))),
                  ("DFT selection", (f"{dft.get('acquisition', 'greedy')} on MLIP E_hull + a correction fitted on "
                                     f"{dft.get('correction_fitted_on', 0)} DFT result(s)"))]
     else:

@@ -1,5 +1,7 @@
 """A real 2-round micro-campaign under Prefect: real generators, real MLIPs (CHGNet and a tiny MACE), SQLite."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sqlalchemy import func, select
@@ -108,6 +110,32 @@ def test_cli_reads_the_finished_campaign(finished_campaign, tmp_path):
                 assert frame.info[key] == value, key
     res = runner.invoke(app, ["export", cid, "--format", "pdb", "--store", url])
     assert res.exit_code == 2 and "allowed: cif, extxyz, csv" in res.output
+
+
+def test_a_finished_campaign_leaves_a_report_a_person_can_open(finished_campaign, tmp_path):
+    import pandas as pd
+    from pymatgen.core import Structure
+
+    cfg, cid, _ = finished_campaign
+    store = Store(cfg.store_url())
+    report = Path(store.campaign(cid).campaign_dir) / "report"
+    text = (report / "report.md").read_text()
+    assert f"# Campaign {cid}" in text and "## Rounds" in text and "![hull](hull.png)" in text
+    table = pd.read_csv(report / "candidates.csv")
+    assert len(table) == len(candidate_frame(cfg.store_url(), cid))
+    assert {"e_above_hull (eV/atom)", "formation_energy (eV/atom)", "volume (Å^3)", "density (g/cm^3)",
+            "spacegroup", "a (Å)", "gamma (°)", "cell"} <= set(table.columns)
+    relaxed = table[table["cell"] == "relaxed"]
+    assert len(relaxed) > 0 and (relaxed["density (g/cm^3)"] > 0).all() and relaxed["spacegroup"].notna().all()
+    for name in ("hull.png", "ehull_round_0.png", "ehull_round_1.png"):
+        assert (report / name).read_bytes()[:4] == b"\x89PNG", name
+    for cif in (report / "best").glob("*.cif"):  # the best new candidates, relaxed; readable again
+        assert Structure.from_file(cif).composition.reduced_formula == cif.name.split("_")[1]
+    res = CliRunner().invoke(app, ["report", cid, "--out", str(tmp_path / "r"), "--store", cfg.store_url()])
+    assert res.exit_code == 0 and (tmp_path / "r" / "report.md").is_file(), res.output
+    res = CliRunner().invoke(app, ["export", cid, "--format", "csv", "--out", str(tmp_path / "csv"),
+                                   "--store", cfg.store_url()])
+    assert "e_above_hull (eV/atom)" in next((tmp_path / "csv").glob("*.csv")).read_text().splitlines()[0]
 
 
 def test_retry_after_a_crash_reuses_persisted_task_results(finished_campaign):
