@@ -297,6 +297,9 @@ class RunnerConfig(Strict):
     kind: Literal["threads", "processes", "dask-slurm"] = "processes"
     max_workers: int = Field(2, ge=1, description="threads/processes: pool size.")
     dask_slurm: DaskSlurmConfig = DaskSlurmConfig()
+    lease_s: float = Field(120.0, ge=2, description="Seconds a campaign's runner lease lasts without a heartbeat "
+                           "(renewed every quarter of it): a second runner is refused while it lives and may take "
+                           "over once a dead runner's lease has expired.")
 
 
 class ScheduleConfig(Strict):

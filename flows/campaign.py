@@ -29,6 +29,7 @@ from tasks.generate import generate_task
 from tasks.learn import learn_task
 from tasks.mlip import MLIPSpec, resolve_mlip
 from tasks.relax import load_mlip_task, relax_chunk_task, relax_context
+from tasks.lease import CampaignLease, check_lease
 from tasks.store import Store, round_reached
 from tasks.validity import filter_task
 
@@ -177,9 +178,15 @@ def campaign_round(store_url: str, campaign_id: str, round_index: int) -> dict:
 @flow(name="matloop-campaign", flow_run_name="campaign-{campaign_id}")
 def discovery_campaign(store_url: str, campaign_id: str) -> dict:
     """Run (or resume) every round of a campaign already written to the store."""
-    log = get_run_logger()
     store = Store(store_url)
     cfg = store.config(campaign_id)
+    with CampaignLease(store, campaign_id, cfg.runner.lease_s):  # one live runner per campaign, however started
+        return _run_rounds(store, campaign_id, cfg)
+
+
+def _run_rounds(store: Store, campaign_id: str, cfg: CampaignConfig) -> dict:
+    log = get_run_logger()
+    store_url = store.url
     campaign = store.campaign(campaign_id)
     store.set_campaign(campaign_id, status="running")
     intervals: list[tuple[float, float]] = []
@@ -205,6 +212,7 @@ def discovery_campaign(store_url: str, campaign_id: str) -> dict:
                          cfg.rounds - 1)
                 break
             if store.round(campaign_id, r).status != "completed":
+                check_lease(campaign_id)
                 round_flow(store_url, campaign_id, r)
         intervals += [(w["start"], w["end"]) for w in (f.result() for f in warm_up)]
     except BaseException:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from conf import ConfigError, load_config
-from tasks.errors import MatloopError
+from tasks.errors import CampaignBusyError, MatloopError
 
 app = typer.Typer(help="Closed-loop generative materials discovery.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -63,6 +64,11 @@ def run(config: ConfigOpt = None,
             url = _store_url(store, config)
             cid = resume
             Store(url).campaign(cid)
+            from tasks.lease import live_lease
+
+            held = live_lease(Store(url), cid)
+            if held is not None:  # refused at once (run_campaign checks again, atomically)
+                raise CampaignBusyError(cid, held[0], held[1] - time.time())
         else:
             cfg = load_config(config, set_ or [])
             url = _store_url(store or cfg.store_url(), None, existing=False)
@@ -80,6 +86,8 @@ def run(config: ConfigOpt = None,
                     run_campaign(url, cid)
             else:
                 run_campaign(url, cid)
+    except CampaignBusyError as exc:  # another runner took it between the check above and the start
+        fail(exc)
     except Exception as exc:  # the flow logged the traceback; say what failed and how to continue
         err.print(f"[bold red]campaign {cid} failed:[/bold red] {escape(f'{type(exc).__name__}: {exc}')}\n"
                   f"fix the cause and continue with: matloop run --resume {cid} --store {escape(url)}")

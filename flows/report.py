@@ -19,6 +19,16 @@ def _fmt(x: object, digits: int = 3) -> str:
     return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
+def shown_status(store: Store, campaign) -> str:
+    """The stored status, except that a ``running`` campaign whose runner holds no live lease (killed without
+    cleanup) is ``interrupted``: `matloop run --resume` continues it."""
+    from tasks.lease import live_lease
+
+    if campaign.status == "running" and live_lease(store, campaign.id) is None:
+        return "interrupted"
+    return campaign.status
+
+
 def campaign_table(url: str) -> Table:
     store = Store(url)
     table = Table(title=f"campaigns in {store.url}")
@@ -30,7 +40,7 @@ def campaign_table(url: str) -> Table:
         df = candidate_frame(url, c.id)
         new = df[(df["relaxed_match"].fillna("") == "") & [len(Composition(f)) > 1 for f in df["formula"]]]
         done = sum(r.status == "completed" for r in rounds)
-        table.add_row(c.id, escape(c.name), c.status, f"{done}/{len(rounds)}", str(len(df)),
+        table.add_row(c.id, escape(c.name), shown_status(store, c), f"{done}/{len(rounds)}", str(len(df)),
                       str(int((df["relax_status"] == "converged").sum())), str(int(df["stable_new"].sum())),
                       _fmt(new["e_above_hull"].min()), c.mlip or "-", c.created_at.strftime("%Y-%m-%d %H:%M"))
     return table
@@ -50,7 +60,7 @@ def rounds_table(url: str, cid: str) -> Table:
     spent = f"; relaxations {store.relaxation_count(cid)} of {budget}" if budget else ""
     hull = c.config.get("evaluate", {}).get("reference_hull")
     hull = f"reference hull {hull.rsplit('/', 1)[-1]}" if hull else "self-consistent hull"
-    table = Table(title=escape(f"campaign {cid} ({c.name}): {c.status}; MLIP {c.mlip or '-'}; {hull}{spent}"))
+    table = Table(title=escape(f"campaign {cid} ({c.name}): {shown_status(store, c)}; MLIP {c.mlip or '-'}; {hull}{spent}"))
     for col in ("round", "status", "generated", "valid (CDVAE)", "accepted", "rejected (by check)", "relaxed ok",
                 "stable new", "S.U.N.", "best E_hull", "DFT ok/n (MAE E_f)", "wall (s)"):
         table.add_column(col)

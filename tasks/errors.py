@@ -31,5 +31,14 @@ class StoreError(MatloopError):
     """The store does not hold what a step needs (unknown campaign, round out of order, ...)."""
 
 
+class CampaignBusyError(StoreError):
+    """Another live runner holds the campaign's lease (tasks/lease.py)."""
+
+    def __init__(self, campaign_id: str, owner: str, seconds_left: float) -> None:
+        super().__init__(f"campaign {campaign_id} is being run by {owner} (its lease is renewed while it runs and "
+                         f"expires {seconds_left:.0f} s from now if that runner has died); not started twice")
+        self.campaign_id, self.owner, self.seconds_left = campaign_id, owner, seconds_left
+
+
 class EvaluationError(MatloopError):
     """Energies cannot be turned into formation energies / hull distances (e.g. a missing reference)."""

@@ -119,3 +119,43 @@ def test_sigkill_then_prefect_flow_run_retry_skips_completed_work(tmp_path, pref
                   and t.flow_run_id in {r.id for r in rounds}]
     # chunks finished before the kill come back from their persisted results instead of running again
     assert any(t.state.name == "Cached" for t in chunks), sorted({t.state.name for t in chunks})
+
+
+def test_one_live_runner_per_campaign(tmp_path, prefect_server):
+    """A second `matloop run --resume` is refused while the first runner lives; once it is SIGKILLed, `status`
+    says interrupted and a resume on this host takes over at once (the dead runner's pid is gone)."""
+    cfg = {"name": "leased", "seed": 2, "rounds": 3, "output_dir": str(tmp_path / "out"),
+           "target": {"chemical_system": "Mg-O", "max_atoms": 8},
+           "seeds": {"known_phases": [{"template": "NaCl", "species": {"Na": "Mg", "Cl": "O"}}], "max_sites": 12},
+           "generator": {"name": "substitution", "n_per_round": 4},
+           "relax": {"backend": "chgnet", "max_steps": 60, "chunk_size": 1, "fmax": 0.1},
+           "runner": {"kind": "threads", "max_workers": 1, "lease_s": 600}}
+    path = tmp_path / "leased.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    url = f"sqlite:///{tmp_path / 'out' / 'matloop.db'}"
+    env = {**os.environ, "PREFECT_API_URL": prefect_server, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(MATLOOP + ["run", "--config", str(path), "--no-progress"], env=env,
+                             start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 240
+    cid = None
+    while time.time() < deadline and first.poll() is None and cid is None:
+        time.sleep(0.5)
+        if (tmp_path / "out" / "matloop.db").exists():
+            campaigns = Store(url).campaigns()
+            if campaigns and Store(url).lease(campaigns[0].id) is not None:
+                cid = campaigns[0].id
+    assert cid is not None, first.stdout.read().decode()[-3000:] if first.poll() is not None else "no lease"
+    second = subprocess.run(MATLOOP + ["run", "--resume", cid, "--store", url, "--no-progress"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert second.returncode == 2 and f"campaign {cid} is being run by" in second.stdout + second.stderr
+    assert "Traceback" not in second.stdout + second.stderr and first.poll() is None
+    status = subprocess.run(MATLOOP + ["status", "--store", url], env=env, capture_output=True, text=True)
+    assert "running" in status.stdout
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=30)
+    status = subprocess.run(MATLOOP + ["status", "--store", url], env=env, capture_output=True, text=True)
+    assert "interrupted" in status.stdout, status.stdout
+    third = subprocess.run(MATLOOP + ["run", "--resume", cid, "--store", url, "--no-progress"], env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    assert Store(url).campaign(cid).status == "completed" and Store(url).lease(cid) is None

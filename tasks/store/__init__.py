@@ -4,12 +4,13 @@ from tasks.store.acquisition_repo import AcquisitionRepo
 from tasks.store.dft_repo import DFT_STATES, DFT_TERMINAL, DFTRepo
 from tasks.store.engine import get_engine, transaction
 from tasks.store.lab_repo import LabRepo
+from tasks.store.lease_repo import LeaseRepo
 from tasks.store.repo import ROUND_STATES, CampaignRepo, round_reached
 from tasks.store.results_repo import ResultsRepo
 from tasks.store.secrets import adopt_credentials, public_url
 
 
-class Store(CampaignRepo, ResultsRepo, DFTRepo, LabRepo, AcquisitionRepo):
+class Store(CampaignRepo, ResultsRepo, DFTRepo, LabRepo, AcquisitionRepo, LeaseRepo):
     """Access to one store (an SQLAlchemy URL). Holds no connection, so it pickles to task workers."""
 
     def __init__(self, url: str) -> None:

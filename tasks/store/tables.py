@@ -245,3 +245,15 @@ class AcquisitionRow(Base):
     value: Mapped[float] = mapped_column(Float)  # acquisition value (higher is chosen first)
     chosen: Mapped[bool] = mapped_column(Boolean)
     rank: Mapped[int | None] = mapped_column(Integer)
+
+
+class LeaseRow(Base):
+    """Who runs a campaign now: one live runner per campaign. ``expires_at`` (unix seconds) moves forward with
+    every heartbeat; a runner that died stops renewing it, and once it has expired another may take over."""
+
+    __tablename__ = "campaign_leases"
+
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(300))  # host:pid of the runner
+    token: Mapped[str] = mapped_column(String(32))
+    expires_at: Mapped[float] = mapped_column(Float)
