@@ -12,6 +12,22 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tasks.store import ROUND_STATES, Store
 from tasks.store.views import round_progress
 
+# the step that runs while a round is in a state (tasks/store/repo.py ROUND_STATES)
+STEP_OF_STATE = {"generated": "generate", "filtered": "filter", "acquired": "acquire", "relaxed": "relax",
+                 "evaluated": "evaluate", "dft": "dft", "learned": "learn", "completed": "feedback"}
+
+
+def reference_progress(store: Store, cid: str) -> tuple[int, int] | None:
+    """(relaxed, total) known phases of the campaign with its MLIP; None before the MLIP is resolved."""
+    from tasks.relax import relax_context
+
+    if store.campaign(cid).mlip_spec is None:
+        return None
+    _, spec, shash = relax_context(store, cid)
+    known = store.known_phase_seeds(cid)
+    done = store.reference_energies(spec.identity, shash)
+    return sum(h in done for h in known), len(known)
+
 
 @contextmanager
 def campaign_progress(store: Store, cid: str, console: Console, interval: float = 1.0) -> Iterator[None]:
@@ -20,27 +36,36 @@ def campaign_progress(store: Store, cid: str, console: Console, interval: float 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console, transient=False)
     steps = len(ROUND_STATES) - 1
+    bars: dict[int, int] = {}
+    relax_bar = progress.add_task("relaxations", total=None, visible=False)
+    ref_bar = progress.add_task("known phases", total=None, visible=False)
+
+    def update() -> None:
+        try:
+            refs = None if progress.tasks[ref_bar].finished else reference_progress(store, cid)
+            if refs is not None:  # relaxed before round 0 ranks or relaxes anything: shown, not a frozen 0/N
+                progress.update(ref_bar, visible=True, completed=refs[0], total=max(refs[1], 1),
+                                description="known phases (hull references) relaxed")
+            for row in store.rounds(cid):
+                if row.index not in bars:
+                    bars[row.index] = progress.add_task(f"round {row.index}", total=steps)
+                done = ROUND_STATES.index(row.status)
+                running = f" -> {STEP_OF_STATE[ROUND_STATES[done + 1]]}" if 0 <= done < steps else ""
+                progress.update(bars[row.index], completed=done,
+                                description=f"round {row.index} [dim]{row.status}{running}[/dim]")
+                if 0 < done < steps:
+                    counts = round_progress(store.url, cid, row.index)
+                    chosen = store.chosen(cid, row.index)  # with acquisition only the chosen ones are relaxed
+                    total = len(chosen) if chosen is not None else counts["accepted"]
+                    progress.update(relax_bar, visible=done >= 2, total=max(total, 1),
+                                    completed=min(counts["relaxed"], total), description=f"round {row.index} relaxations")
+        except Exception:  # the store may be busy; the next poll will catch up
+            pass
 
     def poll() -> None:
-        bars: dict[int, int] = {}
-        relax_bar = progress.add_task("relaxations", total=None, visible=False)
-        while True:
-            try:
-                for row in store.rounds(cid):
-                    if row.index not in bars:
-                        bars[row.index] = progress.add_task(f"round {row.index}", total=steps)
-                    done = ROUND_STATES.index(row.status)
-                    progress.update(bars[row.index], completed=done,
-                                    description=f"round {row.index} [dim]{row.status}[/dim]")
-                    if 0 < done < steps:
-                        counts = round_progress(store.url, cid, row.index)
-                        progress.update(relax_bar, visible=done >= 2, total=max(counts["accepted"], 1),
-                                        completed=counts["relaxed"],
-                                        description=f"round {row.index} relaxations")
-            except Exception:  # the store may be busy; the next poll will catch up
-                pass
-            if stop.wait(interval):
-                return
+        while not stop.wait(interval):
+            update()
+        update()  # the bars end at the final counts, not one interval stale
 
     with progress, _prefect_logs_through(console):
         thread = threading.Thread(target=poll, name="matloop-progress", daemon=True)

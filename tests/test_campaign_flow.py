@@ -138,6 +138,24 @@ def test_a_finished_campaign_leaves_a_report_a_person_can_open(finished_campaign
     assert "e_above_hull (eV/atom)" in next((tmp_path / "csv").glob("*.csv")).read_text().splitlines()[0]
 
 
+def test_progress_bars_end_at_the_final_counts(finished_campaign):
+    import io
+
+    from rich.console import Console
+
+    from flows.progress import campaign_progress
+
+    cfg, cid, _ = finished_campaign
+    store = Store(cfg.store_url())
+    console = Console(file=io.StringIO(), width=200)
+    with campaign_progress(store, cid, console, interval=0.05):
+        pass
+    out = console.file.getvalue()
+    known = len(store.known_phase_seeds(cid))
+    assert "known phases (hull references) relaxed" in out and f"{known}/{known}" in out
+    assert "round 1 completed" in out and "->" not in out.split("round 1 completed")[1].splitlines()[0]
+
+
 def test_retry_after_a_crash_reuses_persisted_task_results(finished_campaign):
     """As if round 1 died right after relaxing: rerunning skips relaxation work via Prefect's persisted results."""
     from datetime import datetime, timezone
