@@ -27,9 +27,9 @@ from tasks.evaluate import evaluate_task
 from tasks.feedback import feedback_task
 from tasks.generate import generate_task
 from tasks.learn import learn_task
+from tasks.lease import CampaignLease, check_lease
 from tasks.mlip import MLIPSpec, resolve_mlip
 from tasks.relax import load_mlip_task, relax_chunk_task, relax_context
-from tasks.lease import CampaignLease, check_lease
 from tasks.store import Store, round_reached
 from tasks.validity import filter_task
 

@@ -170,12 +170,12 @@ def _candidates_table(url: str, cid: str, top: int, include_known: bool = False)
     console.print(candidates_table(url, cid, top, include_known))
 
 
-from flows.evaluate_cmd import evaluate  # noqa: E402  (commands of this app in their own modules)
-from flows.train_cmd import release_checkpoint_cmd, train  # noqa: E402
+from flows.deploy_cmd import deploy  # noqa: E402
 from flows.dft_cmd import dft_app  # noqa: E402
+from flows.evaluate_cmd import evaluate  # noqa: E402  (commands of this app in their own modules)
 from flows.lab_cmd import lab_app  # noqa: E402
 from flows.rerun_cmd import rerun_failed_cmd  # noqa: E402
-from flows.deploy_cmd import deploy  # noqa: E402
+from flows.train_cmd import release_checkpoint_cmd, train  # noqa: E402
 
 app.command()(evaluate)
 app.command()(train)

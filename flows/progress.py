@@ -58,7 +58,8 @@ def campaign_progress(store: Store, cid: str, console: Console, interval: float 
                     chosen = store.chosen(cid, row.index)  # with acquisition only the chosen ones are relaxed
                     total = len(chosen) if chosen is not None else counts["accepted"]
                     progress.update(relax_bar, visible=done >= 2, total=max(total, 1),
-                                    completed=min(counts["relaxed"], total), description=f"round {row.index} relaxations")
+                                    completed=min(counts["relaxed"], total),
+                                    description=f"round {row.index} relaxations")
         except Exception:  # the store may be busy; the next poll will catch up
             pass
 

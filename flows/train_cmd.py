@@ -58,7 +58,6 @@ def train(
     try:
         if prefect:
             from flows.server import prefect_api
-
             from flows.train import train_generator
 
             with prefect_api():
