@@ -9,8 +9,11 @@ a fallback is part of the spec.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
 import threading
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -79,6 +82,32 @@ def resolve_chgnet(version: str, device: str, requested: str = "chgnet", fallbac
                     fallback_reason=fallback_reason, identity=f"chgnet:{version}@{chgnet.__version__}")
 
 
+FAILURE_MEMORY_S = 24 * 3600  # how long `auto` remembers that a MACE foundation model could not be fetched
+
+
+def _failure_file(model: str) -> Path:
+    root = Path(os.environ.get("MATLOOP_CACHE") or Path.home() / ".cache" / "matloop")
+    return root / "mlip" / f"mace-unavailable-{hashlib.sha256(model.encode()).hexdigest()[:12]}.json"
+
+
+def _remember_failure(model: str, reason: str) -> None:
+    path = _failure_file(model)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"model": model, "reason": reason, "at": time.time()}))
+    except OSError:  # a read-only home: we will simply try again next time
+        pass
+
+
+def _recent_failure(model: str) -> str | None:
+    """The reason the last attempt to fetch ``model`` failed, if that was less than FAILURE_MEMORY_S ago."""
+    try:
+        record = json.loads(_failure_file(model).read_text())
+    except (OSError, ValueError):
+        return None
+    return record["reason"] if time.time() - record.get("at", 0) < FAILURE_MEMORY_S else None
+
+
 def resolve_mlip(cfg: RelaxConfig) -> MLIPSpec:
     """Resolve ``cfg.backend`` (one of :data:`BACKENDS`) to a spec.
 
@@ -92,10 +121,17 @@ def resolve_mlip(cfg: RelaxConfig) -> MLIPSpec:
     if cfg.backend == "chgnet":
         return resolve_chgnet(cfg.chgnet_model, cfg.device)
     if cfg.backend == "auto":
+        known = _recent_failure(cfg.mace_model)
+        if known is not None:  # an offline machine: do not try the download again in every campaign
+            return resolve_chgnet(cfg.chgnet_model, cfg.device, requested="auto",
+                                  fallback_reason=f"{known} (remembered; retried after {FAILURE_MEMORY_S // 3600} h "
+                                                  f"or when {_failure_file(cfg.mace_model)} is removed)")
         try:
             return resolve_mace(cfg.mace_model, cfg.device, requested="auto")
         except MLIPUnavailableError as exc:
             log.warning("auto MLIP: falling back to CHGNet: %s", exc)
+            if not _looks_like_path(cfg.mace_model):
+                _remember_failure(cfg.mace_model, str(exc))
             return resolve_chgnet(cfg.chgnet_model, cfg.device, requested="auto", fallback_reason=str(exc))
     raise MLIPUnavailableError(cfg.backend, "", f"unknown backend; allowed: {', '.join(BACKENDS)}")
 

@@ -45,6 +45,32 @@ def test_auto_falls_back_to_chgnet_and_records_why(tmp_path, monkeypatch):
     assert "no model file" in spec.fallback_reason
 
 
+def test_auto_remembers_that_a_foundation_model_could_not_be_fetched(tmp_path, monkeypatch):
+    """Offline: the first campaign tries the download and falls back; later ones do not try again (for a day)."""
+    import mace.calculators.foundations_models as foundations
+
+    import tasks.mlip as mlip
+
+    monkeypatch.setenv("MATLOOP_CACHE", str(tmp_path))
+    calls = []
+
+    def offline(model, *args, **kwargs):
+        calls.append(model)
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(foundations, "download_mace_mp_checkpoint", offline)
+    cfg = RelaxConfig(backend="auto", mace_model="medium")
+    first = resolve_mlip(cfg)
+    assert first.backend == "chgnet" and "network unreachable" in first.fallback_reason and calls == ["medium"]
+    second = resolve_mlip(cfg)
+    assert second.backend == "chgnet" and "remembered" in second.fallback_reason and calls == ["medium"]
+    monkeypatch.setattr(mlip, "FAILURE_MEMORY_S", 0)  # after the memory runs out it tries again
+    resolve_mlip(cfg)
+    assert calls == ["medium", "medium"]
+    with pytest.raises(MLIPUnavailableError, match="network unreachable"):  # an explicit request always tries
+        resolve_mlip(RelaxConfig(backend="mace", mace_model="medium"))
+
+
 def test_explicit_mace_without_weights_is_a_named_error(tmp_path):
     with pytest.raises(MLIPUnavailableError, match="no model file"):
         resolve_mlip(RelaxConfig(backend="mace", mace_model=str(tmp_path / "missing.model")))
