@@ -79,6 +79,11 @@ def run(config: ConfigOpt = None,
     except (ConfigError, MatloopError) as exc:
         fail(exc)
     st = Store(url)
+    from tasks.logs import LOG_ENV, route_library_output
+
+    log_file = Path(st.campaign(cid).campaign_dir) / "matloop.log"
+    os.environ[LOG_ENV] = str(log_file)  # worker processes started from here route theirs to the same file
+    route_library_output(log_file)  # library warnings: to the campaign's log, not over the progress bars
     try:
         with prefect_api():
             if progress:
@@ -190,6 +195,10 @@ def main() -> None:
     """Entry point of the ``matloop`` script: process-wide defaults are set here, before Prefect loads."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # small cells: parallelism comes from worker processes
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline machines: no telemetry errors
+    import warnings
+
+    # pymatgen warns for every noble gas it meets while sorting elements by electronegativity: noise to a user
+    warnings.filterwarnings("ignore", message="No Pauling electronegativity")
     app()
 
 

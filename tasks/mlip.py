@@ -145,7 +145,9 @@ def load_calculator(spec: MLIPSpec):
     process or thread loads a model once and keeps it."""
     cache = _loaded.__dict__.setdefault("calculators", {})
     if spec not in cache:
-        with _load_lock:
+        from tasks.logs import quiet_stdout
+
+        with _load_lock, quiet_stdout():  # model banners go to the campaign log
             cache[spec] = _new_calculator(spec)
     return cache[spec]
 

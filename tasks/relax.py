@@ -119,6 +119,9 @@ def relax_many(items: Sequence[tuple[str, Structure, bool]], spec: MLIPSpec, cfg
 @task(name="load-mlip")
 def load_mlip_task(spec: MLIPSpec) -> dict:
     """Load the MLIP in a worker ahead of the first relaxation (workers keep it for the campaign)."""
+    from tasks.logs import route_library_output
+
+    route_library_output()  # this worker's library warnings and the model's banner: to the campaign log
     start = time.time()
     load_calculator(spec)
     return {"start": start, "end": time.time()}
@@ -131,8 +134,10 @@ def relax_chunk_task(store_url: str, campaign_id: str, kind: str, hashes: list[s
     Skips whatever the store already holds for the campaign's MLIP and settings, writes the rest in one
     transaction, and returns counts and timing.
     """
+    from tasks.logs import route_library_output
     from tasks.store import Store
 
+    route_library_output()  # this worker's library warnings: to the campaign log
     start = time.time()
     store = Store(store_url)
     campaign_cfg, spec, shash = relax_context(store, campaign_id)

@@ -159,3 +159,7 @@ def test_one_live_runner_per_campaign(tmp_path, prefect_server):
                            capture_output=True, text=True, timeout=600)
     assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
     assert Store(url).campaign(cid).status == "completed" and Store(url).lease(cid) is None
+    console = third.stdout + third.stderr  # a quiet console: library chatter went to the campaign's log
+    assert "Warning" not in console and "CHGNet v" not in console and "Pauling" not in console
+    log = (Path(Store(url).campaign(cid).campaign_dir) / "matloop.log").read_text()
+    assert "CHGNet v" in log
