@@ -13,7 +13,8 @@ from models.crystal import CrystalBatch, Normalizer, batch_from_structures
 
 
 class CrystalDataset:
-    """Ordered structures with an optional (n, P) property matrix (NaN = unknown), normalised on access."""
+    """Ordered structures with an optional (n, P) property matrix (NaN = unknown; None = all unknown),
+    normalised on access."""
 
     def __init__(self, structures: Sequence[Structure], normalizer: Normalizer,
                  props: np.ndarray | None = None) -> None:
@@ -22,7 +23,9 @@ class CrystalDataset:
         self.structures = list(structures)
         self.normalizer = normalizer
         names = normalizer.prop_names
-        if names and (props is None or props.shape != (len(structures), len(names))):
+        if names and props is None:  # no labels at all: every property unknown (masked, the model learns it
+            props = np.full((len(structures), len(names)), np.nan)  # unconditionally)
+        if names and props.shape != (len(structures), len(names)):
             raise ValueError(f"expected a ({len(structures)}, {len(names)}) property matrix for {list(names)}")
         self.props = None if not names else normalizer.props_to_model(np.asarray(props, dtype=float))
 
