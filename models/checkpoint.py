@@ -19,6 +19,8 @@ import torch
 FORMAT = "matloop-checkpoint-1"
 WEIGHTS = Path(__file__).parent / "weights"  # the checkpoints that ship with matloop (see MODEL_CARD.md there)
 BUILTIN_KINDS = ("diffusion", "gan")
+# shipped alternatives to a family's default weights (models/weights/<kind>-<variant>.pt, see MODEL_CARD.md)
+BUILTIN_VARIANTS = {"diffusion": ("eform",)}
 _DROPPED_ON_RELEASE = ("optimizer", "rng_state", "state_dict")
 
 
@@ -70,11 +72,16 @@ def release_checkpoint(src: Path, dst: Path) -> Path:
     return save_checkpoint(dst, release_payload(load_checkpoint(src)))
 
 
-def builtin_checkpoint(kind: str) -> Path:
-    """The shipped checkpoint of generator family ``kind`` (one of :data:`BUILTIN_KINDS`)."""
+def builtin_checkpoint(kind: str, variant: str = "") -> Path:
+    """The shipped checkpoint of generator family ``kind`` (one of :data:`BUILTIN_KINDS`), or its ``variant``
+    (one of :data:`BUILTIN_VARIANTS`; ``checkpoint: builtin:<variant>`` in a campaign config)."""
     if kind not in BUILTIN_KINDS:
         raise ValueError(f"no builtin checkpoint for {kind!r}; builtin ones: {', '.join(BUILTIN_KINDS)}")
-    path = WEIGHTS / f"{kind}.pt"
+    if variant and variant not in BUILTIN_VARIANTS.get(kind, ()):
+        allowed = ", ".join(f"builtin:{v}" for v in BUILTIN_VARIANTS.get(kind, ())) or "none"
+        raise ValueError(f"no builtin {kind} checkpoint variant {variant!r}; variants: {allowed}")
+    path = WEIGHTS / (f"{kind}-{variant}.pt" if variant else f"{kind}.pt")
     if not path.is_file():
-        raise FileNotFoundError(f"the builtin {kind} checkpoint is missing from this installation ({path})")
+        raise FileNotFoundError(f"the builtin {kind} checkpoint {path.name} is missing from this installation "
+                                f"({path})")
     return path

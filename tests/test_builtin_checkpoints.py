@@ -30,6 +30,18 @@ def test_the_builtin_checkpoints_load_offline_and_hold_no_training_state(kind):
     assert sum(p.numel() for p in model.parameters()) > 1e5
 
 
+def test_the_formation_energy_variant_ships_and_unknown_variants_are_named():
+    path = resolve_checkpoint("builtin:eform", kind="diffusion")
+    ckpt = load_checkpoint(path)
+    assert path == WEIGHTS / "diffusion-eform.pt" and ckpt["model_config"]["properties"] == ["formation_energy_per_atom"]
+    assert ckpt["hash"] in (WEIGHTS / "MODEL_CARD.md").read_text() and "optimizer" not in ckpt
+    assert set(ckpt["exclude_ids"]) == set(load_checkpoint(builtin_checkpoint("diffusion"))["exclude_ids"])
+    with pytest.raises(GeneratorError, match="variants: builtin:eform"):
+        resolve_checkpoint("builtin:bandgap", kind="diffusion")
+    with pytest.raises(GeneratorError, match="variants: none"):
+        resolve_checkpoint("builtin:eform", kind="gan")
+
+
 def test_builtin_is_the_default_and_unknown_kinds_are_named():
     assert GeneratorConfig(name="diffusion").diffusion.checkpoint == "builtin"
     assert GeneratorConfig(name="gan").gan.checkpoint == "builtin"

@@ -30,14 +30,15 @@ def _sha256(path: Path) -> str:
 
 
 def resolve_checkpoint(ref: str | Path, sha256: str | None = None, kind: str | None = None) -> Path:
-    """The local file of checkpoint ``ref``: ``builtin`` (the shipped checkpoint of generator family ``kind``), a
+    """The local file of checkpoint ``ref``: ``builtin`` (the shipped checkpoint of generator family ``kind``) or
+    ``builtin:<variant>`` (a shipped alternative, e.g. ``builtin:eform``), a
     path, or a URL fetched once and checked against ``sha256``."""
     ref = str(ref)
-    if ref == "builtin":
+    if ref == "builtin" or ref.startswith("builtin:"):
         from models.checkpoint import builtin_checkpoint
 
         try:
-            return builtin_checkpoint(str(kind))
+            return builtin_checkpoint(str(kind), ref.partition(":")[2])
         except (ValueError, FileNotFoundError) as exc:
             raise GeneratorError(str(exc)) from exc
     if "://" not in ref:
