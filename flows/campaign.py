@@ -219,9 +219,12 @@ def _run_rounds(store: Store, campaign_id: str, cfg: CampaignConfig) -> dict:
         store.set_campaign(campaign_id, status="failed")
         raise
     store.set_campaign(campaign_id, status="completed")
-    if cfg.report:
-        report = report_task(store_url, campaign_id)
-        log.info("report: %s", report)
+    if cfg.report:  # a campaign whose report cannot be drawn is still a completed campaign: say so, go on
+        try:
+            log.info("report: %s", report_task(store_url, campaign_id))
+        except Exception as exc:
+            log.warning("campaign %s: the report files were not written (%s: %s); `matloop report %s` retries",
+                        campaign_id, type(exc).__name__, exc, campaign_id)
     return {"campaign_id": campaign_id, "intervals": intervals,
             "rounds": [row.summary for row in store.rounds(campaign_id)]}
 
