@@ -29,14 +29,19 @@ def _snapshot(url):
         }
 
 
+def _config(tmp_path, name: str, seed: int, rounds: int, n_per_round: int) -> dict:
+    """A Mg-O substitution campaign relaxing one candidate per chunk on one thread (easy to catch mid-round)."""
+    return {"name": name, "seed": seed, "rounds": rounds, "output_dir": str(tmp_path / "out"),
+            "target": {"chemical_system": "Mg-O", "max_atoms": 8},
+            "seeds": {"known_phases": [{"template": "NaCl", "species": {"Na": "Mg", "Cl": "O"}}], "max_sites": 12},
+            "generator": {"name": "substitution", "n_per_round": n_per_round},
+            "relax": {"backend": "chgnet", "max_steps": 60, "chunk_size": 1, "fmax": 0.1},
+            "runner": {"kind": "threads", "max_workers": 1}}
+
+
 def _kill_mid_round(tmp_path, prefect_server):
     """Start `matloop run`, SIGKILL it in the middle of round 0's relaxations; return what the tests need."""
-    cfg = {"name": "killme", "seed": 5, "rounds": 2, "output_dir": str(tmp_path / "out"),
-           "target": {"chemical_system": "Mg-O", "max_atoms": 8},
-           "seeds": {"known_phases": [{"template": "NaCl", "species": {"Na": "Mg", "Cl": "O"}}], "max_sites": 12},
-           "generator": {"name": "substitution", "n_per_round": 5},
-           "relax": {"backend": "chgnet", "max_steps": 60, "chunk_size": 1, "fmax": 0.1},
-           "runner": {"kind": "threads", "max_workers": 1}}
+    cfg = _config(tmp_path, "killme", seed=5, rounds=2, n_per_round=5)
     path = tmp_path / "killme.yaml"
     path.write_text(yaml.safe_dump(cfg))
     url = f"sqlite:///{tmp_path / 'out' / 'matloop.db'}"
@@ -124,12 +129,8 @@ def test_sigkill_then_prefect_flow_run_retry_skips_completed_work(tmp_path, pref
 def test_one_live_runner_per_campaign(tmp_path, prefect_server):
     """A second `matloop run --resume` is refused while the first runner lives; once it is SIGKILLed, `status`
     says interrupted and a resume on this host takes over at once (the dead runner's pid is gone)."""
-    cfg = {"name": "leased", "seed": 2, "rounds": 3, "output_dir": str(tmp_path / "out"),
-           "target": {"chemical_system": "Mg-O", "max_atoms": 8},
-           "seeds": {"known_phases": [{"template": "NaCl", "species": {"Na": "Mg", "Cl": "O"}}], "max_sites": 12},
-           "generator": {"name": "substitution", "n_per_round": 4},
-           "relax": {"backend": "chgnet", "max_steps": 60, "chunk_size": 1, "fmax": 0.1},
-           "runner": {"kind": "threads", "max_workers": 1, "lease_s": 600}}
+    cfg = _config(tmp_path, "leased", seed=2, rounds=3, n_per_round=4)
+    cfg["runner"]["lease_s"] = 600
     path = tmp_path / "leased.yaml"
     path.write_text(yaml.safe_dump(cfg))
     url = f"sqlite:///{tmp_path / 'out' / 'matloop.db'}"

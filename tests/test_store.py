@@ -85,3 +85,18 @@ def test_round_states():
 def test_unsupported_store_url():
     with pytest.raises(StoreError, match="allowed dialects: sqlite, postgresql"):
         get_engine("mysql://u@h/db")
+
+
+def test_a_store_without_the_lease_table_still_opens(tmp_path):
+    """campaign_leases is a new table (no new column), so create_all brings an older store up to date."""
+    from sqlalchemy import create_engine, inspect
+
+    from tasks.store.tables import Base
+
+    path = tmp_path / "old.db"
+    old = create_engine(f"sqlite:///{path}")
+    Base.metadata.create_all(old, tables=[t for name, t in Base.metadata.tables.items() if name != "campaign_leases"])
+    assert "campaign_leases" not in inspect(old).get_table_names()
+    old.dispose()
+    store = Store(f"sqlite:///{path}")
+    assert store.campaigns() == [] and store.lease("none") is None
