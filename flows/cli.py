@@ -1,4 +1,5 @@
-"""The ``matloop`` command line: run, status, candidates, export, evaluate, train, dft, lab, rerun-failed, deploy."""
+"""The ``matloop`` command line: run, status, candidates, export, report, evaluate, train, dft, lab, store,
+rerun-failed, deploy."""
 
 from __future__ import annotations
 
@@ -180,6 +181,7 @@ from flows.dft_cmd import dft_app  # noqa: E402
 from flows.evaluate_cmd import evaluate  # noqa: E402  (commands of this app in their own modules)
 from flows.lab_cmd import lab_app  # noqa: E402
 from flows.rerun_cmd import rerun_failed_cmd  # noqa: E402
+from flows.store_cmd import store_app  # noqa: E402
 from flows.train_cmd import release_checkpoint_cmd, train  # noqa: E402
 
 app.command()(evaluate)
@@ -187,6 +189,7 @@ app.command()(train)
 app.command("release-checkpoint")(release_checkpoint_cmd)
 app.add_typer(dft_app, name="dft")
 app.add_typer(lab_app, name="lab")
+app.add_typer(store_app, name="store")
 app.command("rerun-failed")(rerun_failed_cmd)
 app.command()(deploy)
 

@@ -56,17 +56,31 @@ def micro_config(tmp: Path, **overrides):
 
 
 def fresh_postgres_url() -> str:
-    """The PostgreSQL named by MATLOOP_TEST_POSTGRES_URL (.ci/postgres.sh), emptied; skips the test without it."""
+    """The PostgreSQL named by MATLOOP_TEST_POSTGRES_URL (.ci/postgres.sh), emptied and at today's schema; skips
+    the test without it."""
     url = os.environ.get("MATLOOP_TEST_POSTGRES_URL")
     if not url:
         pytest.skip("MATLOOP_TEST_POSTGRES_URL is not set (.ci/postgres.sh starts a server)")
     from tasks.store import get_engine
-    from tasks.store.tables import Base
 
-    engine = get_engine(url)
-    Base.metadata.drop_all(engine)
-    Base.metadata.create_all(engine)
+    drop_postgres_tables(url)
+    get_engine(url)  # creates today's tables, stamped with the head revision
     return url
+
+
+def drop_postgres_tables(url: str) -> None:
+    """Every table of the test database, matloop's version table included; engines cached before are dropped."""
+    from sqlalchemy import MetaData, create_engine
+
+    from tasks.store import get_engine
+    from tasks.store.secrets import adopt_credentials, connect_url
+
+    get_engine.cache_clear()
+    engine = create_engine(connect_url(adopt_credentials(url)))
+    meta = MetaData()
+    meta.reflect(engine)
+    meta.drop_all(engine)
+    engine.dispose()
 
 
 @pytest.fixture

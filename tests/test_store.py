@@ -88,7 +88,7 @@ def test_unsupported_store_url():
 
 
 def test_a_store_without_the_lease_table_still_opens(tmp_path):
-    """campaign_leases is a new table (no new column), so create_all brings an older store up to date."""
+    """A store from just before the lease existed (no version table, no campaign_leases) is upgraded on open."""
     from sqlalchemy import create_engine, inspect
 
     from tasks.store.tables import Base

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -12,10 +11,11 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 
 from tasks.errors import StoreError
+from tasks.store.schema import prepare_schema
 from tasks.store.secrets import connect_url, public_url
 from tasks.store.tables import Base
 
@@ -25,11 +25,25 @@ BATCH = 500  # rows per INSERT statement (SQLite caps bound parameters)
 
 @lru_cache(maxsize=16)
 def get_engine(url: str) -> Engine:
-    """One engine per URL and process; creates the tables on first use.
+    """One engine per URL and process; on first use a new store gets its tables and an old one is upgraded or
+    refused (tasks/store/schema.py).
 
     SQLite files get WAL journaling, a 60 s busy timeout and foreign keys, so relaxation workers in other
     processes can write while the campaign reads.
     """
+    return _open(url, upgrade=None)[0]
+
+
+def upgrade_store(url: str) -> tuple[str, str | None]:
+    """Bring a store (PostgreSQL included) to this matloop's schema: (what was found: new | current | unversioned
+    | a revision, the SQLite backup made or None). `matloop store upgrade` runs this."""
+    engine, found, backup = _open(url, upgrade=True)
+    engine.dispose()
+    get_engine.cache_clear()  # engines opened before the upgrade were refused or are stale
+    return found, backup
+
+
+def _open(url: str, upgrade: bool | None) -> tuple[Engine, str, str | None]:
     target = connect_url(url)
     dialect = target.get_backend_name()
     if dialect not in DIALECTS:
@@ -60,14 +74,17 @@ def get_engine(url: str) -> Engine:
     else:
         engine = create_engine(target, pool_pre_ping=True)
     try:
-        _create_tables(engine)
+        found, backup = prepare_schema(engine, public_url(url), upgrade)
+    except StoreError:
+        engine.dispose()
+        raise
     except DatabaseError as exc:
         engine.dispose()
         if dialect == "sqlite":
             raise StoreError(f"store file {target.database} is damaged or not an SQLite database "
                              f"({str(exc.orig).strip()}); restore it from a backup or move it away") from None
         raise StoreError(f"store {public_url(url)}: {str(exc.orig).strip()}") from None
-    return engine
+    return engine, found, backup
 
 
 def require_store(url: str) -> str:
@@ -79,20 +96,6 @@ def require_store(url: str) -> str:
             raise StoreError(f"no store at {target.database} (start a campaign with `matloop run`, or name the "
                              "store with --store or MATLOOP_STORE_URL)")
     return url
-
-
-def _create_tables(engine: Engine, attempts: int = 5) -> None:
-    """``create_all``, tolerating another process creating the same tables at the same moment (a campaign
-    and a CLI command opening a new store together): the loser retries and finds the tables there."""
-    for attempt in range(attempts):
-        try:
-            Base.metadata.create_all(engine)
-            return
-        except (OperationalError, ProgrammingError, IntegrityError) as exc:
-            text = str(exc).lower()
-            if attempt == attempts - 1 or not ("already exists" in text or "duplicate" in text):
-                raise
-            time.sleep(0.2 * (attempt + 1))
 
 
 @contextmanager
