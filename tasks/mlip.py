@@ -14,6 +14,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -152,21 +154,46 @@ def load_calculator(spec: MLIPSpec):
     return cache[spec]
 
 
+class _DtypeGate:
+    """Torch's default dtype is process-wide, and MACE (float64) and CHGNet (float32) build their inputs with it.
+    Threads computing with the same dtype run together; a thread that needs the other dtype waits until they are
+    done (without this, a rerun that pre-relaxes with MACE in one thread while CHGNet polishes in another mixed
+    dtypes and recorded the relaxation as an error)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._dtype = None
+        self._active = 0
+
+    @contextmanager
+    def use(self, dtype) -> Iterator[None]:
+        import torch
+
+        with self._cond:
+            self._cond.wait_for(lambda: self._active == 0 or self._dtype == dtype)
+            if self._active == 0:
+                self._dtype = dtype
+                torch.set_default_dtype(dtype)
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
+
+
+_dtype_gate = _DtypeGate()
+
+
 def _pin_default_dtype(calc, dtype):
-    """Run ``calc.calculate`` under torch default ``dtype``.
-
-    MACE sets torch's process-wide default dtype when it loads (float64 here) and builds its inputs with it;
-    CHGNet needs float32. Setting it before every call lets both live in one process (e.g. a rerun with
-    another backend) without one breaking the other. (One backend per thread pool: the default dtype is
-    process-wide.)
-    """
-    import torch
-
+    """Run ``calc.calculate`` under torch default ``dtype`` (see :class:`_DtypeGate`), so MACE and CHGNet can
+    live in one process, even in threads computing at the same time."""
     calculate = calc.calculate
 
     def pinned(*args, **kwargs):
-        torch.set_default_dtype(dtype)
-        return calculate(*args, **kwargs)
+        with _dtype_gate.use(dtype):
+            return calculate(*args, **kwargs)
 
     calc.calculate = pinned
     return calc
@@ -178,13 +205,15 @@ def _new_calculator(spec: MLIPSpec):
     if spec.backend == "mace":
         from mace.calculators import MACECalculator
 
-        calc = MACECalculator(model_paths=spec.model, device=spec.device, default_dtype="float64")
+        with _dtype_gate.use(torch.float64):
+            calc = MACECalculator(model_paths=spec.model, device=spec.device, default_dtype="float64")
         return _pin_default_dtype(calc, torch.float64)
     if spec.backend == "chgnet":
         from chgnet.model import CHGNet
         from chgnet.model.dynamics import CHGNetCalculator
 
-        torch.set_default_dtype(torch.float32)
-        model = CHGNet.load(model_name=spec.model, use_device=spec.device, verbose=False)
-        return _pin_default_dtype(CHGNetCalculator(model=model, use_device=spec.device), torch.float32)
+        with _dtype_gate.use(torch.float32):
+            model = CHGNet.load(model_name=spec.model, use_device=spec.device, verbose=False)
+            calc = CHGNetCalculator(model=model, use_device=spec.device)
+        return _pin_default_dtype(calc, torch.float32)
     raise MLIPUnavailableError(spec.backend, spec.model, "unknown backend; allowed: mace, chgnet")

@@ -81,12 +81,21 @@ def rerun_chunk_task(store_url: str, campaign_id: str, kind: str, items: list[tu
         rcfg = fallback_settings(cfg.relax, status, attempt, overrides)
         structure, relax_cell = structures[h]
         extra = {}
+        start_from = structure
         if helper_calc is not None:  # another MLIP finds the minimum; the campaign's MLIP polishes and scores it
             pre = relax_structure(structure, helper_calc, rcfg, hash=h, mlip=helper.identity, relax_cell=relax_cell)
             extra = {"pre_relaxed_with": helper.identity, "pre_relax_status": pre.status}
             if pre.final_structure is not None and pre.status in ("converged", "not_converged"):
-                structure = structure_from_json(pre.final_structure)
-        res = relax_structure(structure, calc, rcfg, hash=h, mlip=spec.identity, relax_cell=relax_cell)
+                start_from = structure_from_json(pre.final_structure)
+        res = relax_structure(start_from, calc, rcfg, hash=h, mlip=spec.identity, relax_cell=relax_cell)
+        if helper_calc is not None:
+            extra["pre_relax_used"] = start_from is not structure
+        if start_from is not structure and res.status != "converged":
+            # the helper's geometry can be worse than the input (a small or foreign MLIP pulls a molecule or a
+            # cell where the campaign's MLIP cannot settle): the campaign's MLIP also tries from the input
+            direct = relax_structure(structure, calc, rcfg, hash=h, mlip=spec.identity, relax_cell=relax_cell)
+            if direct.status == "converged":
+                res, extra["pre_relax_used"] = direct, False
         results.append(res.model_copy(update={"attempt": attempt, "settings_hash": attempt_hash(shash, attempt),
                                               "worker": {**worker_info(), **extra}}))
     if kind == "candidate":

@@ -63,8 +63,9 @@ def _oldest_store(url: str, revision: str = "0001") -> None:
                                                   wall_time_s=0.5, created_at=NOW))
         for name, value, unit in (("energy_per_atom", -5.95, "eV/atom"), ("formation_energy_per_atom", -2.9, "eV/atom"),
                                   ("e_above_hull", 0.0, "eV/atom")):
-            c.execute(insert(t["properties"]).values(candidate_id=cand, name=name, value=value, unit=unit, source="mlip",
-                                                     model="chgnet-0.3.0", round_index=0, updated_at=NOW))
+            c.execute(insert(t["properties"]).values(candidate_id=cand, name=name, value=value, unit=unit,
+                                                     source="mlip", model="chgnet-0.3.0", round_index=0,
+                                                     updated_at=NOW))
     engine.dispose()
 
 

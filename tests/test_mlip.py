@@ -89,3 +89,39 @@ def test_mace_and_chgnet_in_one_process(tiny_mace):
         a.calc = load_calculator(resolve_mlip(cfg))
         energies.append(a.get_potential_energy())
     assert np.isfinite(energies).all() and energies[0] == pytest.approx(energies[2])
+
+
+
+def test_the_dtype_gate_keeps_threads_of_the_other_dtype_out():
+    """A rerun pre-relaxes with MACE (float64) in one thread while CHGNet (float32) polishes in another; torch's
+    default dtype is process-wide, so a thread needing the other dtype must wait until the first is done."""
+    import threading
+    import time
+
+    import torch
+
+    from tasks.mlip import _DtypeGate
+
+    gate, events, inside = _DtypeGate(), [], threading.Event()
+
+    def use(dtype, hold_s, tag):
+        with gate.use(dtype):
+            events.append((tag, "in", torch.get_default_dtype()))
+            inside.set()
+            time.sleep(hold_s)
+            events.append((tag, "out", torch.get_default_dtype()))
+
+    first = threading.Thread(target=use, args=(torch.float64, 0.3, "mace"))
+    first.start()
+    inside.wait()
+    same = threading.Thread(target=use, args=(torch.float64, 0.0, "mace2"))  # same dtype: runs alongside
+    other = threading.Thread(target=use, args=(torch.float32, 0.0, "chgnet"))
+    same.start()
+    other.start()
+    for t in (first, same, other):
+        t.join()
+    order = [(tag, what) for tag, what, _ in events]
+    assert order.index(("mace2", "out")) < order.index(("mace", "out"))  # not serialised behind the first
+    assert order.index(("chgnet", "in")) > order.index(("mace", "out"))  # waited for every float64 thread
+    assert all(dtype == (torch.float32 if tag == "chgnet" else torch.float64) for tag, _, dtype in events)
+    torch.set_default_dtype(torch.float32)

@@ -46,7 +46,8 @@ def test_rerun_failed_relaxations_through_the_cli(prefect_server, tmp_path, tiny
     assert failed, "max_steps=2 should leave relaxations unconverged"
 
     # fallback: more steps, and a different MLIP (the tiny MACE) to find the minimum; CHGNet polishes and scores.
-    # (150 steps left the O reference unconverged in 1 of ~6 clean-clone runs, 300 in 1 of ~10: no O phase)
+    # The tiny MACE sometimes pulls the O2 reference where CHGNet cannot settle (about 1 run in 10): CHGNet then
+    # also relaxes from the input geometry, so every failed relaxation converges in one rerun.
     res = CliRunner().invoke(app, ["rerun-failed", cid, "--reason", "not-converged", "--set", "relax.max_steps=600",
                                    "--set", "relax.fmax=0.1", "--set", "relax.backend=mace",
                                    "--set", f"relax.mace_model={tiny_mace}", "--store", cfg.store_url()])
@@ -57,17 +58,11 @@ def test_rerun_failed_relaxations_through_the_cli(prefect_server, tmp_path, tiny
     assert any(after[h].status == "converged" for h in failed), res.output
     assert all(r.settings_hash.endswith("-r1") for h, r in after.items() if h in failed)
     assert all(after[h].mlip == spec.identity and after[h].worker["pre_relaxed_with"].startswith("mace:")
-               for h in failed)
+               and "pre_relax_used" in after[h].worker for h in failed)
     refs = store.reference_energies(spec.identity, shash)
     assert all(refs[h].settings_hash.endswith("-r1") for h in refs_failed)  # failed known phases rerun too
-    if any(refs[h].status != "converged" for h in refs_failed):
-        # the tiny MACE occasionally leaves the O2 reference unconverged (about 1 run in 10): a second rerun
-        # with the campaign's own MLIP, as a user would do, is attempt 2
-        res = CliRunner().invoke(app, ["rerun-failed", cid, "--set", "relax.max_steps=600", "--store",
-                                       cfg.store_url()])
-        assert res.exit_code == 0, res.output
-        refs = store.reference_energies(spec.identity, shash)
-        assert all(refs[h].status == "converged" for h in refs_failed), res.output
+    assert all(refs[h].status == "converged" for h in refs_failed), [(refs[h].formula, refs[h].status, refs[h].reason)
+                                                                     for h in refs_failed]
     evaluate_task.fn(cfg.store_url(), cid, 0)  # what the next round's evaluation does
     ehull = {h for h, name, *_ in store.properties(cid) if name == "e_above_hull"}
     assert {h for h in failed if after[h].status == "converged"} <= ehull
