@@ -10,6 +10,8 @@ STAMP       := $(VENV)/.matloop-setup
 TORCH_PIP_ARGS ?=
 ARGS        ?=
 PYTEST_ARGS ?=
+# two pytest workers: files that touch no shared service run beside the rest (tests/conftest.py PARALLEL_SAFE)
+TEST_WORKERS ?= 2
 
 export OMP_NUM_THREADS ?= 1
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
@@ -40,7 +42,7 @@ run: setup cp2k
 	$(VENV)/bin/matloop run $(ARGS)
 
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) benchmarks/campaign.py $(ARGS)

@@ -12,6 +12,22 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+# Files that share no service but their own Prefect test server (prefect_test_harness: one temporary server and
+# database per pytest worker): no PostgreSQL, SLURM, CP2K, Prefect deployments or browser. Under `pytest -n 2
+# --dist loadgroup` (make test) each of them runs whole on whichever worker is free; every other file is in one
+# group that runs on one worker in file order, as the suite runs without xdist.
+PARALLEL_SAFE = {"test_acquisition", "test_benchmark_split", "test_builtin_checkpoints", "test_candidate",
+                 "test_config", "test_diffusion", "test_diffusion_learning", "test_discovery",
+                 "test_discovery_benchmark", "test_evaluate", "test_feedback", "test_gan", "test_gan_learning",
+                 "test_gan_matching", "test_generators", "test_learn", "test_learning_switch", "test_metrics",
+                 "test_seeds", "test_validity"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.path.stem
+        item.add_marker(pytest.mark.xdist_group(module if module in PARALLEL_SAFE else "services"))
+
 
 @pytest.fixture(scope="session")
 def prefect_server():

@@ -115,11 +115,18 @@ def test_the_next_round_samples_from_the_fine_tuned_checkpoint(prefect_server, t
             "generator.diffusion": {"checkpoint": str(mgo_diffusion), "steps": 30}, "relax.max_steps": 150,
             "learn.structures": 16, "learn.epochs": 1, "learn.condition_min_hits": 1}
     runs = {}
-    for name, extra in (("on", {}), ("frozen", {"learn.fine_tune": False}), ("off", {"feedback.enabled": False})):
-        cfg = micro_config(tmp_path / name, **base, **extra)
+
+    def run(name: str, **extra) -> None:
+        cfg = micro_config(tmp_path / name, **{**base, **extra})
         cid = start_campaign(cfg)
         run_campaign(cfg.store_url(), cid)
         runs[name] = (Store(cfg.store_url()), cid)
+
+    run("on")
+    run("off", **{"feedback.enabled": False, "rounds": 1})  # (rounds only as many as the assertions need)
+    summaries = [r.summary["learn"] for r in runs["on"][0].rounds(runs["on"][1])]
+    run("frozen", **{"learn.fine_tune": False,
+                     "rounds": next((r + 2 for r, s in enumerate(summaries[:-1]) if isinstance(s, dict)), 1)})
     off_store, off = runs["off"]
     assert all(r.summary["learn"] == "off (feedback.enabled: false)" for r in off_store.rounds(off))
     assert not any("conditions_learned" in r.summary for r in off_store.rounds(off))
