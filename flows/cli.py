@@ -40,7 +40,8 @@ def _store_url(store: str | None, config: Path | None, existing: bool = True) ->
 
 
 def fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/bold red] {escape(str(exc))}")  # "[csv]" in a message is text, not markup
+    # "[csv]" in a message is text, not markup; one logical line, never wrapped inside a path or a phrase
+    err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", soft_wrap=True)
     raise typer.Exit(code=2)
 
 

@@ -23,7 +23,7 @@ def _counts(url):
                 for t in (CandidateRow, ProposalRow, VerdictRow, RelaxationRow, PropertyRow)}
 
 
-@pytest.fixture(scope="module", params=["chgnet-processes", "mace-threads"])
+@pytest.fixture(scope="session", params=["chgnet-processes", "mace-threads"])
 def finished_campaign(request, prefect_server, tiny_mace, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(request.param)
     if request.param == "chgnet-processes":

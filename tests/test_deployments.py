@@ -79,7 +79,11 @@ def test_deploy_then_a_worker_runs_the_campaign_deployment(auth_server, tmp_path
                     time.sleep(2)
         finally:
             os.killpg(worker.pid, 15)
-            worker.wait(timeout=60)
+            try:
+                worker.wait(timeout=120)
+            except subprocess.TimeoutExpired:  # a loaded machine: a worker slow to shut down is not the test
+                os.killpg(worker.pid, 9)
+                worker.wait(timeout=30)
         assert state.is_completed(), (state, (tmp_path / "worker.log").read_text()[-4000:])
     store = Store(cfg.store_url())
     (campaign,) = store.campaigns()

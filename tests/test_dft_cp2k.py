@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.slow,
 DFT_ON = {"rounds": 1, "dft.backend": "local", "dft.selection.per_round": 1}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dft_campaign(prefect_server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dft")
     cfg = micro_config(tmp, **DFT_ON)

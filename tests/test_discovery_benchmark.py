@@ -27,7 +27,7 @@ def _counts(url: str) -> dict:
         return {t.__tablename__: s.scalar(select(func.count()).select_from(t)) for t in (CampaignRow, RelaxationRow)}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def quick(prefect_server, tmp_path_factory):
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")

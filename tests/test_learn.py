@@ -76,7 +76,7 @@ def test_fine_tuning_a_round_writes_a_new_checkpoint_reproducibly(tmp_path, tiny
     assert any(not np.allclose(p.detach(), q.detach()) for p, q in zip(tuned.parameters(), before.parameters()))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def mgo_diffusion(tmp_path_factory) -> Path:
     """A tiny diffusion checkpoint of small Mg-O cells (strained, rattled rock salt, zinc blende, CsCl, wurtzite),
     trained on one thread so it is the same in every session: its samples are cells CHGNet relaxes."""
