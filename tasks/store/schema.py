@@ -39,7 +39,7 @@ class StoreUpgradeRequired(StoreError):
     """The store's schema is older than this matloop's and must be upgraded by `matloop store upgrade`."""
 
 
-def alembic_config(connection: Connection):
+def alembic_config(connection: Connection | None):
     """An Alembic configuration that runs on ``connection`` (no alembic.ini, no URL: the password stays out)."""
     from alembic.config import Config
 
@@ -50,12 +50,10 @@ def alembic_config(connection: Connection):
 
 
 def known_revisions() -> list[str]:
-    from alembic.config import Config
+    """Every revision in migrations/versions, newest first."""
     from alembic.script import ScriptDirectory
 
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    return [script.revision for script in ScriptDirectory.from_config(config).walk_revisions()]
+    return [script.revision for script in ScriptDirectory.from_config(alembic_config(None)).walk_revisions()]
 
 
 def store_revision(connection: Connection) -> tuple[str | None, bool]:
