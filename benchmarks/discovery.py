@@ -78,7 +78,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "full tier and --train, campaigns/discovery-quick for the quick tier).")
     p.add_argument("--out", type=Path, help="Result JSON (default benchmarks/results/discovery-<commit>.json).")
     p.add_argument("--train", choices=["diffusion", "gan"], help="Train that generator's checkpoint and exit.")
+    p.add_argument("--checkpoint", action="append", default=[], metavar="GEN=REF",
+                   help="A generator's checkpoint: a path or builtin[:variant] (the shipped weights, trained without "
+                        "the held-out phases), e.g. gan=builtin; default checkpoints/discovery_<gen>.pt.")
     args = p.parse_args(argv)
+    args.checkpoints = {g: str(path) for g, path in CHECKPOINTS.items()}
+    for item in args.checkpoint:
+        gen, _, ref = item.partition("=")
+        if gen not in CHECKPOINTS or not ref:
+            p.error(f"--checkpoint expects GEN=REF with GEN one of {', '.join(CHECKPOINTS)}, got {item!r}")
+        args.checkpoints[gen] = ref
     tier = TIERS["full" if args.train and not args.systems else args.tier]  # checkpoints serve the full tier
     args.systems = args.systems.split(",") if args.systems else tier["systems"]
     args.generators = args.generators.split(",") if args.generators else tier["generators"]
@@ -116,8 +125,8 @@ def campaign_config(system: str, generator: str, learning: str, seed: int, args:
            "seeds": {"sources": [{"kind": "builtin"}, {"kind": "csv", "path": str(data.templates)}],
                      "exclude": [{"kind": "csv", "path": str(data.heldout_file)}], "max_sites": 20},
            "generator": {"name": generator, "n_per_round": args.per_round,
-                         "diffusion": {"checkpoint": str(CHECKPOINTS["diffusion"]), "steps": 200},
-                         "gan": {"checkpoint": str(CHECKPOINTS["gan"])}},
+                         "diffusion": {"checkpoint": args.checkpoints["diffusion"], "steps": 200},
+                         "gan": {"checkpoint": args.checkpoints["gan"]}},
            "relax": {"backend": args.mlip}, "dft": {"backend": "none"},
            "evaluate": {"reference_hull": str(data.campaign_hull), "elemental_references": str(data.elemental)},
            "feedback": {"enabled": learning == "on"}, "budget": {"relaxations": args.budget},
@@ -131,26 +140,38 @@ def campaign_config(system: str, generator: str, learning: str, seed: int, args:
     return validate_config(cfg, source=f"discovery arm {system}/{generator}/{learning}/{seed}")
 
 
-def check_checkpoint(generator: str, data: BenchmarkData) -> None:
+def arm_checkpoints(configs: dict) -> dict[str, set[str]]:
+    """Each generative family's checkpoint references over the arms (``--set`` overrides included)."""
+    refs: dict[str, set[str]] = {}
+    for cfg in configs.values():
+        name = cfg.generator.name
+        if name in CHECKPOINTS:
+            refs.setdefault(name, set()).add(str(getattr(cfg.generator, name).checkpoint))
+    return refs
+
+
+def check_checkpoint(generator: str, ref: str, data: BenchmarkData) -> Path:
     """The generator's checkpoint exists and was trained without any held-out phase of this run."""
     from models.checkpoint import load_checkpoint
+    from tasks.generators.fetch import resolve_checkpoint
 
-    path = CHECKPOINTS[generator]
+    path = resolve_checkpoint(ref, kind=generator)
     if not path.is_file():
-        raise SystemExit(f"error: {path} not found; train it with: python benchmarks/discovery.py --train {generator}")
+        raise SystemExit(f"error: {path} not found; train it with: python benchmarks/discovery.py --train {generator} "
+                         f"(or pass --checkpoint {generator}=builtin for the shipped weights)")
     kept_away = set(load_checkpoint(path).get("exclude_ids", []))
     missing = sorted(set(data.heldout["id"]) - kept_away)
     if missing:
         raise SystemExit(f"error: {path} was trained without excluding held-out phase(s) {missing}; retrain it with "
                          f"python benchmarks/discovery.py --train {generator} --systems <these systems>")
+    return path
 
 
-def record_checkpoints(workdir: Path, generators: list[str]) -> None:
+def record_checkpoints(workdir: Path, paths: dict[str, Path]) -> None:
     """The checkpoints' hashes join the work folder's record of its inputs (a retrained one is refused)."""
     from models.checkpoint import load_checkpoint
 
-    record_inputs(workdir, {f"checkpoint:{g}": load_checkpoint(CHECKPOINTS[g])["hash"]
-                            for g in generators if g in CHECKPOINTS})
+    record_inputs(workdir, {f"checkpoint:{key}": load_checkpoint(path)["hash"] for key, path in paths.items()})
 
 
 def run_arm(cfg, runner) -> tuple[str, float]:
@@ -217,12 +238,12 @@ def main(argv: list[str] | None = None) -> dict:
     if missing:
         print(f"note: no held-out phase for {missing} (no reference structure with all of their elements lies on "
               "the reference hull; pass --heldout FILE): only S.U.N. hits can count there", flush=True)
-    for g in {"diffusion", "gan"} & set(args.generators):
-        check_checkpoint(g, data)
-    record_checkpoints(args.workdir, args.generators)
     arms = [(s, g, lrn, seed) for s in args.systems for seed in args.seeds for g in args.generators
             for lrn in args.learning]
     configs = {arm: campaign_config(*arm, args, data) for arm in arms}
+    paths = {(g if ref == str(CHECKPOINTS[g]) else f"{g}:{ref}"): check_checkpoint(g, ref, data)
+             for g, refs in arm_checkpoints(configs).items() for ref in sorted(refs)}
+    record_checkpoints(args.workdir, paths)
     runs: dict = {}
     t0 = time.perf_counter()
     with prefect_api(), make_task_runner(RunnerConfig(kind="processes", max_workers=args.workers)) as runner:

@@ -127,3 +127,20 @@ def test_a_work_folder_refuses_other_inputs_before_writing(quick):
     with pytest.raises(SystemExit, match="heldout.csv differ from what the campaigns"):
         main([*args, "--systems", "Li-In-O"])
     assert {p.name: p.read_bytes() for p in work.iterdir() if p.suffix in (".csv", ".gz")} == before
+
+
+def test_the_shipped_checkpoints_can_serve_the_benchmark():
+    """`--checkpoint gan=builtin`: the shipped weights were trained without the held-out phases (their exclude_ids
+    say so), and a checkpoint that saw a held-out phase is refused."""
+    from types import SimpleNamespace
+
+    from benchmarks.discovery import check_checkpoint, parse_args
+
+    heldout = SimpleNamespace(heldout=pd.DataFrame({"id": ["mp-5777", "mp-5488", "mp-4482", "mp-754363", "mp-3953"]}))
+    for gen, ref in (("diffusion", "builtin"), ("diffusion", "builtin:eform"), ("gan", "builtin")):
+        assert check_checkpoint(gen, ref, heldout).is_file()
+    with pytest.raises(SystemExit, match=r"without excluding held-out phase\(s\) \['mp-1'\]"):
+        check_checkpoint("gan", "builtin", SimpleNamespace(heldout=pd.DataFrame({"id": ["mp-1"]})))
+    assert parse_args(["--checkpoint", "gan=builtin"]).checkpoints["gan"] == "builtin"
+    with pytest.raises(SystemExit):
+        parse_args(["--checkpoint", "vae=builtin"])
