@@ -71,7 +71,7 @@ def system_pool(store, judged: pd.DataFrame, system: str):
     formation energy or None, hit) for one system."""
     from tasks.acquire import campaign_training_set
     from tasks.candidate import structure_from_json
-    from tasks.relax import relax_context
+    from tasks.context import relax_context
 
     rows = judged[judged["system"] == system]
     hits = set(rows.loc[rows["kind"].isin(["rediscovery", "sun"]), "hash"])

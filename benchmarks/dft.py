@@ -93,8 +93,9 @@ def campaign_mae(store_url: str | None, campaign_id: str | None) -> dict:
     from tasks.store import Store
 
     if campaign_id is None:
-        from conf import load_config
         from prefect.testing.utilities import prefect_test_harness
+
+        from conf import load_config
 
         out = Path(tempfile.mkdtemp(prefix="matloop-dft-bench-"))
         cfg = load_config(None, [f"output_dir={out}", "dft.backend=local"])

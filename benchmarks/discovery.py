@@ -113,7 +113,7 @@ def campaign_config(system: str, generator: str, learning: str, seed: int, args:
                     data: BenchmarkData):
     """The campaign of one arm: same seeds, filter, MLIP, hull and budget for every arm."""
     from conf.loader import apply_override, validate_config
-    from tasks.generate import default_oxidation_states
+    from tasks.context import default_oxidation_states
 
     elements = system.split("-")
     given = {k: v for k, v in args.oxidation.items() if k in elements}
@@ -187,21 +187,6 @@ def run_arm(cfg, runner) -> tuple[str, float]:
     cid = existing[-1].id if existing else start_campaign(cfg)
     run_campaign(cfg.store_url(), cid, task_runner=runner)
     return cid, time.perf_counter() - t0
-
-
-def spent_relaxations(store, cid: str, budget: int):
-    """The campaign's relaxations in the order its budget was spent (round, then hash), at most ``budget``."""
-    from tasks.candidate import structure_from_json
-    from tasks.metrics.discovery import Relaxation
-    from tasks.relax import relax_context
-
-    _, spec, shash = relax_context(store, cid)
-    pairs = sorted(store.own_relaxations(cid, spec.identity, shash),
-                   key=lambda cr: (cr[0].round_index, cr[0].hash))[:budget]
-    return [Relaxation(hash=c.hash, round=c.round_index, formula=c.formula, converged=r.status == "converged",
-                       energy_per_atom=r.energy_per_atom, relaxed_match=c.relaxed_match or "",
-                       structure=structure_from_json(r.final_structure) if r.final_structure else None)
-            for c, r in pairs]
 
 
 def train(generator: str, args: argparse.Namespace) -> None:

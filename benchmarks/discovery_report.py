@@ -18,9 +18,23 @@ from benchmarks.discovery_data import ROOT, BenchmarkData
 COLORS = {"substitution": "#1f77b4", "random": "#7f7f7f", "diffusion": "#d62728", "gan": "#2ca02c"}
 
 
+def spent_relaxations(store, cid: str, budget: int):
+    """The campaign's relaxations in the order its budget was spent (round, then hash), at most ``budget``."""
+    from tasks.candidate import structure_from_json
+    from tasks.context import relax_context
+    from tasks.metrics.discovery import Relaxation
+
+    _, spec, shash = relax_context(store, cid)
+    pairs = sorted(store.own_relaxations(cid, spec.identity, shash),
+                   key=lambda cr: (cr[0].round_index, cr[0].hash))[:budget]
+    return [Relaxation(hash=c.hash, round=c.round_index, formula=c.formula, converged=r.status == "converged",
+                       energy_per_atom=r.energy_per_atom, relaxed_match=c.relaxed_match or "",
+                       structure=structure_from_json(r.final_structure) if r.final_structure else None)
+            for c, r in pairs]
+
+
 def judge_arms(arms: list[tuple], configs: dict, runs: dict, data: BenchmarkData, budget: int) -> list[dict]:
     """One record per arm: its campaign, the judged relaxations and the curve metrics."""
-    from benchmarks.discovery import spent_relaxations
     from tasks.errors import EvaluationError
     from tasks.metrics.discovery import HIT_KINDS, DiscoveryJudge, cumulative, curve_metrics
     from tasks.metrics.hull import load_elemental_references, load_reference_hull

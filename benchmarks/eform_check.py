@@ -29,7 +29,7 @@ def main() -> dict:
 
     from conf.schema import DiffusionOptions, RelaxConfig, TargetRange
     from tasks.acquisition.screen import single_point_energies
-    from tasks.generate import default_oxidation_states
+    from tasks.context import default_oxidation_states
     from tasks.generators.diffusion import DiffusionGenerator
     from tasks.metrics.hull import formation_energy_per_atom, load_elemental_references
     from tasks.mlip import load_calculator, resolve_mlip

@@ -1,11 +1,7 @@
-"""The base of every config block."""
+"""The base of every config block (:class:`models.strict.Strict`, shared with model configs and typed records)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from models.strict import Strict
 
-
-class Strict(BaseModel):
-    """Base for every config block: unknown keys are errors, instances are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+__all__ = ["Strict"]

@@ -8,110 +8,26 @@ cache keys made of the campaign, round and structure hashes, so Prefect retries 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 
 from conf.schema import CampaignConfig, RelaxConfig
 from flows.artifacts import Progress, publish_round
-from flows.dft import dft_stage
+from flows.round_steps import ROUND_STEPS, RoundRun
 from flows.runners import SharedProcessPool, make_task_runner
-from tasks.acquire import acquire_task
-from tasks.evaluate import evaluate_task
-from tasks.feedback import feedback_task
-from tasks.generate import generate_task
-from tasks.learn import learn_task
 from tasks.lease import CampaignLease, check_lease
 from tasks.mlip import MLIPSpec, resolve_mlip
-from tasks.relax import load_mlip_task, relax_chunk_task, relax_context
+from tasks.relax import load_mlip_task
 from tasks.store import Store, round_reached
-from tasks.validity import filter_task
-
-STEP_SHARE = {"generate": 10.0, "filter": 4.0, "acquire": 2.0, "relax": 54.0, "evaluate": 5.0, "dft": 17.0, "learn": 3.0,
-              "feedback": 5.0}
-
-
-def _cache_key(context: Any, parameters: dict[str, Any]) -> str:
-    payload = json.dumps(parameters, sort_keys=True, default=str)
-    return f"matloop-{context.task.name}-{hashlib.sha256(payload.encode()).hexdigest()[:24]}"
-
-
-def persisted(step, campaign_dir: str, retries: int = 0, cached: bool = True):
-    """``step`` with results persisted under the campaign directory.
-
-    ``cached`` steps are keyed by their inputs (campaign, round, structure hashes), so a retried or resumed
-    flow run reuses them. Steps whose output depends on the store's current state (evaluate, feedback) are
-    persisted but always run.
-    """
-    storage = Path(campaign_dir) / "prefect-results"  # Prefect resolves a Path to a local file system
-    caching = {"cache_key_fn": _cache_key} if cached else {"cache_policy": NO_CACHE}
-    return step.with_options(persist_result=True, result_storage=storage, retries=retries, retry_delay_seconds=2,
-                             **caching)
 
 
 @task(name="resolve-mlip")
 def resolve_mlip_task(cfg: RelaxConfig) -> MLIPSpec:
     """Resolve the MLIP backend once per campaign (download, cache or fall back to CHGNet)."""
     return resolve_mlip(cfg)
-
-
-def chunks(items: list[str], size: int) -> list[list[str]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
-
-
-def missing_references(store: Store, campaign_id: str) -> list[str]:
-    """Hashes of the campaign's known phases without a relaxation by its MLIP and settings yet."""
-    _, spec, shash = relax_context(store, campaign_id)
-    done_refs = store.reference_energies(spec.identity, shash)
-    return sorted(h for h in store.known_phase_seeds(campaign_id) if h not in done_refs)
-
-
-def acquire_stage(store: Store, campaign_id: str, round_index: int, cfg: CampaignConfig, campaign_dir: str) -> dict:
-    """Relax the missing known phases first (the surrogate learns from them), then rank and choose."""
-    intervals, compute = [], 0.0
-    refs = missing_references(store, campaign_id) if cfg.acquisition.function != "all" else []
-    if refs:
-        relax = persisted(relax_chunk_task, campaign_dir, retries=cfg.relax.retries)
-        futures = [relax.submit(store.url, campaign_id, "reference", c) for c in chunks(refs, cfg.relax.chunk_size)]
-        for r in (f.result() for f in futures):
-            intervals.append((r["start"], r["end"]))
-            compute += r["compute_s"]
-    res = persisted(acquire_task, campaign_dir, cached=False)(store.url, campaign_id, round_index,
-                                                                references_relaxed=len(refs))
-    return {"intervals": [*intervals, (res["start"], res["end"])], "compute_s": compute + res["compute_s"]}
-
-
-def relax_stage(store: Store, campaign_id: str, round_index: int, cfg: CampaignConfig, campaign_dir: str,
-                on_chunk=None) -> dict:
-    """Submit relaxation chunks (missing reference phases first, then the candidates the acquisition chose, in
-    order of choice, or every accepted candidate) and wait."""
-    refs = missing_references(store, campaign_id)
-    chosen = store.chosen(campaign_id, round_index)
-    cands = chosen if chosen is not None else [c.hash for c in store.accepted(campaign_id, round_index)]
-    over_budget = 0
-    if cfg.budget.relaxations is not None:  # the round that reaches the budget relaxes only what fits
-        left = max(cfg.budget.relaxations - store.relaxation_count(campaign_id, before_round=round_index), 0)
-        cands, over_budget = cands[:left], max(len(cands) - left, 0)
-    relax = persisted(relax_chunk_task, campaign_dir, retries=cfg.relax.retries)
-    size = cfg.relax.chunk_size
-    futures = [relax.submit(store.url, campaign_id, "reference", chunk) for chunk in chunks(refs, size)]
-    futures += [relax.submit(store.url, campaign_id, "candidate", chunk) for chunk in chunks(cands, size)]
-    results = []
-    for f in futures:  # in submission order; progress moves as chunks finish
-        results.append(f.result())
-        if on_chunk is not None:
-            on_chunk(len(results), len(futures))
-    converged = sum(r["converged"] for r in results if r["kind"] == "candidate")
-    summary = {"relaxed": len(cands), "relax_converged": converged, "references_relaxed": len(refs),
-               "relaxations_reused": sum(r.get("reused", 0) for r in results), "over_budget": over_budget}
-    store.advance_round(campaign_id, round_index, "relaxed", summary)
-    return {"intervals": [(r["start"], r["end"]) for r in results], "compute_s": sum(r["compute_s"] for r in results)}
 
 
 def budget_spent(store: Store, campaign_id: str, cfg: CampaignConfig, round_index: int) -> bool:
@@ -122,52 +38,27 @@ def budget_spent(store: Store, campaign_id: str, cfg: CampaignConfig, round_inde
     return store.relaxation_count(campaign_id, before_round=round_index) >= budget
 
 
-def dft_step(store: Store, campaign_id: str, round_index: int, cfg: CampaignConfig) -> dict:
-    """The DFT subflow, or a recorded skip when ``dft.backend`` is ``none``."""
-    t0 = time.time()
-    if cfg.dft.backend == "none":
-        get_run_logger().info("round %d: DFT step skipped (dft.backend: none)", round_index)
-        store.advance_round(campaign_id, round_index, "dft", {"dft": "skipped (dft.backend: none)"})
-        return {"intervals": [], "compute_s": 0.0}
-    dft_stage(store.url, campaign_id, round_index)
-    return {"intervals": [(t0, time.time())], "compute_s": time.time() - t0}
-
-
 @flow(name="matloop-round", flow_run_name="{campaign_id}-round-{round_index}")
 def campaign_round(store_url: str, campaign_id: str, round_index: int) -> dict:
-    """One round: generate -> filter -> acquire -> relax -> evaluate -> dft -> learn -> feedback."""
+    """One round: the steps of :data:`flows.round_steps.ROUND_STEPS` that the round has not completed yet."""
     log = get_run_logger()
     store = Store(store_url)
-    cfg = store.config(campaign_id)
-    cdir = store.campaign(campaign_id).campaign_dir
-    timings: dict[str, dict[str, Any]] = {}
-    steps = [("generated", "generate", generate_task, True), ("filtered", "filter", filter_task, True),
-             ("acquired", "acquire", None, False), ("relaxed", "relax", None, True), ("evaluated", "evaluate", evaluate_task, False),
-             ("dft", "dft", None, False), ("learned", "learn", learn_task, False),
-             ("completed", "feedback", feedback_task, False)]
+    cfg, cdir = store.config(campaign_id), store.campaign(campaign_id).campaign_dir
     progress = Progress(campaign_id, round_index)
+    timings: dict[str, dict[str, Any]] = {}
     done_pct = 0.0
-    for state, name, step, cached in steps:
-        share = STEP_SHARE[name]
-        if round_reached(store.round(campaign_id, round_index).status, state):
-            done_pct += share
+    for step in ROUND_STEPS:
+        if round_reached(store.round(campaign_id, round_index).status, step.state):
+            done_pct += step.share
             continue
+        run = RoundRun(store, campaign_id, round_index, cfg, cdir,
+                       on_progress=lambda f, base=done_pct, share=step.share: progress.set(base + share * f))
         t0 = time.time()
-        if name == "relax":
-            base = done_pct
-            out = relax_stage(store, campaign_id, round_index, cfg, cdir,
-                              on_chunk=lambda i, n, base=base, share=share: progress.set(base + share * i / n))
-        elif name == "acquire":
-            out = acquire_stage(store, campaign_id, round_index, cfg, cdir)
-        elif name == "dft":
-            out = dft_step(store, campaign_id, round_index, cfg)
-        else:
-            res = persisted(step, cdir, cached=cached)(store_url, campaign_id, round_index)
-            out = {"intervals": [(res["start"], res["end"])], "compute_s": res["compute_s"]}
-        timings[name] = {"wall_s": time.time() - t0, **out}
-        done_pct += share
+        report = step.run(run)
+        timings[step.name] = report.timing(time.time() - t0)
+        done_pct += step.share
         progress.set(done_pct)
-        log.info("round %d: %s done in %.1f s", round_index, name, timings[name]["wall_s"])
+        log.info("round %d: %s done in %.1f s", round_index, step.name, timings[step.name]["wall_s"])
     previous = store.round(campaign_id, round_index).summary.get("timings", {})
     store.advance_round(campaign_id, round_index, "completed", {"timings": {**previous, **timings}})
     progress.set(100.0)

@@ -4,45 +4,26 @@ rerun-failed, deploy."""
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from conf import ConfigError, load_config
+from flows.cli_common import ConfigOpt, StoreOpt, console, err, fail, store_url
+from flows.deploy_cmd import deploy
+from flows.dft_cmd import dft_app
+from flows.evaluate_cmd import evaluate
+from flows.lab_cmd import lab_app
+from flows.rerun_cmd import rerun_failed_cmd
+from flows.store_cmd import store_app
+from flows.train_cmd import release_checkpoint_cmd, train
 from tasks.errors import CampaignBusyError, MatloopError
 
 app = typer.Typer(help="Closed-loop generative materials discovery.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-# piped output (files, CI logs) gets wide tables instead of rich's 80-column default
-# emoji off: campaign names such as "discovery:Ba-Ti-O:gan:on:s0" must not print ":on:" as an emoji
-console = Console(width=None if sys.stdout.isatty() else 200, emoji=False)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 200, emoji=False)
-
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c",
-                                                help="Campaign YAML (default: packaged campaign.yaml).")]
-StoreOpt = Annotated[str | None, typer.Option("--store",
-                                              help="Store URL (default: MATLOOP_STORE_URL or the config's).")]
-
-
-def _store_url(store: str | None, config: Path | None, existing: bool = True) -> str:
-    """The store named by ``--store``, MATLOOP_STORE_URL or the config, without its password (kept in this
-    process's environment only, see tasks/store/secrets.py); with ``existing`` it must exist already."""
-    from tasks.store import adopt_credentials
-    from tasks.store.engine import require_store
-
-    url = adopt_credentials(store or os.environ.get("MATLOOP_STORE_URL") or load_config(config).store_url())
-    return require_store(url) if existing else url
-
-
-def fail(exc: Exception) -> None:
-    # "[csv]" in a message is text, not markup; one logical line, never wrapped inside a path or a phrase
-    err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", soft_wrap=True)
-    raise typer.Exit(code=2)
 
 
 @app.command()
@@ -63,7 +44,7 @@ def run(config: ConfigOpt = None,
         if resume:
             if set_:
                 raise ConfigError("--set cannot change a stored campaign; resume uses the config it was started with")
-            url = _store_url(store, config)
+            url = store_url(store, config)
             cid = resume
             Store(url).campaign(cid)
             from tasks.lease import live_lease
@@ -73,7 +54,7 @@ def run(config: ConfigOpt = None,
                 raise CampaignBusyError(cid, held[0], held[1] - time.time())
         else:
             cfg = load_config(config, set_ or [])
-            url = _store_url(store or cfg.store_url(), None, existing=False)
+            url = store_url(store or cfg.store_url(), None, existing=False)
             if url != cfg.store_url():  # --store, or a password moved out of the config's URL
                 cfg = cfg.model_copy(update={"store": cfg.store.model_copy(update={"url": url})})
             cid = start_campaign(cfg)
@@ -112,7 +93,7 @@ def status(campaign_id: Annotated[str | None, typer.Argument()] = None, store: S
     from flows.report import campaign_table, rounds_table
 
     try:
-        url = _store_url(store, config)
+        url = store_url(store, config)
         console.print(rounds_table(url, campaign_id) if campaign_id else campaign_table(url))
     except (ConfigError, MatloopError) as exc:
         fail(exc)
@@ -125,7 +106,7 @@ def candidates(campaign_id: str, top: Annotated[int, typer.Option(min=1, help="R
                store: StoreOpt = None, config: ConfigOpt = None) -> None:
     """The best candidates of a campaign by energy above hull."""
     try:
-        _candidates_table(_store_url(store, config), campaign_id, top, include_known)
+        _candidates_table(store_url(store, config), campaign_id, top, include_known)
     except (ConfigError, MatloopError) as exc:
         fail(exc)
 
@@ -145,7 +126,7 @@ def export(campaign_id: str,
     if format not in FORMATS:
         fail(ValueError(f"unknown format {format!r}; allowed: {', '.join(FORMATS)}"))
     try:
-        paths = export_candidates(Store(_store_url(store, config)), campaign_id, format, out, top,
+        paths = export_candidates(Store(store_url(store, config)), campaign_id, format, out, top,
                                      include_unrelaxed)
     except (ConfigError, MatloopError) as exc:
         fail(exc)
@@ -163,7 +144,7 @@ def report(campaign_id: str,
     from tasks.store import Store
 
     try:
-        path = write_campaign_report(Store(_store_url(store, config)), campaign_id, out, top)
+        path = write_campaign_report(Store(store_url(store, config)), campaign_id, out, top)
     except (ConfigError, MatloopError) as exc:
         fail(exc)
     except OSError as exc:
@@ -176,14 +157,6 @@ def _candidates_table(url: str, cid: str, top: int, include_known: bool = False)
 
     console.print(candidates_table(url, cid, top, include_known))
 
-
-from flows.deploy_cmd import deploy  # noqa: E402
-from flows.dft_cmd import dft_app  # noqa: E402
-from flows.evaluate_cmd import evaluate  # noqa: E402  (commands of this app in their own modules)
-from flows.lab_cmd import lab_app  # noqa: E402
-from flows.rerun_cmd import rerun_failed_cmd  # noqa: E402
-from flows.store_cmd import store_app  # noqa: E402
-from flows.train_cmd import release_checkpoint_cmd, train  # noqa: E402
 
 app.command()(evaluate)
 app.command()(train)

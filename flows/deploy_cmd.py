@@ -36,7 +36,7 @@ def deploy(config: Annotated[Path | None, typer.Option("--config", "-c", help="C
            ) -> None:
     """Register every deployment of deployments/prefect.yaml on the Prefect server at PREFECT_API_URL."""
     from conf import ConfigError, default_config_path, load_config
-    from flows.cli import console, fail
+    from flows.cli_common import console, fail
 
     path = (config or default_config_path()).resolve()
     try:

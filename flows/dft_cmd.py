@@ -20,13 +20,13 @@ def ls(campaign_id: str,
     """One row per calculation of the campaign and the elemental references it uses."""
     from rich.table import Table
 
-    from flows.cli import _store_url, console, fail
+    from flows.cli_common import console, fail, store_url
     from tasks.candidate import structure_from_json
     from tasks.errors import MatloopError
     from tasks.store import Store
 
     try:
-        st = Store(_store_url(store, None))
+        st = Store(store_url(store, None))
         st.campaign(campaign_id)
         rows = st.dft_calcs(campaign_id, state or None, with_references=True)
     except MatloopError as exc:
@@ -54,7 +54,7 @@ def rerun(campaign_id: str,
     DFT properties. Each earlier attempt stays in the calculation's history."""
     from conf import ConfigError
     from conf.loader import apply_override, validate_config
-    from flows.cli import _store_url, console, fail
+    from flows.cli_common import console, fail, store_url
     from flows.dft import dft_rerun
     from flows.server import prefect_api
     from tasks.errors import MatloopError
@@ -65,7 +65,7 @@ def rerun(campaign_id: str,
         bad = [s for s in states if s not in RERUN_STATES]
         if bad:
             raise ConfigError(f"cannot rerun calculations in {bad}; allowed: {', '.join(RERUN_STATES)}")
-        url = _store_url(store, None)
+        url = store_url(store, None)
         st = Store(url)
         data = st.campaign(campaign_id).config
         for assignment in set_ or []:

@@ -47,7 +47,7 @@ def evaluate(
     limit: Annotated[int | None, typer.Option(help="Read at most N structures of each file.")] = None,
 ) -> None:
     """Validity, uniqueness, novelty, stability, S.U.N., coverage, statistics and property satisfaction."""
-    from flows.cli import console, fail
+    from flows.cli_common import console, fail
     from tasks.errors import MatloopError
     from tasks.metrics.coverage import load_comp_scaler
     from tasks.metrics.evaluate import EvaluationOptions, evaluate_samples

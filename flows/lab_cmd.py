@@ -18,7 +18,7 @@ def ingest(file: Path,
            store: Annotated[str | None, typer.Option(help="Store URL.")] = None) -> None:
     """Validate FILE (CSV or JSON; columns: candidate|cif|formula, property, value, unit, uncertainty,
     sample_id, date, notes) and store its measurements; they take precedence in the next round's feedback."""
-    from flows.cli import _store_url, console, fail
+    from flows.cli_common import console, fail, store_url
     from flows.lab import lab_ingest_flow
     from flows.server import prefect_api
     from tasks.errors import MatloopError
@@ -26,7 +26,7 @@ def ingest(file: Path,
     from tasks.store import Store
 
     try:
-        url = _store_url(store, None)
+        url = store_url(store, None)
         ingest_lab_file(Store(url), campaign, file, skip_invalid, dry_run=True)  # bad input: one line, at once
         with prefect_api():
             report = lab_ingest_flow(url, campaign, str(file), skip_invalid)

@@ -9,17 +9,14 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from flows.round_steps import STEP_OF_STATE
 from tasks.store import ROUND_STATES, Store
 from tasks.store.views import round_progress
-
-# the step that runs while a round is in a state (tasks/store/repo.py ROUND_STATES)
-STEP_OF_STATE = {"generated": "generate", "filtered": "filter", "acquired": "acquire", "relaxed": "relax",
-                 "evaluated": "evaluate", "dft": "dft", "learned": "learn", "completed": "feedback"}
 
 
 def reference_progress(store: Store, cid: str) -> tuple[int, int] | None:
     """(relaxed, total) known phases of the campaign with its MLIP; None before the MLIP is resolved."""
-    from tasks.relax import relax_context
+    from tasks.context import relax_context
 
     if store.campaign(cid).mlip_spec is None:
         return None

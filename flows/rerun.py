@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from flows.campaign import chunks
-from tasks.relax import relax_context
+from flows.round_steps import chunks
+from tasks.context import relax_context
 from tasks.rerun import rerun_chunk_task
-from tasks.store.results_repo import attempt_of
 from tasks.store import Store
+from tasks.store.results_repo import attempt_of
 
 
 @flow(name="matloop-rerun-failed", flow_run_name="{campaign_id}-rerun-failed")

@@ -20,7 +20,7 @@ def rerun_failed_cmd(
 
     from conf import ConfigError
     from conf.schema import RelaxConfig
-    from flows.cli import _store_url, console, fail
+    from flows.cli_common import console, fail, store_url
     from flows.rerun import rerun_failed
     from flows.server import prefect_api
     from tasks.errors import MatloopError
@@ -41,7 +41,7 @@ def rerun_failed_cmd(
             RelaxConfig.model_validate({**RelaxConfig().model_dump(), **overrides})
         except ValueError as exc:
             raise ConfigError(f"--set: {exc}") from None
-        url = _store_url(store, None)
+        url = store_url(store, None)
         Store(url).campaign(campaign_id)
     except (ConfigError, MatloopError) as exc:
         fail(exc)

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
+from flows.cli_common import StoreOpt
+
 store_app = typer.Typer(help="The campaign store's schema version and upgrade.", no_args_is_help=True)
-StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL (default: MATLOOP_STORE_URL or the "
-                                                               "packaged config's).")]
 
 
 @store_app.command("upgrade")
 def upgrade(store: StoreOpt = None) -> None:
     """Upgrade the store to this matloop's schema (SQLite stores are also upgraded when opened, after a copy of
     the file is saved beside it; back up a PostgreSQL store with pg_dump first)."""
-    from flows.cli import _store_url, console, fail
+    from flows.cli_common import console, fail, store_url
     from tasks.errors import MatloopError
     from tasks.store import public_url
     from tasks.store.engine import upgrade_store
     from tasks.store.schema import HEAD
 
     try:
-        url = _store_url(store, None)
+        url = store_url(store, None)
         found, backup = upgrade_store(url)
     except MatloopError as exc:
         fail(exc)
@@ -36,14 +34,14 @@ def version(store: StoreOpt = None) -> None:
     """The store's schema revision and this matloop's."""
     from sqlalchemy import create_engine
 
-    from flows.cli import _store_url, console, fail
+    from flows.cli_common import console, fail, store_url
     from tasks.errors import MatloopError
     from tasks.store import public_url
     from tasks.store.schema import HEAD, store_revision
     from tasks.store.secrets import connect_url
 
     try:
-        url = _store_url(store, None)
+        url = store_url(store, None)
         engine = create_engine(connect_url(url))
         try:
             with engine.connect() as connection:

@@ -24,7 +24,7 @@ def train(
     import yaml
 
     from conf.loader import ConfigError, apply_override
-    from flows.cli import console, fail
+    from flows.cli_common import console, fail
 
     try:
         raw = yaml.safe_load(config.read_text()) if config else {}
@@ -78,7 +78,7 @@ def release_checkpoint_cmd(
     dst: Annotated[Path, typer.Argument(help="Where its release form goes (e.g. models/weights/diffusion.pt).")],
 ) -> None:
     """Strip a checkpoint for shipping: EMA weights only, no optimizer or RNG state (same hash, ~1/4 the size)."""
-    from flows.cli import console, fail
+    from flows.cli_common import console, fail
     from models.checkpoint import load_checkpoint, release_checkpoint
 
     try:

@@ -22,16 +22,15 @@ the trainer restarts from the last healthy state (:meth:`models.training.Trainer
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from models.crystal import MAX_Z, CrystalBatch, Normalizer
 from models.data import CrystalDataset
+from models.strict import Strict
 from models.training import MonitorReport, Trainer
 
 
-class CollapseConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class CollapseConfig(Strict):
     every: int = Field(5, ge=0, description="Epochs between checks (0: never).")
     n_samples: int = Field(256, ge=8, description="Samples (and reference crystals) per check.")
     warmup: int = Field(10, ge=0, description="Epochs before a report may be unhealthy.")

@@ -19,19 +19,18 @@ a multi-hot chemical system) is dropped at random during training.
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from models.conditioning import Condition, cond_dim, condition_of, element_multi_hot
 from models.crystal import MASK, CrystalBatch, Normalizer
 from models.cspnet import CSPNet
 from models.schedules import cosine_alpha_bar, mask_probability, score_norm, sigma_schedule, wrapped_normal_score
+from models.strict import Strict
 
 
-class DiffusionConfig(BaseModel):
+class DiffusionConfig(Strict):
     """Architecture and process settings, stored in every checkpoint."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     hidden_dim: int = Field(128, ge=8)
     num_layers: int = Field(4, ge=1)

@@ -22,18 +22,17 @@ from __future__ import annotations
 import math
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from models.conditioning import Condition, cond_dim, condition_of
 from models.crystal import MASK, MAX_Z, CrystalBatch, Normalizer
 from models.gan_nets import CrystalCritic, CrystalGenerator, pair_distances, radial_profile
+from models.strict import Strict
 
 
-class GANConfig(BaseModel):
+class GANConfig(Strict):
     """Architecture and optimisation settings, stored in every checkpoint."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     latent_dim: int = Field(64, ge=1)
     hidden_dim: int = Field(128, ge=8)

@@ -9,16 +9,15 @@ from __future__ import annotations
 import math
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from models.crystal import MASK, MAX_Z, CrystalBatch, fully_connected_edges
 from models.diffusion import Condition, CrystalDiffusion
 from models.schedules import cosine_alpha_bar, mask_probability
+from models.strict import Strict
 
 
-class SamplerConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class SamplerConfig(Strict):
     steps: int = Field(1000, ge=1, description="Reverse steps (1000 default; <= 200 is the fast setting).")
     corrector_steps: int = Field(1, ge=0, description="Langevin corrector steps per step (coordinates).")
     step_lr: float = Field(1e-5, gt=0, description="Langevin step size at sigma_min.")

@@ -95,9 +95,9 @@ def campaign_training_set(store, campaign_id: str, candidates: bool = True, stru
     energies, and its hull (the reference table when configured, else the campaign's own). Without ``structures``
     ``train`` stays empty (the MLIP screen needs only the hull and the elemental energies)."""
     from tasks.candidate import structure_from_json
+    from tasks.context import relax_context
     from tasks.evaluate import mlip_elemental_energies
     from tasks.metrics.hull import formation_energy_per_atom, load_elemental_references, load_reference_hull
-    from tasks.relax import relax_context
 
     cfg, spec, shash = relax_context(store, campaign_id)
     known = store.known_phase_seeds(campaign_id)
@@ -137,7 +137,7 @@ def campaign_training_set(store, campaign_id: str, candidates: bool = True, stru
 @task(name="acquire")
 def acquire_task(store_url: str, campaign_id: str, round_index: int, references_relaxed: int = 0) -> dict:
     """Rank the round's accepted candidates and store which are relaxed."""
-    from tasks.generate import round_seed
+    from tasks.context import round_seed
     from tasks.store import Store
 
     start = time.time()

@@ -13,6 +13,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from pymatgen.core import Structure
 
+from conf.base import Strict
+
 
 def normalize_structure(structure: Structure) -> Structure:
     """A copy without oxidation states or site properties, with coordinates wrapped into [0, 1)."""
@@ -50,10 +52,8 @@ def structure_from_json(text: str) -> Structure:
     return Structure.from_dict(json.loads(text))
 
 
-class Provenance(BaseModel):
+class Provenance(Strict):
     """Where a candidate came from."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     generator: str = Field(description="Generator name, e.g. 'substitution'.")
     generator_identity: str = Field(description="Generator identity (name, settings and data hash).")

@@ -126,7 +126,7 @@ def evaluate_candidates(references: Sequence[Energy], candidates: Sequence[Energ
 @task(name="evaluate")
 def evaluate_task(store_url: str, campaign_id: str, round_index: int) -> dict:
     """Evaluate every converged candidate of the campaign against the current hull and store the properties."""
-    from tasks.relax import relax_context
+    from tasks.context import relax_context
     from tasks.store import Store
 
     start = time.time()

@@ -54,15 +54,14 @@ def lab_score(measured: dict[str, float], targets: dict[str, TargetRange], miss_
     return 1.0 if all(checks) else miss_score
 
 
-def compute_feedback(round_index: int, outcomes: Sequence[tuple], proposed_keys: Sequence[str],
+def compute_feedback(round_index: int, outcomes: Sequence[Outcome], proposed_keys: Sequence[str],
                      cfg: FeedbackConfig, stability_threshold: float, lab_used: Sequence[int] = ()) -> RoundFeedback:
-    """Feedback after ``round_index`` from the :class:`Outcome` tuples (``arm, round, E_hull[, lab_score,
-    scored]``) of every candidate of the campaign so far; ``lab_used``: ids of the lab measurements behind the
-    lab scores."""
+    """Feedback after ``round_index`` from the :class:`Outcome` of every candidate of the campaign so far;
+    ``lab_used``: ids of the lab measurements behind the lab scores."""
     scores: dict[str, list[float]] = defaultdict(list)
     hulls: dict[str, list[float]] = defaultdict(list)
     tried: set[str] = set()
-    for o in (Outcome(*x) for x in outcomes):
+    for o in outcomes:
         tried.add(o.arm)
         if o.e_hull is not None:
             hulls[o.arm].append(o.e_hull)
@@ -91,7 +90,7 @@ def _mean(xs: list[float]) -> float | None:
 @task(name="feedback")
 def feedback_task(store_url: str, campaign_id: str, round_index: int) -> dict:
     """Compute and store the round's feedback; completes the round."""
-    from tasks.relax import relax_context
+    from tasks.context import relax_context
     from tasks.store import Store
 
     start = time.time()

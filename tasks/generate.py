@@ -6,37 +6,14 @@ import time
 from collections import Counter
 
 from prefect import get_run_logger, task
-from pymatgen.core.periodic_table import Element
 
-from conf.schema import CampaignConfig, GeneratorConfig, TargetConfig
+from conf.schema import CampaignConfig, GeneratorConfig
 from tasks.candidate import Candidate
+from tasks.context import make_conditions, round_seed
 from tasks.generators import build_generator
 from tasks.learn import CHECKPOINT_GENERATORS, current_checkpoint
 from tasks.results import Conditions, RoundFeedback
 from tasks.seeds import SeedSet
-
-
-def default_oxidation_states(elements: list[str]) -> dict[str, int]:
-    """Most electronegative element: its most negative common oxidation state; others: highest positive."""
-    anion = max(elements, key=lambda el: Element(el).X)
-    states = {}
-    for el in elements:
-        common = Element(el).common_oxidation_states or Element(el).oxidation_states
-        states[el] = min(common) if el == anion and min(common) < 0 else max(common)
-    return states
-
-
-def make_conditions(target: TargetConfig, round_index: int) -> Conditions:
-    """The generator-facing conditions of a round."""
-    ox = target.oxidation_states or default_oxidation_states(target.chemical_system)
-    return Conditions(round_index=round_index, chemical_system=list(target.chemical_system), oxidation_states=ox,
-                      include_subsystems=target.include_subsystems, max_atoms=target.max_atoms,
-                      property_targets=dict(target.properties))
-
-
-def round_seed(campaign_seed: int, round_index: int) -> int:
-    """Deterministic per-round RNG seed: a resumed round proposes the same batch."""
-    return (campaign_seed * 1_000_003 + round_index * 7919) % 2**32
 
 
 def generate_candidates(cfg: GeneratorConfig, seeds: SeedSet, conditions: Conditions,

@@ -98,8 +98,7 @@ def fine_tune_round(checkpoint: Path, found: Sequence[tuple[Structure, dict[str,
 def learn_task(store_url: str, campaign_id: str, round_index: int) -> dict:
     """Fine-tune the generator after the round (or record why not) and advance the round to ``learned``."""
     from tasks.candidate import structure_from_json
-    from tasks.generate import round_seed
-    from tasks.relax import relax_context
+    from tasks.context import relax_context, round_seed
     from tasks.store import Store
 
     start = time.time()
@@ -120,7 +119,7 @@ def learn_task(store_url: str, campaign_id: str, round_index: int) -> dict:
         return {"start": start, "end": time.time(), "compute_s": 0.0}
     seed = round_seed(cfg.seed, round_index)
     seeds = store.seed_set(campaign_id)
-    pool = [s.structure for s in (*seeds.templates, *seeds.known_phases) 
+    pool = [s.structure for s in (*seeds.templates, *seeds.known_phases)
             if s.structure.is_ordered and len(s.structure) <= cfg.target.max_atoms]
     rng = np.random.default_rng(seed)
     replay = [pool[i] for i in sorted(rng.choice(len(pool), size=min(cfg.learn.replay, len(pool)), replace=False))]

@@ -19,8 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from conf.base import Strict
 from conf.schema import RelaxConfig
 from tasks.errors import MLIPUnavailableError
 
@@ -29,10 +30,8 @@ log = logging.getLogger("matloop.mlip")
 BACKENDS = ("mace", "chgnet", "auto")
 
 
-class MLIPSpec(BaseModel):
+class MLIPSpec(Strict):
     """A resolved MLIP: what to load and how to name it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     backend: Literal["mace", "chgnet"]
     model: str = Field(description="Model file path (MACE) or model version (CHGNet).")

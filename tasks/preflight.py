@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conf.loader import ConfigError
 from conf.schema import CampaignConfig
-from tasks.generate import make_conditions
+from tasks.context import make_conditions
 from tasks.generators.random_search import charge_balanced_compositions
 from tasks.seeds import SeedSet
 from tasks.seedset import build_seed_set

@@ -10,38 +10,18 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import numpy as np
 from prefect import task
 from pymatgen.core import Structure
 
-from conf.schema import CampaignConfig, RelaxConfig
+from conf.schema import RelaxConfig
 from tasks.candidate import normalize_structure, structure_to_json
+from tasks.context import relax_context, relax_settings_hash
 from tasks.mlip import MLIPSpec, load_calculator
-from tasks.results import RelaxResult, settings_hash
+from tasks.results import RelaxResult
 
 DISTANCE_FLOOR = 0.5  # Å, the validity filter's hard floor
-
-
-def relax_settings_hash(cfg: RelaxConfig) -> str:
-    """Hash of the settings that change a relaxation's outcome (not chunking, retries or reuse)."""
-    return settings_hash(cfg.model_copy(update={"chunk_size": 1, "retries": 0, "backend": "auto"}), exclude={"reuse"})
-
-
-class RelaxContext(NamedTuple):
-    """What every relaxation-related step of a campaign needs: its config, MLIP and settings hash."""
-
-    cfg: CampaignConfig
-    spec: MLIPSpec
-    settings: str
-
-
-def relax_context(store, campaign_id: str) -> RelaxContext:
-    """The campaign's config, resolved MLIP (set when the campaign started) and relaxation settings hash."""
-    cfg = store.config(campaign_id)
-    spec = MLIPSpec.model_validate(store.campaign(campaign_id).mlip_spec)
-    return RelaxContext(cfg, spec, relax_settings_hash(cfg.relax))
 
 
 def _finite(atoms) -> bool:

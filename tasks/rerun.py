@@ -17,7 +17,8 @@ from prefect import task
 
 from conf.schema import RelaxConfig
 from tasks.candidate import structure_from_json
-from tasks.relax import relax_context, relax_structure, worker_info
+from tasks.context import relax_context
+from tasks.relax import relax_structure, worker_info
 
 REASONS = {"exploded": "exploded", "not-converged": "not_converged", "nan": "nan", "error": "error"}
 

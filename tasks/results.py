@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from conf.base import Strict
 from conf.schema import TargetRange
 
 
-class _Result(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Result(Strict):
+    """A step result: typed, immutable, unknown keys refused."""
 
 
 class Conditions(_Result):
@@ -110,9 +110,3 @@ class RoundFeedback(_Result):
     best_e_hull: float | None = Field(None, description="Lowest E_hull in the campaign so far, eV/atom.")
     lab_measurements_used: list[int] = Field(default_factory=list, description="Ids of the lab measurements "
                                              "this feedback has taken into account.")
-
-
-def settings_hash(model: BaseModel, exclude: set[str] | None = None) -> str:
-    """Stable 12-hex hash of a settings model (e.g. the relax config), without the fields in ``exclude``."""
-    dump = model.model_dump(mode="json", exclude=exclude)
-    return hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()[:12]

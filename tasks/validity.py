@@ -20,6 +20,7 @@ from tasks.metrics.matching import MatchIndex
 from tasks.metrics.validity import composition_valid, structure_valid
 from tasks.results import FilterVerdict, Rejection
 
+
 def geometry_rejections(structure: Structure, cfg: FilterConfig) -> list[Rejection]:
     """Distance (hard floor and covalent-radius-scaled), volume-per-atom and density checks."""
     from ase.data import covalent_radii
@@ -121,7 +122,7 @@ def filter_batch(proposals: Sequence[tuple[int, Candidate]], round_index: int, c
 @task(name="filter")
 def filter_task(store_url: str, campaign_id: str, round_index: int) -> dict:
     """Filter a round's proposals against the seeds and every earlier candidate; store the verdicts."""
-    from tasks.generate import make_conditions
+    from tasks.context import make_conditions
     from tasks.store import Store
 
     start = time.time()

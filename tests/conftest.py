@@ -19,8 +19,8 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PARALLEL_SAFE = {"test_acquisition", "test_benchmark_split", "test_builtin_checkpoints", "test_candidate",
                  "test_config", "test_diffusion", "test_diffusion_learning", "test_discovery",
                  "test_discovery_benchmark", "test_evaluate", "test_feedback", "test_gan", "test_gan_learning",
-                 "test_gan_matching", "test_generators", "test_learn", "test_learning_switch", "test_metrics",
-                 "test_seeds", "test_validity"}
+                 "test_gan_matching", "test_generators", "test_layers", "test_learn", "test_learning_switch",
+                 "test_metrics", "test_round_steps", "test_seeds", "test_validity"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -123,7 +123,7 @@ def _mgsio_training_file(tmp: Path) -> Path:
     from pymatgen.io.ase import AseAtomsAdaptor
 
     from conf.schema import GeneratorConfig, SeedsConfig, TargetConfig
-    from tasks.generate import make_conditions
+    from tasks.context import make_conditions
     from tasks.generators import build_generator
     from tasks.seedset import build_seed_set
 

@@ -127,7 +127,7 @@ def test_acquisition_config_needs_a_count():
 def test_a_campaign_relaxes_what_its_acquisition_chose(prefect_server, tmp_path):
     from flows.campaign import run_campaign, start_campaign
     from flows.report import candidates_table
-    from tasks.relax import relax_context
+    from tasks.context import relax_context
     from tasks.store import Store
     from tests.conftest import micro_config
 

@@ -5,7 +5,7 @@ PostgreSQL (.ci/postgres.sh; skipped without it)."""
 import pytest
 
 from flows.campaign import run_campaign, start_campaign
-from tasks.relax import relax_context
+from tasks.context import relax_context
 from tasks.store import Store
 from tests.conftest import fresh_postgres_url, micro_config
 

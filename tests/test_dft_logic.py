@@ -15,7 +15,7 @@ from pymatgen.core import Lattice, Structure
 from conf.dft import CP2KSettings, DFTConfig, SlurmSettings
 from tasks.dft.backends import JobState, SlurmBackend
 from tasks.dft.calc import drive
-from tasks.dft.inputs import DFTInputError, basis_and_potential, settings_hash, spin_polarized
+from tasks.dft.inputs import DFTInputError, basis_and_potential, cp2k_settings_hash, spin_polarized
 from tasks.dft.run import DFTOutcome
 from tasks.dft.select import formation_energy_per_atom, lowest_elemental_phases, mean_absolute_error, select_for_dft
 from tasks.errors import EvaluationError, StoreError
@@ -51,9 +51,9 @@ def test_formation_energy_and_mae():
 
 
 def test_settings_hash_tracks_only_energy_settings():
-    base = settings_hash(CP2KSettings())
-    assert base == settings_hash(CP2KSettings(max_scf=400, command="/opt/cp2k/bin/cp2k.psmp"))
-    assert base != settings_hash(CP2KSettings(cutoff=400)) != settings_hash(CP2KSettings(kpoints_per_atom=64))
+    base = cp2k_settings_hash(CP2KSettings())
+    assert base == cp2k_settings_hash(CP2KSettings(max_scf=400, command="/opt/cp2k/bin/cp2k.psmp"))
+    assert base != cp2k_settings_hash(CP2KSettings(cutoff=400)) != cp2k_settings_hash(CP2KSettings(kpoints_per_atom=64))
 
 
 def test_spin_polarisation_follows_magnetic_elements():

@@ -67,7 +67,7 @@ def test_every_arm_spends_the_same_budget_and_identical_work_is_relaxed_once(qui
     sub = by_arm[("substitution", "on")]
     assert sub["spent"] == 6, "substitution in Ba-Ti-O has proposals enough for the budget"
     off = by_arm[("substitution", "off")]["campaign"]
-    from tasks.relax import relax_context
+    from tasks.context import relax_context
 
     _, spec, shash = relax_context(store, off)
     reused = [r for c, r in store.relaxations(off, spec.identity, shash) if c.round_index == 0]

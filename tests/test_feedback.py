@@ -12,7 +12,7 @@ from tasks.results import RoundFeedback
 
 def test_good_arms_rise_above_untried_ones_and_poor_ones_fall_below():
     cfg = FeedbackConfig(temperature=0.05, prior_strength=1.0)
-    outcomes = [("good", 0, 0.0), ("bad", 0, 0.5), ("failed", 0, None)]
+    outcomes = [Outcome("good", 0, 0.0), Outcome("bad", 0, 0.5), Outcome("failed", 0, None)]
     fb = compute_feedback(0, outcomes, ["k1"], cfg, 0.1)
     prior = (1.0 + math.exp(-10) + 0.0) / 3  # the campaign's mean score
     assert fb.prior_weight == pytest.approx(prior)
@@ -29,8 +29,9 @@ def test_good_arms_rise_above_untried_ones_and_poor_ones_fall_below():
 
 def test_more_evidence_moves_an_arm_further_from_the_prior():
     cfg = FeedbackConfig(prior_strength=2.0)
-    once = compute_feedback(0, [("a", 0, 0.0), ("b", 0, None)], [], cfg, 0.1)
-    thrice = compute_feedback(2, [("a", r, 0.0) for r in range(3)] + [("b", r, None) for r in range(3)], [], cfg, 0.1)
+    once = compute_feedback(0, [Outcome("a", 0, 0.0), Outcome("b", 0, None)], [], cfg, 0.1)
+    thrice = compute_feedback(2, [Outcome("a", r, 0.0) for r in range(3)] + [Outcome("b", r, None) for r in range(3)],
+                              [], cfg, 0.1)
     assert once.prior_weight == thrice.prior_weight == 0.5
     assert thrice.arm_weights["a"] > once.arm_weights["a"] > 0.5 > once.arm_weights["b"] > thrice.arm_weights["b"]
 
@@ -46,15 +47,16 @@ def test_unconverged_relaxations_are_not_scored_and_rejections_score_zero():
 
 def test_weights_are_floored_and_learning_off_keeps_the_prior():
     cfg = FeedbackConfig(min_weight=0.05)
-    fb = compute_feedback(0, [("a", 0, None), ("b", 0, None)], [], cfg, 0.1)
+    fb = compute_feedback(0, [Outcome("a", 0, None), Outcome("b", 0, None)], [], cfg, 0.1)
     assert fb.prior_weight == 0.05 and fb.arm_weights == {"a": 0.05, "b": 0.05}  # every observation scored 0
-    off = compute_feedback(0, [("a", 0, 0.0), ("b", 0, None)], ["k"], FeedbackConfig(enabled=False), 0.1)
+    off = compute_feedback(0, [Outcome("a", 0, 0.0), Outcome("b", 0, None)], ["k"], FeedbackConfig(enabled=False),
+                           0.1)
     assert off.arm_weights == {} and off.prior_weight == 1.0 and off.proposed_keys == ["k"]
 
 
 def test_weights_do_not_depend_on_the_order_or_the_round_that_computes_them():
     cfg = FeedbackConfig()
-    outcomes = [("a", 0, 0.02), ("b", 1, 0.3), ("a", 1, None), ("c", 1, 0.0)]
+    outcomes = [Outcome("a", 0, 0.02), Outcome("b", 1, 0.3), Outcome("a", 1, None), Outcome("c", 1, 0.0)]
     assert (compute_feedback(1, outcomes, [], cfg, 0.1).arm_weights
             == compute_feedback(1, outcomes[::-1], [], cfg, 0.1).arm_weights)
 

@@ -4,7 +4,7 @@ import pytest
 
 from conf.schema import GeneratorConfig, SeedsConfig, TargetConfig
 from tasks.candidate import Candidate
-from tasks.generate import default_oxidation_states, make_conditions
+from tasks.context import default_oxidation_states, make_conditions
 from tasks.generators import GENERATOR_NAMES, Generator, build_generator
 from tasks.generators.random_search import charge_balanced_compositions
 from tasks.results import RoundFeedback

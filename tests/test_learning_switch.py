@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from conf.schema import FeedbackConfig, GeneratorConfig, SeedsConfig, TargetConfig
-from tasks.feedback import compute_feedback
-from tasks.generate import make_conditions
+from tasks.context import make_conditions
+from tasks.feedback import Outcome, compute_feedback
 from tasks.generators import GENERATOR_NAMES, build_generator
 from tasks.results import RoundFeedback
 from tasks.seedset import build_seed_set
@@ -33,7 +33,7 @@ def _config(name: str, checkpoint=None) -> GeneratorConfig:
 
 def _feedback(round0, enabled: bool) -> RoundFeedback:
     best = round0[0].provenance.arm
-    outcomes = [(c.provenance.arm, 0, 0.0 if c.provenance.arm == best else 1.0) for c in round0]
+    outcomes = [Outcome(c.provenance.arm, 0, 0.0 if c.provenance.arm == best else 1.0) for c in round0]
     cfg = FeedbackConfig(enabled=enabled, prior_strength=1e-6)
     return compute_feedback(0, outcomes, [c.provenance.key for c in round0], cfg, 0.1)
 

@@ -6,13 +6,13 @@ from pymatgen.core import Lattice, Structure
 from sqlalchemy import func, select
 
 from tasks.candidate import Candidate, Provenance
+from tasks.context import make_conditions
 from tasks.errors import StoreError
-from tasks.generate import make_conditions
 from tasks.results import FilterVerdict, Rejection
 from tasks.seeds import Seed, SeedSet
 from tasks.store import Store, get_engine, round_reached, transaction
-from tasks.store.tables import CandidateRow, ProposalRow, VerdictRow
 from tasks.store.secrets import without_password
+from tasks.store.tables import CandidateRow, ProposalRow, VerdictRow
 from tests.conftest import fresh_postgres_url, micro_config
 
 

@@ -31,7 +31,6 @@ def _text(html: str) -> str:
 
 def test_ui_shows_the_round_and_its_artifacts(tmp_path):
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from tests.conftest import micro_config

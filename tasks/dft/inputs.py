@@ -70,7 +70,7 @@ ENERGY_FIELDS = ("calculation", "functional", "basis_family", "cutoff", "eps_def
                  "kpoints_per_atom", "spin_polarized")
 
 
-def settings_hash(settings: CP2KSettings) -> str:
+def cp2k_settings_hash(settings: CP2KSettings) -> str:
     """Hash of the settings that change a converged energy (not max_scf, paths or the executable), so a
     rerun with more SCF steps still shares elemental references with the first attempt."""
     payload = json.dumps({k: getattr(settings, k) for k in ENERGY_FIELDS}, sort_keys=True)

@@ -98,9 +98,9 @@ def _child(calc_dir: Path) -> None:
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.chdir(calc_dir)
-        from tasks.dft.worker import main
+        from tasks.dft.folder_run import run_folder
 
-        code = main(str(calc_dir))
+        code = run_folder(calc_dir)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

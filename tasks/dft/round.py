@@ -11,7 +11,7 @@ from conf.dft import DFTConfig
 from conf.schema import CampaignConfig
 from tasks.acquisition.correction import FormationEnergyCorrection
 from tasks.candidate import structure_from_json
-from tasks.dft.inputs import settings_hash
+from tasks.dft.inputs import cp2k_settings_hash
 from tasks.dft.select import formation_energy_per_atom, lowest_elemental_phases, mean_absolute_error, rank_for_dft
 from tasks.errors import EvaluationError
 from tasks.store import DFT_TERMINAL, Store
@@ -23,7 +23,7 @@ def calc_settings(cfg: DFTConfig) -> tuple[dict[str, Any], str]:
     """The settings stored with each calculation and the hash of those that change the energy."""
     if cfg.code == "vasp":
         return {"code": "vasp", "maker": VASP_MAKER}, "vasp-mp"
-    return {"code": "cp2k", **cfg.cp2k.model_dump(mode="json")}, settings_hash(cfg.cp2k)
+    return {"code": "cp2k", **cfg.cp2k.model_dump(mode="json")}, cp2k_settings_hash(cfg.cp2k)
 
 
 def references_dir(cfg: CampaignConfig) -> Path:
@@ -39,7 +39,7 @@ def queue_references(store: Store, cid: str, elements: set[str], cfg: CampaignCo
 
     Each reference is the campaign's lowest-energy MLIP-relaxed elemental known phase.
     """
-    from tasks.relax import relax_context
+    from tasks.context import relax_context
 
     settings, shash = calc_settings(cfg.dft)
     have = store.dft_references(shash)
@@ -67,7 +67,7 @@ def plan_round(store: Store, cid: str, r: int, cfg: CampaignConfig) -> tuple[lis
     Returns the ids still to drive (this round's unfinished calculations, including ones submitted before a
     restart, and unfinished references) and the selection numbers for the summary.
     """
-    from tasks.relax import relax_context
+    from tasks.context import relax_context
 
     _, spec, rhash = relax_context(store, cid)
     settings, shash = calc_settings(cfg.dft)

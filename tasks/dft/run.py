@@ -12,19 +12,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from pymatgen.core import Structure
 
+from conf.base import Strict
 from conf.dft import CP2KSettings
 from tasks.candidate import structure_to_json
 from tasks.dft.inputs import DFTInputError, cp2k_maker, vasp_flow
 from tasks.dft.pmg_data import ensure_pmg_data_dir, prune, pruned_data_dir
 
 
-class CalcSpec(BaseModel):
+class CalcSpec(Strict):
     """Everything needed to run a calculation, as JSON: written to ``calc.json`` in its directory."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     label: str = Field(description="Candidate hash or 'element:<El>' for an elemental reference.")
     structure: dict = Field(description="pymatgen Structure.as_dict().")
@@ -33,9 +32,7 @@ class CalcSpec(BaseModel):
     settings_hash: str
 
 
-class DFTOutcome(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class DFTOutcome(Strict):
     status: Literal["completed", "failed"]
     reason: str = ""
     energy: float | None = Field(None, description="Total energy, eV.")

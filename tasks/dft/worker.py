@@ -4,11 +4,10 @@ of its own locally, and inside the job script on SLURM."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-RESULT = "result.json"
+from tasks.dft.folder_run import RESULT, run_folder
 
 
 def write_spec(spec, calc_dir: Path) -> None:
@@ -27,23 +26,9 @@ def command(calc_dir: Path) -> list[str]:
     return [sys.executable, "-m", "tasks.dft.worker", str(calc_dir)]
 
 
-def main(calc_dir: str) -> int:
-    from tasks.dft.run import CalcSpec, DFTOutcome, run_local
-
-    path = Path(calc_dir)
-    try:
-        outcome = run_local(CalcSpec.model_validate_json((path / "calc.json").read_text()), path)
-    except Exception as exc:  # anything unexpected still ends as a result with its reason
-        outcome = DFTOutcome(status="failed", reason=f"worker error: {type(exc).__name__}: {exc}")
-    tmp = path / (RESULT + ".tmp")
-    tmp.write_text(outcome.model_dump_json(indent=1))
-    os.replace(tmp, path / RESULT)
-    return 0
-
-
 if __name__ == "__main__":
     if sys.argv[1] == "--serve":  # the pre-forking server of the local backend (tasks/dft/prefork.py)
         from tasks.dft.prefork import serve
 
         sys.exit(serve(Path(sys.argv[2])))
-    sys.exit(main(sys.argv[1]))
+    sys.exit(run_folder(sys.argv[1]))

@@ -15,8 +15,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from conf.base import Strict
 from tasks.errors import MatloopError
 
 # property -> (canonical unit, {accepted unit: factor to canonical})
@@ -40,10 +41,8 @@ class LabInputError(MatloopError):
         super().__init__(message + lines + more)
 
 
-class LabRecord(BaseModel):
+class LabRecord(Strict):
     """One validated row, value and uncertainty already in the property's canonical unit."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     candidate: str | None = None
     cif: str | None = None

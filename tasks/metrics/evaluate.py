@@ -20,8 +20,9 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from conf.base import Strict
 from conf.schema import MatcherConfig, TargetRange
 from tasks.errors import EvaluationError
 from tasks.metrics.coverage import COV_CUTOFFS, ScalerChoice, coverage, fingerprints, load_comp_scaler
@@ -33,8 +34,8 @@ from tasks.metrics.validity import OxidationSet, composition_valid, structure_va
 STRUCTURE_COLUMNS = ("id", "structure", "error", "relaxed_structure")
 
 
-class EvaluationOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+class EvaluationOptions(Strict):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     matcher: MatcherConfig = MatcherConfig()
     stability_threshold: float = Field(0.1, description="eV/atom.")
