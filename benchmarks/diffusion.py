@@ -42,7 +42,7 @@ def main() -> dict:
     from benchmarks.scoring import data_baseline, ratios, save_samples, score, split_of, training_cost
     from models.api import load_diffusion, sample_structures
     from models.sampler import SamplerConfig
-    from tasks.metrics.evaluate import EvaluationOptions, evaluate_samples
+    from tasks.metrics.samples import EvaluationOptions, evaluate_samples
 
     torch.set_num_threads(args.threads)
     model, ckpt = load_diffusion(args.checkpoint)

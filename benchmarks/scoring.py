@@ -59,7 +59,7 @@ def score(samples: Sequence, held: pd.DataFrame, train: pd.DataFrame | None, dat
     """Validity, uniqueness, COV-R/P (dataset cutoffs), Wasserstein distances, novelty of valid vs train
     (``None`` when ``train`` is None)."""
     from conf.schema import MatcherConfig
-    from tasks.metrics.evaluate import EvaluationOptions, evaluate_samples
+    from tasks.metrics.samples import EvaluationOptions, evaluate_samples
     from tasks.metrics.matching import fast_decisions
 
     table = pd.DataFrame({"id": [f"g{i}" for i in range(len(samples))], "structure": list(samples), "error": ""})

@@ -96,7 +96,7 @@ def campaign_training_set(store, campaign_id: str, candidates: bool = True, stru
     ``train`` stays empty (the MLIP screen needs only the hull and the elemental energies)."""
     from tasks.candidate import structure_from_json
     from tasks.context import relax_context
-    from tasks.evaluate import mlip_elemental_energies
+    from tasks.stability import mlip_elemental_energies
     from tasks.metrics.hull import formation_energy_per_atom, load_elemental_references, load_reference_hull
 
     cfg, spec, shash = relax_context(store, campaign_id)

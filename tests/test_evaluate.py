@@ -5,7 +5,7 @@ from pymatgen.core import Lattice, Structure
 
 from conf.schema import MatcherConfig, TargetRange
 from tasks.errors import EvaluationError
-from tasks.evaluate import evaluate_candidates, meets_targets, relaxed_matches
+from tasks.stability import evaluate_candidates, meets_targets, relaxed_matches
 
 REFS = [("A", "Mg", -1.5), ("B", "O2", -4.9), ("C", "MgO2", -5.0)]
 

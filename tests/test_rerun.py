@@ -30,7 +30,7 @@ def test_rerun_failed_relaxations_through_the_cli(prefect_server, tmp_path, tiny
     from flows.campaign import run_campaign, start_campaign
     from flows.cli import app
     from tasks.context import relax_context
-    from tasks.evaluate import evaluate_task
+    from tasks.stability import evaluate_task
     from tasks.store import Store
     from tests.conftest import micro_config
 

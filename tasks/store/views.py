@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from sqlalchemy import func, select
 
-from tasks.evaluate import is_new_stable
+from tasks.stability import is_new_stable
 from tasks.store.engine import transaction
 from tasks.store.tables import (
     AcquisitionRow,
@@ -25,7 +25,7 @@ CANDIDATE_COLUMNS = ["hash", "formula", "round", "generator", "arm", "origin", "
 
 def candidate_frame(url: str, cid: str) -> pd.DataFrame:
     """One row per candidate: provenance, verdict, latest relaxation and MLIP properties (eV/atom),
-    ``stable_new`` (:func:`tasks.evaluate.is_new_stable`), sorted by energy above hull (unrelaxed last)."""
+    ``stable_new`` (:func:`tasks.stability.is_new_stable`), sorted by energy above hull (unrelaxed last)."""
     with transaction(url) as s:
         campaign = s.get(CampaignRow, cid)
         threshold = campaign.config["evaluate"]["stability_threshold"] if campaign is not None else 0.1
