@@ -85,8 +85,8 @@ def system_pool(store, judged: pd.DataFrame, system: str):
     pool: dict[str, tuple] = {}
     for cid in cids:
         _, spec, shash = relax_context(store, cid)
-        eform = {h: v for h, name, v, _, src in store.properties(cid)
-                 if name == "formation_energy_per_atom" and src == "mlip"}
+        eform = {p.hash: p.value for p in store.properties(cid)
+                 if p.name == "formation_energy_per_atom" and p.source == "mlip"}
         for c, rel in store.relaxations(cid, spec.identity, shash):
             if c.hash in pool or c.hash not in set(rows["hash"]):
                 continue

@@ -110,7 +110,7 @@ def campaign_mae(store_url: str | None, campaign_id: str | None) -> dict:
     store = Store(store_url)
     rounds = [r.summary.get("dft") for r in store.rounds(campaign_id)]
     props = store.properties(campaign_id)
-    ef = {(h, src): v for h, name, v, _, src in props if name == "formation_energy_per_atom"}
+    ef = {(p.hash, p.source): p.value for p in props if p.name == "formation_energy_per_atom"}
     pairs = [(ef[(h, "mlip")], v) for (h, src), v in ef.items() if src == "dft" and (h, "mlip") in ef]
     return {"campaign_id": campaign_id, "campaign_wall_s": wall, "mlip": store.campaign(campaign_id).mlip,
             "n_pairs": len(pairs), "mae_formation_energy_eV_per_atom":

@@ -4,15 +4,16 @@ element symbols."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from pymatgen.core import Element, Structure
 
 from models.checkpoint import load_checkpoint
-from models.crystal import MAX_Z, Normalizer, structures_from_batch
+from models.crystal import MAX_Z, CrystalBatch, Normalizer, structures_from_batch
 from models.data import CrystalDataset
 from models.diffusion import Condition, CrystalDiffusion, DiffusionConfig
 from models.gan import CrystalGAN, GANConfig
@@ -21,13 +22,45 @@ from models.sampler import SamplerConfig, sample
 Target = tuple[float | None, float | None]  # (min, max) in physical units; equal for a value target
 ModelConfig = DiffusionConfig | GANConfig
 GenerativeModel = CrystalDiffusion | CrystalGAN
-# checkpoint "kind" -> (config class, model class); both models are built as ``Model(config, normalizer)``
-MODEL_KINDS: dict[str, tuple[type[ModelConfig], type[GenerativeModel]]] = {
-    "diffusion": (DiffusionConfig, CrystalDiffusion), "gan": (GANConfig, CrystalGAN)}
+
+
+class BatchSampler(Protocol):
+    """One batch of crystals with the given atom counts from a model (``cfg``: the diffusion sampler's settings;
+    a one-pass generator ignores it)."""
+
+    def __call__(self, model: Any, num_atoms: torch.Tensor, generator: torch.Generator, cfg: SamplerConfig | None,
+                 cond: Condition | None, allowed: torch.Tensor | None) -> CrystalBatch: ...
+
+
+def _sample_diffusion(model: CrystalDiffusion, num_atoms: torch.Tensor, generator: torch.Generator,
+                      cfg: SamplerConfig | None, cond: Condition | None, allowed: torch.Tensor | None) -> CrystalBatch:
+    return sample(model, num_atoms, cfg or SamplerConfig(), generator, cond, allowed)
+
+
+def _sample_gan(model: CrystalGAN, num_atoms: torch.Tensor, generator: torch.Generator, cfg: SamplerConfig | None,
+                cond: Condition | None, allowed: torch.Tensor | None) -> CrystalBatch:
+    return model.sample(num_atoms, generator, cond, allowed)
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """A model family: its config class, its module (built as ``Model(config, normalizer)``) and its sampler."""
+
+    config: type[ModelConfig]
+    model: type[GenerativeModel]
+    sample: BatchSampler
+
+
+# checkpoint "kind" -> family
+MODEL_KINDS: dict[str, ModelKind] = {
+    "diffusion": ModelKind(DiffusionConfig, CrystalDiffusion, _sample_diffusion),
+    "gan": ModelKind(GANConfig, CrystalGAN, _sample_gan)}
+KIND_OF_CONFIG: dict[type, str] = {family.config: kind for kind, family in MODEL_KINDS.items()}
+KIND_OF_MODEL: dict[type, str] = {family.model: kind for kind, family in MODEL_KINDS.items()}
 
 
 def kind_of(cfg: ModelConfig) -> str:
-    return next(kind for kind, (config_cls, _) in MODEL_KINDS.items() if isinstance(cfg, config_cls))
+    return KIND_OF_CONFIG[type(cfg)]
 
 
 def build_model(cfg: ModelConfig, normalizer: Normalizer, seed: int) -> GenerativeModel:
@@ -35,7 +68,7 @@ def build_model(cfg: ModelConfig, normalizer: Normalizer, seed: int) -> Generati
     was), so a training run is reproducible from its config."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return MODEL_KINDS[kind_of(cfg)][1](cfg, normalizer)
+        return MODEL_KINDS[kind_of(cfg)].model(cfg, normalizer)
 
 
 def training_meta(cfg: ModelConfig, data: CrystalDataset) -> dict[str, Any]:
@@ -53,8 +86,8 @@ def load_model(path: Path, use_ema: bool = True, kind: str | None = None) -> tup
         raise ValueError(f"{path} holds a {found!r} model; known kinds: {', '.join(MODEL_KINDS)}")
     if kind is not None and found != kind:
         raise ValueError(f"{path} holds a {found!r} model, not a {kind} model")
-    config_cls, model_cls = MODEL_KINDS[found]
-    model = model_cls(config_cls.model_validate(ckpt["model_config"]), Normalizer.from_dict(ckpt["normalizer"]))
+    family = MODEL_KINDS[found]
+    model = family.model(family.config.model_validate(ckpt["model_config"]), Normalizer.from_dict(ckpt["normalizer"]))
     model.load_state_dict(ckpt["ema_state_dict" if use_ema else "state_dict"])
     model.eval()
     return model, ckpt
@@ -113,11 +146,9 @@ def build_condition(model: GenerativeModel, n: int, elements: Sequence[str] | No
 
 def sample_batch(model: GenerativeModel, num_atoms: torch.Tensor, generator: torch.Generator,
                  cfg: SamplerConfig | None = None, cond: Condition | None = None,
-                 allowed: torch.Tensor | None = None):
+                 allowed: torch.Tensor | None = None) -> CrystalBatch:
     """One batch of crystals: the diffusion sampler (``cfg``, default 1000 steps) or one GAN pass."""
-    if isinstance(model, CrystalGAN):
-        return model.sample(num_atoms, generator, cond, allowed)
-    return sample(model, num_atoms, cfg or SamplerConfig(), generator, cond, allowed)
+    return MODEL_KINDS[KIND_OF_MODEL[type(model)]].sample(model, num_atoms, generator, cfg, cond, allowed)
 
 
 def sample_structures(model: GenerativeModel, ckpt: Mapping[str, Any], n: int, seed: int,

@@ -2,10 +2,9 @@
 that resume exactly, fine-tuning on new data with replay of the original data, and an optional health
 monitor that restarts from the last good state (GAN mode collapse).
 
-A trainable model exposes either ``loss(batch, generator) -> (loss, parts)`` (one optimizer, stepped here),
-or ``optimizer_groups() -> {name: (params, adamw_overrides)}`` together with
-``train_step(batch, generator, optimizers, grad_clip) -> parts`` (adversarial training: several optimizers
-stepped by the model). Everything else is here.
+A trainable model is a :class:`LossModel` (``loss(batch, generator) -> (loss, parts)``: one optimizer, stepped
+here) or a :class:`SteppedModel` (``optimizer_groups()`` and ``train_step(...)``: adversarial training, several
+optimizers stepped by the model). Everything else is here.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import copy
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from pydantic import BaseModel, Field
@@ -22,8 +21,28 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from models.checkpoint import load_checkpoint, save_checkpoint, state_hash
+from models.crystal import CrystalBatch
 from models.data import CrystalDataset
 from models.strict import Strict
+
+
+@runtime_checkable
+class LossModel(Protocol):
+    """A model trained by one AdamW optimizer on the loss it returns (the diffusion model)."""
+
+    def loss(self, batch: CrystalBatch, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]: ...
+
+
+@runtime_checkable
+class SteppedModel(Protocol):
+    """A model that steps its own optimizers (the GAN: generator and critic)."""
+
+    def optimizer_groups(self) -> dict[str, tuple[list[nn.Parameter], dict]]:
+        """``{name: (parameters, AdamW overrides)}``: one optimizer per entry."""
+        ...
+
+    def train_step(self, batch: CrystalBatch, generator: torch.Generator, optimizers: dict[str, torch.optim.Optimizer],
+                   grad_clip: float) -> dict[str, float]: ...
 
 
 class TrainConfig(Strict):
@@ -69,9 +88,8 @@ class TrainingStopped(RuntimeError):
 
 
 def build_optimizers(model: nn.Module, cfg: TrainConfig) -> dict[str, torch.optim.Optimizer]:
-    groups = getattr(model, "optimizer_groups", None)
     spec: dict[str, tuple[Iterable[nn.Parameter], dict]] = (
-        groups() if groups is not None else {"model": (model.parameters(), {})})
+        model.optimizer_groups() if isinstance(model, SteppedModel) else {"model": (model.parameters(), {})})
     return {name: torch.optim.AdamW(params, **{"lr": cfg.lr, "weight_decay": cfg.weight_decay, **overrides})
             for name, (params, overrides) in spec.items()}
 
@@ -136,9 +154,10 @@ class Trainer:
             yield concat_batches(new, old)
 
     def _step(self, batch) -> dict[str, float]:
-        custom = getattr(self.model, "train_step", None)
-        if custom is not None:
-            return custom(batch, self.generator, self.optimizers, self.cfg.grad_clip)
+        if isinstance(self.model, SteppedModel):
+            return self.model.train_step(batch, self.generator, self.optimizers, self.cfg.grad_clip)
+        if not isinstance(self.model, LossModel):
+            raise TypeError(f"{type(self.model).__name__} is neither a LossModel nor a SteppedModel")
         loss, detail = self.model.loss(batch, self.generator)
         optimizer = self.optimizers["model"]
         optimizer.zero_grad(set_to_none=True)

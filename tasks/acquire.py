@@ -96,8 +96,8 @@ def campaign_training_set(store, campaign_id: str, candidates: bool = True, stru
     ``train`` stays empty (the MLIP screen needs only the hull and the elemental energies)."""
     from tasks.candidate import structure_from_json
     from tasks.context import relax_context
-    from tasks.stability import mlip_elemental_energies
     from tasks.metrics.hull import formation_energy_per_atom, load_elemental_references, load_reference_hull
+    from tasks.stability import mlip_elemental_energies
 
     cfg, spec, shash = relax_context(store, campaign_id)
     known = store.known_phase_seeds(campaign_id)
@@ -118,8 +118,8 @@ def campaign_training_set(store, campaign_id: str, candidates: bool = True, stru
         ref_ef.append((formula, ef))
     cand_ef = []
     if candidates:
-        eform = {h: v for h, name, v, _, source in store.properties(campaign_id)
-                 if name == "formation_energy_per_atom" and source == "mlip"}
+        eform = {p.hash: p.value for p in store.properties(campaign_id)
+                 if p.name == "formation_energy_per_atom" and p.source == "mlip"}
         proposed_inputs = cfg.acquisition.inputs == "proposed"
         for c, rel in store.relaxations(campaign_id, spec.identity, shash):
             if rel.status == "converged" and c.hash in eform:

@@ -98,8 +98,8 @@ def feedback_task(store_url: str, campaign_id: str, round_index: int) -> dict:
     cfg, spec, shash = relax_context(store, campaign_id)
     from tasks.store.lab_repo import lab_means
 
-    ehull = {h: v for h, name, v, _, source in store.properties(campaign_id)
-             if name == "e_above_hull" and source == "mlip"}
+    ehull = {p.hash: p.value for p in store.properties(campaign_id)
+             if p.name == "e_above_hull" and p.source == "mlip"}
     previous = store.feedback_before(campaign_id, round_index)
     measurements = store.lab_measurements(campaign_id)
     seen = set(previous.lab_measurements_used) if previous else set()

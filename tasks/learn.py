@@ -23,17 +23,18 @@ from pymatgen.core import Structure
 
 from conf.schema import CampaignConfig
 from tasks.errors import GeneratorError
+from tasks.results import PropertyValue
 
 CHECKPOINT_GENERATORS = ("diffusion", "gan")
 
 
-def best_labels(properties: Sequence[tuple[str, str, float, str, str]]) -> dict[str, dict[str, float]]:
+def best_labels(properties: Sequence[PropertyValue]) -> dict[str, dict[str, float]]:
     """Per candidate hash, its properties from the best source: lab > DFT > MLIP (``e_above_hull`` and
     ``formation_energy_per_atom`` in eV/atom; a DFT formation energy shifts the MLIP E_hull by the DFT - MLIP
     difference)."""
     by: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
-    for h, name, value, _, source in properties:
-        by[h][source][name] = value
+    for p in properties:
+        by[p.hash][p.source][p.name] = p.value
     out = {}
     for h, src in by.items():
         mlip, dft, lab = src.get("mlip", {}), src.get("dft", {}), src.get("lab", {})

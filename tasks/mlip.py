@@ -161,15 +161,30 @@ class _DtypeGate:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._dtype = None
+        self._dtype = None  # the dtype of the threads inside, or of the last ones
         self._active = 0
+        self._waiting: dict = {}
+
+    def _may_enter(self, dtype) -> bool:
+        """Fair between dtypes: while a thread of the other dtype waits, no new thread joins the ones inside, and
+        when the gate empties the waiting dtype goes first (threads that re-enter step after step, as an
+        optimizer's, would otherwise starve it)."""
+        others_wait = any(n for d, n in self._waiting.items() if d != dtype)
+        if self._active == 0:
+            return self._dtype != dtype or not others_wait
+        return self._dtype == dtype and not others_wait
 
     @contextmanager
     def use(self, dtype) -> Iterator[None]:
         import torch
 
         with self._cond:
-            self._cond.wait_for(lambda: self._active == 0 or self._dtype == dtype)
+            self._waiting[dtype] = self._waiting.get(dtype, 0) + 1
+            try:
+                self._cond.wait_for(lambda: self._may_enter(dtype))
+            finally:
+                self._waiting[dtype] -= 1
+                self._cond.notify_all()
             if self._active == 0:
                 self._dtype = dtype
                 torch.set_default_dtype(dtype)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import Field
 
@@ -110,3 +110,14 @@ class RoundFeedback(_Result):
     best_e_hull: float | None = Field(None, description="Lowest E_hull in the campaign so far, eV/atom.")
     lab_measurements_used: list[int] = Field(default_factory=list, description="Ids of the lab measurements "
                                              "this feedback has taken into account.")
+
+
+class PropertyValue(NamedTuple):
+    """One stored property of a candidate: ``value`` in ``unit`` (eV/atom, eV, ...) from ``source`` (mlip, dft,
+    lab)."""
+
+    hash: str
+    name: str
+    value: float
+    unit: str
+    source: str

@@ -26,9 +26,9 @@ def best_candidates(store: Store, cid: str, top: int = 10) -> list[dict[str, Any
     df = candidate_frame(store.url, cid)
     df = df[(df["relax_status"] == "converged") & (df["relaxed_match"].fillna("") == "")].head(top)
     extra: dict[str, dict[str, float]] = {}
-    for h, name, value, _, source in store.properties(cid):
-        if source in ("dft", "lab"):
-            extra.setdefault(h, {})[f"{source}_{name}"] = value
+    for p in store.properties(cid):
+        if p.source in ("dft", "lab"):
+            extra.setdefault(p.hash, {})[f"{p.source}_{p.name}"] = p.value
     return [{"formula": r.formula, "hash": r.hash, "round": int(r.round), "origin": r.origin,
              "e_above_hull_eV_atom": num(r.e_above_hull), "formation_energy_eV_atom": num(r.formation_energy_per_atom),
              "dft_formation_energy_eV_atom": num(extra.get(r.hash, {}).get("dft_formation_energy_per_atom")),

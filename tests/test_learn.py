@@ -9,6 +9,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from tasks.learn import best_labels, current_checkpoint, fine_tune_round, weighted_draw
+from tasks.results import PropertyValue
 from tests.conftest import micro_config
 
 
@@ -17,10 +18,10 @@ def test_best_labels_prefer_lab_then_dft_corrected_then_mlip():
              ("a", "formation_energy_per_atom", -1.1, "eV/atom", "dft"),
              ("b", "e_above_hull", 0.3, "eV/atom", "mlip"), ("b", "e_above_hull", 0.0, "eV/atom", "lab"),
              ("c", "e_above_hull", 0.05, "eV/atom", "mlip")]
-    labels = best_labels(props)
+    labels = best_labels([PropertyValue(*p) for p in props])
     assert labels["a"] == pytest.approx({"e_above_hull": 0.1, "formation_energy_per_atom": -1.1})
     assert labels["b"]["e_above_hull"] == 0.0 and labels["c"] == {"e_above_hull": 0.05}
-    gaps = best_labels([("d", "band_gap", 1.0, "eV", "dft"), ("d", "band_gap", 2.0, "eV", "lab")])
+    gaps = best_labels([PropertyValue("d", "band_gap", 1.0, "eV", "dft"), PropertyValue("d", "band_gap", 2.0, "eV", "lab")])
     assert gaps["d"] == {"band_gap": 2.0}
 
 

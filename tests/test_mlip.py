@@ -113,15 +113,59 @@ def test_the_dtype_gate_keeps_threads_of_the_other_dtype_out():
 
     first = threading.Thread(target=use, args=(torch.float64, 0.3, "mace"))
     first.start()
-    inside.wait()
+    assert inside.wait(10)
+    inside.clear()
     same = threading.Thread(target=use, args=(torch.float64, 0.0, "mace2"))  # same dtype: runs alongside
-    other = threading.Thread(target=use, args=(torch.float32, 0.0, "chgnet"))
     same.start()
+    same.join(10)
+    other = threading.Thread(target=use, args=(torch.float32, 0.0, "chgnet"))
     other.start()
     for t in (first, same, other):
-        t.join()
+        t.join(10)
+        assert not t.is_alive()
     order = [(tag, what) for tag, what, _ in events]
     assert order.index(("mace2", "out")) < order.index(("mace", "out"))  # not serialised behind the first
     assert order.index(("chgnet", "in")) > order.index(("mace", "out"))  # waited for every float64 thread
     assert all(dtype == (torch.float32 if tag == "chgnet" else torch.float64) for tag, _, dtype in events)
     torch.set_default_dtype(torch.float32)
+
+
+def test_the_dtype_gate_does_not_starve_the_other_dtype():
+    """An optimizer's thread re-enters the gate step after step; a thread of the other dtype still gets in soon
+    (it used to wait until the optimizer stopped: a relaxation loop could hold CHGNet out for its whole run)."""
+    import threading
+    import time
+
+    import torch
+
+    from tasks.mlip import _DtypeGate
+
+    gate, steps, stop = _DtypeGate(), [], threading.Event()
+
+    def optimizer():
+        while not stop.is_set():
+            with gate.use(torch.float64):
+                time.sleep(0.001)
+            steps.append(1)
+
+    def other(at):
+        with gate.use(torch.float32):
+            at.append(len(steps))
+
+    default = torch.get_default_dtype()
+    loops = [threading.Thread(target=optimizer) for _ in range(2)]
+    try:
+        for t in loops:
+            t.start()
+        time.sleep(0.05)
+        at: list[int] = []
+        waiter = threading.Thread(target=other, args=(at,))
+        started = len(steps)
+        waiter.start()
+        waiter.join(10)
+    finally:
+        stop.set()
+        for t in loops:
+            t.join(10)
+        torch.set_default_dtype(default)  # the gate leaves the last dtype set; other tests of this process need theirs
+    assert at and at[0] - started < 50, (started, at)

@@ -100,9 +100,9 @@ def mlip_to_dft_correction(store: Store, cid: str, prior_sigma: float) -> tuple[
     """The MLIP-to-DFT formation-energy correction fitted on the campaign's candidates with both values, and how
     many there were."""
     values: dict[str, dict[str, float]] = {}
-    for h, name, v, _, source in store.properties(cid):
-        if name == "formation_energy_per_atom" and source in ("mlip", "dft"):
-            values.setdefault(h, {})[source] = v
+    for p in store.properties(cid):
+        if p.name == "formation_energy_per_atom" and p.source in ("mlip", "dft"):
+            values.setdefault(p.hash, {})[p.source] = p.value
     formulas = {row.label: structure_from_json(row.structure).composition.reduced_formula
                 for row in store.dft_calcs(cid) if row.state == "completed" and row.label in values}
     pairs = [(formulas[h], v["mlip"], v["dft"]) for h, v in values.items() if h in formulas and len(v) == 2]
@@ -115,7 +115,7 @@ def settle_round(store: Store, cid: str, r: int, cfg: CampaignConfig, extra: dic
     rows = store.dft_calcs(cid, round_index=r)
     hashes = {row.settings_hash for row in rows}
     refs = {(h, el): ref for h in hashes for el, ref in store.dft_references(h).items()}
-    mlip = {(h, name): v for h, name, v, _, source in store.properties(cid) if source == "mlip"}
+    mlip = {(p.hash, p.name): p.value for p in store.properties(cid) if p.source == "mlip"}
     values: list[tuple[str, str, float, str]] = []
     pairs: list[tuple[float, float]] = []
     problems = {}

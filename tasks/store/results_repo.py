@@ -9,7 +9,7 @@ from pymatgen.core import Structure
 from sqlalchemy import func, select, update
 
 from tasks.candidate import structure_from_json
-from tasks.results import Evaluation, RelaxResult
+from tasks.results import Evaluation, PropertyValue, RelaxResult
 from tasks.seeds import Seed
 from tasks.store.engine import insert_ignore, transaction, upsert
 from tasks.store.tables import CandidateRow, PropertyRow, ReferenceEnergyRow, RelaxationRow, SeedRow
@@ -155,9 +155,9 @@ class ResultsRepo:
                     relaxed_match=e.relaxed_match))
             self._advance(s, cid, r, round_status, summary)  # type: ignore[attr-defined]
 
-    def properties(self, cid: str) -> list[tuple[str, str, float, str, str]]:
-        """``(hash, name, value, unit, source)`` of every stored property of the campaign."""
+    def properties(self, cid: str) -> list[PropertyValue]:
+        """Every stored property of the campaign."""
         with transaction(self.url) as s:
             stmt = select(CandidateRow.hash, PropertyRow.name, PropertyRow.value, PropertyRow.unit,
                           PropertyRow.source).join(PropertyRow).where(CandidateRow.campaign_id == cid)
-            return [tuple(r) for r in s.execute(stmt).all()]
+            return [PropertyValue(*r) for r in s.execute(stmt).all()]
