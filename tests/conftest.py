@@ -18,7 +18,7 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # group that runs on one worker in file order, as the suite runs without xdist.
 PARALLEL_SAFE = {"test_acquisition", "test_benchmark_split", "test_builtin_checkpoints", "test_candidate",
                  "test_config", "test_diffusion", "test_diffusion_learning", "test_discovery",
-                 "test_discovery_benchmark", "test_evaluate", "test_feedback", "test_gan", "test_gan_learning",
+                 "test_discovery_benchmark", "test_docs", "test_evaluate", "test_feedback", "test_gan", "test_gan_learning",
                  "test_gan_matching", "test_generators", "test_layers", "test_learn", "test_learning_switch",
                  "test_metrics", "test_round_steps", "test_seeds", "test_validity"}
 
