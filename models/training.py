@@ -102,6 +102,8 @@ class Trainer:
     """Owns the model, its EMA copy, the optimizer and the RNG; ``fit`` trains and checkpoints."""
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, meta: dict[str, Any]) -> None:
+        if not isinstance(model, (LossModel, SteppedModel)):
+            raise TypeError(f"{type(model).__name__} is neither a LossModel nor a SteppedModel")
         self.model, self.cfg, self.meta = model, cfg, meta
         self.ema = ema_of(model, cfg.ema_decay)
         self.optimizers = build_optimizers(model, cfg)
@@ -156,8 +158,6 @@ class Trainer:
     def _step(self, batch) -> dict[str, float]:
         if isinstance(self.model, SteppedModel):
             return self.model.train_step(batch, self.generator, self.optimizers, self.cfg.grad_clip)
-        if not isinstance(self.model, LossModel):
-            raise TypeError(f"{type(self.model).__name__} is neither a LossModel nor a SteppedModel")
         loss, detail = self.model.loss(batch, self.generator)
         optimizer = self.optimizers["model"]
         optimizer.zero_grad(set_to_none=True)

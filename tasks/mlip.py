@@ -182,9 +182,11 @@ class _DtypeGate:
             self._waiting[dtype] = self._waiting.get(dtype, 0) + 1
             try:
                 self._cond.wait_for(lambda: self._may_enter(dtype))
-            finally:
+            except BaseException:
                 self._waiting[dtype] -= 1
-                self._cond.notify_all()
+                self._cond.notify_all()  # a waiter that gave up may have held others back
+                raise
+            self._waiting[dtype] -= 1
             if self._active == 0:
                 self._dtype = dtype
                 torch.set_default_dtype(dtype)
