@@ -10,7 +10,7 @@ STAMP       := $(VENV)/.matloop-setup
 TORCH_PIP_ARGS ?=
 ARGS        ?=
 PYTEST_ARGS ?=
-# two pytest workers: files that touch no shared service run beside the rest (tests/conftest.py PARALLEL_SAFE)
+# two pytest workers, one test file at a time each (SLURM files on one worker; tests/conftest.py)
 TEST_WORKERS ?= 2
 
 export OMP_NUM_THREADS ?= 1

@@ -15,7 +15,8 @@ for _ in $(seq 30); do su postgres -c "pg_isready -q" && break; sleep 1; done
 password="pg-S3cret-7c1f"
 su postgres -c "psql -tAc \"select 1 from pg_roles where rolname='matloop'\"" | grep -q 1 \
   || su postgres -c "psql -qc \"create role matloop login\""
-su postgres -c "psql -qc \"alter role matloop password '$password'\""
+# CREATEDB: each pytest worker gets a database of its own (matloop_test_gw0, ...: tests/conftest.py)
+su postgres -c "psql -qc \"alter role matloop createdb password '$password'\""
 su postgres -c "psql -tAc \"select 1 from pg_database where datname='matloop_test'\"" | grep -q 1 \
   || su postgres -c "psql -qc \"create database matloop_test owner matloop\""
 echo "postgresql+psycopg://matloop:$password@127.0.0.1:5432/matloop_test"

@@ -12,21 +12,27 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
-# Files that share no service but their own Prefect test server (prefect_test_harness: one temporary server and
-# database per pytest worker): no PostgreSQL, SLURM, CP2K, Prefect deployments or browser. Under `pytest -n 2
-# --dist loadgroup` (make test) each of them runs whole on whichever worker is free; every other file is in one
-# group that runs on one worker in file order, as the suite runs without xdist.
-PARALLEL_SAFE = {"test_acquisition", "test_benchmark_split", "test_builtin_checkpoints", "test_candidate",
-                 "test_config", "test_diffusion", "test_diffusion_learning", "test_discovery",
-                 "test_discovery_benchmark", "test_docs", "test_evaluate", "test_feedback", "test_gan", "test_gan_learning",
-                 "test_gan_matching", "test_generators", "test_layers", "test_learn", "test_learning_switch",
-                 "test_metrics", "test_round_steps", "test_seeds", "test_validity"}
+# `make test` runs `pytest -n 2 --dist loadgroup`: each file is one xdist group (its module and session fixtures
+# are built once, on the worker that runs it) and the files that submit jobs to the one single-node SLURM (two
+# CPUs: jobs of two tests at once would queue behind each other) share a group, so they run on one worker in file
+# order. PostgreSQL tests get a database of their own per worker (fresh_postgres_url), Prefect tests a test server
+# per worker (prefect_test_harness) or per test (tests/prefect_server.py).
+SLURM_FILES = {"test_dask_slurm", "test_dft_slurm"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the group marks into the node ids
 def pytest_collection_modifyitems(config, items):
     for item in items:
         module = item.path.stem
-        item.add_marker(pytest.mark.xdist_group(module if module in PARALLEL_SAFE else "services"))
+        item.add_marker(pytest.mark.xdist_group("slurm" if module in SLURM_FILES else module))
+
+
+def pytest_collection_finish(session):
+    """Refuse to run ungrouped: a pytest/xdist pair that drops the groups silently (pytest-xdist #1386) would let
+    two workers share SLURM's two CPUs."""
+    if getattr(session.config.option, "loadgroup", False) and any("@" not in i.nodeid for i in session.items):
+        raise pytest.UsageError("--dist loadgroup did not group the tests (pytest-xdist #1386 with pytest 9.2): "
+                                "install the pinned pytest (pip install -c constraints.txt -e '.[test]')")
 
 
 @pytest.fixture(scope="session")
@@ -79,9 +85,32 @@ def fresh_postgres_url() -> str:
         pytest.skip("MATLOOP_TEST_POSTGRES_URL is not set (.ci/postgres.sh starts a server)")
     from tasks.store import get_engine
 
+    url = _worker_database(url)
     drop_postgres_tables(url)
     get_engine(url)  # creates today's tables, stamped with the head revision
     return url
+
+
+def _worker_database(url: str) -> str:
+    """Under pytest-xdist, the database ``<name>_<worker>`` beside the one ``url`` names (created if missing: the
+    role needs CREATEDB, which .ci/postgres.sh grants), so two workers never empty each other's tables."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    from sqlalchemy import create_engine, make_url, text
+
+    from tasks.store.secrets import adopt_credentials, connect_url
+
+    base = make_url(url)
+    name = f"{base.database}_{worker}"
+    engine = create_engine(connect_url(adopt_credentials(url)), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            if conn.execute(text("select 1 from pg_database where datname = :n"), {"n": name}).scalar() is None:
+                conn.execute(text(f'create database "{name}"'))
+    finally:
+        engine.dispose()
+    return base._replace(database=name).render_as_string(hide_password=False)
 
 
 def drop_postgres_tables(url: str) -> None:
