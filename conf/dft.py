@@ -25,6 +25,8 @@ class CP2KSettings(Strict):
     max_errors: int = Field(5, ge=0, description="custodian corrections (e.g. SCF mixing changes) before a "
                             "calculation is given up as failed.")
     kpoints_per_atom: int = Field(16, ge=1, description="k-point density (pymatgen automatic_density kppa).")
+    band_gap: bool = Field(True, description="static: print the Kohn-Sham levels at the SCF's irreducible "
+                           "k-points after the SCF and store the band gap (seconds for a small cell).")
     spin_polarized: Literal["auto", "yes", "no"] = Field("auto", description="auto: spin polarised only when "
                                                           "the composition holds a magnetic element.")
     cp2k_data_dir: Path = Field(Path("/usr/share/cp2k"), description="CP2K's data folder (BASIS_MOLOPT, "

@@ -50,10 +50,10 @@ def evaluate(
     from flows.cli_common import console, fail
     from tasks.errors import MatloopError
     from tasks.metrics.coverage import load_comp_scaler
-    from tasks.metrics.samples import EvaluationOptions, evaluate_samples
     from tasks.metrics.hull import ReferenceHull, load_elemental_references
     from tasks.metrics.io import load_structure_table
     from tasks.metrics.plots import hull_plot, property_histograms
+    from tasks.metrics.samples import EvaluationOptions, evaluate_samples
 
     if relax not in ("none", "mlip"):
         fail(ValueError(f"--relax {relax!r}; allowed: none, mlip"))

@@ -25,11 +25,11 @@ from conf.schema import CampaignConfig
 from flows.dft import dft_stage
 from tasks.acquire import acquire_task
 from tasks.context import relax_context
-from tasks.stability import evaluate_task
 from tasks.feedback import feedback_task
 from tasks.generate import generate_task
 from tasks.learn import learn_task
 from tasks.relax import relax_chunk_task
+from tasks.stability import evaluate_task
 from tasks.store import Store
 from tasks.validity import filter_task
 

@@ -139,6 +139,12 @@ class FakeScheduler:
     def cancel(self, job_id):
         pass
 
+    def find(self, calc_dir):
+        return self.found
+
+
+FakeScheduler.found = None
+
 
 def _queue(store: Store, tmp_path: Path, label="h1") -> int:
     s = Structure(Lattice.cubic(4.2), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
@@ -199,14 +205,33 @@ def test_transitions_are_compare_and_set_and_validated(store, tmp_path):
     cid = _queue(store, tmp_path)
     assert store.transition(cid, "submitted", "queued")
     assert not store.transition(cid, "submitted", "queued")  # a second claimer loses
-    with pytest.raises(StoreError, match="no transition"):
-        store.transition(cid, "queued", "submitted")
     with pytest.raises(StoreError, match="allowed: queued, submitted"):
         store.transition(cid, "done")
     with pytest.raises(StoreError, match="only completed, failed, lost"):
         store.requeue_dft(cid, {}, "cp2k-x", "slurm")
+    assert store.transition(cid, "completed", "submitted")
+    with pytest.raises(StoreError, match="no transition"):
+        store.transition(cid, "queued", "completed")  # final states stay final (requeue_dft keeps the history)
     with pytest.raises(StoreError, match="allowed"):
         store.dft_calcs("c1", ["bogus"])
+
+
+@pytest.mark.parametrize("found, left_result, submissions", [("job7", False, 0), (None, True, 0), (None, False, 1)])
+def test_a_submission_cut_short_is_found_by_its_folder_or_made_again_once(store, tmp_path, monkeypatch, found,
+                                                                          left_result, submissions):
+    cid = _queue(store, tmp_path)
+    assert store.transition(cid, "submitted", "queued")  # claimed; the claimer died before recording a job id
+    calc_dir = tmp_path / "h1"
+    calc_dir.mkdir()
+    ok = DFTOutcome(status="completed", energy=-1.0, energy_per_atom=-0.5)
+    if left_result:  # the job ran and left the queue before anyone looked
+        (calc_dir / "result.json").write_text(ok.model_dump_json())
+    fake = FakeScheduler([JobState("running"), JobState("finished")], ok, calc_dir=calc_dir)
+    fake.found = found
+    monkeypatch.setattr("tasks.dft.calc._wait_for_job_id", lambda store, row, poll: False)
+    row = _drive(store, cid, fake, monkeypatch)
+    assert row.state == "completed" and len(fake.submitted) == submissions
+    assert row.job_id == {"job7": "job7", None: "job1" if submissions else None}[found]
 
 
 def test_atomate2_parsing_fix_is_scoped_and_only_applied_while_upstream_is_broken():
@@ -316,3 +341,66 @@ def test_the_prefork_folder_must_be_private(tmp_path, monkeypatch):
     private_dir().chmod(0o755)  # e.g. made by someone else, or by hand
     with pytest.raises(PermissionError, match="mode 0700"):
         private_dir()
+
+
+BAND_FILE_TEXT = """# Set 1: 2 special points, 2 k-points, 4 bands
+#  Point 1      Spin 1:    0.0 0.0 0.0       0.5
+#   Band    Energy [eV]     Occupation
+       1   -10.0     2.00000000
+       2     1.5     2.00000000
+       3     5.0     0.00000000
+       4     9.0     0.00000000
+#  Point 2      Spin 1:    0.5 0.0 0.0       0.5
+#   Band    Energy [eV]     Occupation
+       1    -9.0     2.00000000
+       2     2.0     {occ}
+       3     4.2     {empty}
+       4     8.0     0.00000000
+"""
+
+
+def test_band_gap_is_read_over_every_k_point_and_is_zero_for_a_metal(tmp_path):
+    import gzip
+
+    from tasks.dft.bands import BandFileError, band_gap_from_bs
+
+    insulator = tmp_path / "KS_LEVELS.bs.gz"
+    with gzip.open(insulator, "wt") as fh:  # atomate2 gzips a finished job's files
+        fh.write(BAND_FILE_TEXT.format(occ="2.0", empty="0.0"))
+    assert band_gap_from_bs(insulator) == pytest.approx(4.2 - 2.0)  # indirect: VBM at point 2, CBM at point 2
+    metal = tmp_path / "metal.bs"
+    metal.write_text(BAND_FILE_TEXT.format(occ="0.3", empty="1.7"))  # smeared occupations across E_F
+    assert band_gap_from_bs(metal) == 0.0
+    crossing = tmp_path / "crossing.bs"  # band 2 filled at point 1 and empty at point 2: a metal on a coarse mesh
+    crossing.write_text(BAND_FILE_TEXT.format(occ="0.0", empty="0.0").replace("2.0     0.0", "3.0     0.0"))
+    assert band_gap_from_bs(crossing) == 0.0
+    spin = tmp_path / "spin.bs"  # spin-polarised: occupations of 1
+    spin.write_text(BAND_FILE_TEXT.replace("2.00000000", "1.00000000").format(occ="1.0", empty="0.0"))
+    assert band_gap_from_bs(spin) == pytest.approx(2.2)
+    broken = tmp_path / "broken.bs"
+    broken.write_text("# nothing\n  1  x  2\n")
+    with pytest.raises(BandFileError, match="not a band line"):
+        band_gap_from_bs(broken)
+
+
+def test_static_cp2k_input_prints_the_levels_at_the_irreducible_scf_k_points(monkeypatch):
+    from pymatgen.io.vasp.inputs import Kpoints
+
+    from tasks.dft.bands import BAND_FILE, mesh_points
+    from tasks.dft.inputs import cp2k_maker
+    from tasks.dft.pmg_data import ensure_pmg_data_dir
+
+    settings = CP2KSettings()
+    monkeypatch.setenv("CP2K_DATA_DIR", str(ensure_pmg_data_dir(settings)))
+    mgo = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.21), ["Mg", "O"], [[0, 0, 0], [.5, .5, .5]])
+    mgo = mgo.get_primitive_structure()
+    text = cp2k_maker(mgo, settings).input_set_generator.get_input_set(mgo).cp2k_input.get_str()
+    band = text[text.index("&BAND_STRUCTURE"):text.index("&END BAND_STRUCTURE")]
+    assert f"FILE_NAME {BAND_FILE}" in band and "UNITS B_VECTOR" in band and "NPOINTS 1" in band
+    points = mesh_points(mgo, Kpoints.automatic_density(mgo, settings.kpoints_per_atom * len(mgo)))
+    assert band.count("SPECIAL_POINT") == len(points.kpts) > 1 and sum(points.kpts_weights) == 8  # 2x2x2 mesh
+    assert [0.0, 0.0, 0.0] in [list(k) for k in points.kpts]  # a Gamma-centred mesh holds Gamma
+    shifted = mesh_points(mgo, Kpoints.monkhorst_automatic((2, 2, 2)))  # Monkhorst-Pack even: no Gamma
+    assert [0.0, 0.0, 0.0] not in [list(k) for k in shifted.kpts]
+    for off in (CP2KSettings(band_gap=False), CP2KSettings(calculation="relax")):
+        assert "BAND_STRUCTURE" not in cp2k_maker(mgo, off).input_set_generator.get_input_set(mgo).cp2k_input.get_str()

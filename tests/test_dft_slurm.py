@@ -1,6 +1,7 @@
 """The ``slurm`` DFT backend on a real single-node SLURM (``.ci/slurm.sh``) running real CP2K: a submitted
-calculation completes; an ``scancel``-ed one ends ``lost`` and reruns; a campaign killed while its job runs
-re-attaches to that job when resumed, without submitting it again."""
+calculation completes; an ``scancel``-ed one ends ``lost`` and reruns; a job whose id was never recorded is found
+by its folder; a campaign killed while its job runs re-attaches to that job when resumed, without submitting it
+again (and a calculation whose submission the kill cut short is found or submitted once)."""
 
 from __future__ import annotations
 
@@ -78,6 +79,23 @@ def test_scancelled_job_ends_lost_and_is_rerunnable(tmp_path):
     again = drive(store, cid, SLURM)
     assert again.state == "completed" and again.job_id != row.job_id
     assert again.history[0]["state"] == "lost" and again.history[0]["job_id"] == row.job_id
+
+
+def test_a_job_whose_id_was_never_recorded_is_found_by_its_folder(tmp_path):
+    calc_dir = tmp_path / "calc"
+    calc_dir.mkdir()
+    sub = subprocess.run(["sbatch", "--parsable", f"--chdir={calc_dir}", f"--output={calc_dir / 'slurm-%j.out'}",
+                          "--mem=100M", "--time=00:02:00", "--wrap", "sleep 60"], capture_output=True, text=True)
+    assert sub.returncode == 0, sub.stderr
+    job = sub.stdout.strip().split(";")[0]
+    backend = SlurmBackend(SLURM.slurm)
+    try:
+        assert backend.find(calc_dir) == job  # in the queue, by its working directory
+        assert backend.find(tmp_path) is None
+    finally:
+        backend.cancel(job)
+    (calc_dir / f"slurm-{job}.out").touch()
+    assert backend.find(calc_dir) == job  # gone from the queue: by the log it wrote
 
 
 def test_killed_campaign_reattaches_to_its_running_job(tmp_path):

@@ -9,9 +9,9 @@ from conf.schema import MatcherConfig, TargetRange
 from tasks.errors import EvaluationError
 from tasks.metrics.coverage import coverage, fingerprints, load_comp_scaler
 from tasks.metrics.distributions import property_satisfaction, relaxation_rmsd, wasserstein
-from tasks.metrics.samples import EvaluationOptions, evaluate_samples
 from tasks.metrics.hull import ReferenceHull, formation_energy_per_atom
 from tasks.metrics.matching import fast_decisions, pairwise_decisions
+from tasks.metrics.samples import EvaluationOptions, evaluate_samples
 from tasks.metrics.validity import composition_valid, structure_valid
 
 

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from conf.schema import Decoration, SeedsConfig, SeedSource, TargetConfig
 from flows.cli import app
-from tasks.stability import evaluate_on_reference, is_new_stable, mlip_elemental_energies
 from tasks.metrics.hull import ReferenceHull, load_elemental_references
 from tasks.seedset import build_seed_set
+from tasks.stability import evaluate_on_reference, is_new_stable, mlip_elemental_energies
 from tasks.store import Store
 from tasks.train import drop_matching, load_training_table
 

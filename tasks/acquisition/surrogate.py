@@ -25,13 +25,14 @@ def _magpie():
 
 
 @lru_cache(maxsize=4096)
-def _composition_features(formula: str) -> tuple[float, ...]:
+def composition_features(formula: str) -> tuple[float, ...]:
+    """Magpie element-property statistics (matminer, 132 numbers, NaN imputed) of a composition."""
     return tuple(float(x) for x in _magpie().featurize(Composition(formula)))
 
 
 def features(structures: Sequence[Structure]) -> np.ndarray:
     """One row per structure: Magpie composition statistics, volume per atom (Å³), density (g/cm³), sites."""
-    rows = [(*_composition_features(s.composition.reduced_formula), s.volume / len(s), float(s.density),
+    rows = [(*composition_features(s.composition.reduced_formula), s.volume / len(s), float(s.density),
              float(len(s))) for s in structures]
     return np.nan_to_num(np.asarray(rows, dtype=float), nan=0.0, posinf=0.0, neginf=0.0)
 

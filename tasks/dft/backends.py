@@ -7,6 +7,7 @@ submitted before and collect its result. Every command is an argument list; noth
 
 from __future__ import annotations
 
+import getpass
 import os
 import re
 import shlex
@@ -40,6 +41,9 @@ class Backend(Protocol):
     def submit(self, calc_dir: Path, env: dict[str, str], name: str) -> str: ...
     def state(self, job_id: str) -> JobState: ...
     def cancel(self, job_id: str) -> None: ...
+    def find(self, calc_dir: Path) -> str | None:
+        """The job already submitted for ``calc_dir`` (its submitter died before recording the id), if any."""
+        ...
 
 
 class LocalBackend:
@@ -57,6 +61,10 @@ class LocalBackend:
     def __init__(self, timeout_s: float = 3600.0, prefork: bool = True) -> None:
         self.timeout_s = timeout_s
         self.prefork = prefork
+
+    def find(self, calc_dir: Path) -> str | None:
+        """A local worker's pid dies with the record of it: none is found (its result.json is still read)."""
+        return None
 
     def submit(self, calc_dir: Path, env: dict[str, str], name: str) -> str:
         if self.prefork:
@@ -172,6 +180,19 @@ class SlurmBackend:
         if proc.returncode != 0:
             raise DFTBackendError(f"sbatch refused the job for {calc_dir}: {proc.stderr.strip() or proc.stdout.strip()}")
         return proc.stdout.strip().split(";")[0]
+
+    def find(self, calc_dir: Path) -> str | None:
+        """This user's queued or running job whose working directory is ``calc_dir``, else the job that wrote a
+        ``slurm-<id>.out`` there (it ran and has left the queue)."""
+        proc = _run(["squeue", "-h", "-u", getpass.getuser(), "-o", "%i|%Z"])
+        if proc.returncode != 0:
+            raise DFTBackendError(f"squeue cannot list the jobs of {getpass.getuser()}: {proc.stderr.strip()}")
+        for line in proc.stdout.splitlines():
+            job_id, _, work_dir = line.partition("|")
+            if work_dir.strip() and Path(work_dir.strip()) == Path(calc_dir):
+                return job_id.strip()
+        logs = sorted(Path(calc_dir).glob("slurm-*.out"), key=lambda p: p.stat().st_mtime)
+        return logs[-1].stem.removeprefix("slurm-") if logs else None
 
     def state(self, job_id: str) -> JobState:
         proc = _run(["squeue", "-h", "-j", job_id, "-o", "%T"])

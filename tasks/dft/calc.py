@@ -1,7 +1,8 @@
 """Drive one stored DFT calculation to a final state: submit it (once), watch it, collect its result.
 
 The store is the source of truth. A calculation already ``submitted``/``running`` is re-attached to (its job
-is polled, never submitted again); a job that vanished without writing a result ends ``lost``.
+is polled, never submitted again); a job that vanished without writing a result ends ``lost``. A submission cut
+short before its job id was recorded is found by its folder, or made again when no job exists.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def drive(store: Store, calc_id: int, cfg: DFTConfig, poll_s: float | None = Non
         calc_dir = Path(row.calc_dir)
         if row.job_id is None:  # claimed, but the submitting process died before recording the job
             if not _wait_for_job_id(store, row, poll):
-                store.transition(row.id, "lost", reason="submission was interrupted before a job id was recorded")
+                _recover_submission(store, row, backend)
             row = store.dft_calc(calc_id)
             continue
         job = backend.state(row.job_id)
@@ -94,6 +95,21 @@ def drive(store: Store, calc_id: int, cfg: DFTConfig, poll_s: float | None = Non
         if row.state not in DFT_TERMINAL:
             time.sleep(poll)
     return row
+
+
+def _recover_submission(store: Store, row: DFTCalcRow, backend: Backend) -> None:
+    """The submitter died between claiming and recording: attach to the job it did submit (found by its folder),
+    take the result it left, or, when no job was ever made, claim the calculation back and submit it once."""
+    calc_dir = Path(row.calc_dir)
+    job_id = backend.find(calc_dir)
+    if job_id is not None:
+        store.set_dft_job(row.id, job_id)
+        return
+    outcome = read_result(calc_dir)
+    if outcome is not None:
+        _finish(store, row, outcome)
+    elif store.transition(row.id, "queued", "submitted"):  # compare-and-set: one resumed process resubmits
+        submit(store, store.dft_calc(row.id), backend)
 
 
 def _wait_for_job_id(store: Store, row: DFTCalcRow, poll: float, grace_s: float = 30.0) -> bool:

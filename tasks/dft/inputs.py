@@ -99,8 +99,12 @@ def cp2k_maker(structure: Structure, settings: CP2KSettings):
             "override_default_params": {"FORCE_EVAL": {"DFT": {"SCF": {"MAX_SCF": settings.max_scf,
                                                                        "EPS_SCF": settings.eps_scf}}}}}
     kpoints = Kpoints.automatic_density(structure, settings.kpoints_per_atom * len(structure))
-    maker_cls, gen_cls = ((StaticMaker, StaticSetGenerator) if settings.calculation == "static"
-                          else (RelaxMaker, RelaxSetGenerator))
+    if settings.calculation == "relax":
+        maker_cls, gen_cls = RelaxMaker, RelaxSetGenerator
+    else:  # "static": with the band gap at the SCF's k-points unless switched off (tasks.dft.bands)
+        maker_cls, gen_cls = StaticMaker, StaticSetGenerator
+        if settings.band_gap:
+            from tasks.dft.gap_set import GapStaticSetGenerator as gen_cls
     generator = gen_cls(user_input_settings=user, user_kpoints_settings=kpoints)
     return maker_cls(input_set_generator=generator,
                      run_cp2k_kwargs={"cp2k_cmd": settings.command, "max_errors": settings.max_errors,

@@ -156,7 +156,22 @@ def run_local(spec: CalcSpec, calc_dir: Path) -> DFTOutcome:
     wall = time.perf_counter() - start
     if response is None or response.output is None:
         return DFTOutcome(status="failed", reason=errors.reason() or "the job produced no output", wall_time_s=wall)
-    return outcome_from_task_doc(response.output, wall)
+    return with_band_gap(outcome_from_task_doc(response.output, wall), calc_dir)
+
+
+def with_band_gap(outcome: DFTOutcome, calc_dir: Path) -> DFTOutcome:
+    """``outcome`` with the gap of the CP2K band file its run wrote (:mod:`tasks.dft.bands`), if there is one;
+    an unreadable file is logged and leaves the outcome as it was."""
+    from tasks.dft.bands import BandFileError, band_gap_from_bs, find_band_file
+
+    band_file = find_band_file(calc_dir) if outcome.status == "completed" else None
+    if band_file is None:
+        return outcome
+    try:
+        return outcome.model_copy(update={"band_gap": band_gap_from_bs(band_file)})
+    except BandFileError as exc:
+        logging.getLogger(__name__).warning("no band gap: %s", exc)
+        return outcome
 
 
 class _JobErrors(logging.Handler):

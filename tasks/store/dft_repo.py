@@ -17,7 +17,8 @@ from tasks.store.tables import CandidateRow, DFTCalcRow, PropertyRow
 
 DFT_STATES = ("queued", "submitted", "running", "completed", "failed", "lost")
 DFT_TERMINAL = ("completed", "failed", "lost")
-_NEXT = {"queued": {"submitted", "failed"}, "submitted": {"running", *DFT_TERMINAL},
+# submitted -> queued: a submission cut short before any job existed is claimed back (tasks/dft/calc.py)
+_NEXT = {"queued": {"submitted", "failed"}, "submitted": {"queued", "running", *DFT_TERMINAL},
          "running": set(DFT_TERMINAL), "completed": set(), "failed": set(), "lost": set()}
 _RESULT_FIELDS = ("energy", "energy_per_atom", "final_structure", "forces", "stress", "scf_converged",
                   "band_gap", "wall_time_s", "code_version")

@@ -1,0 +1,1 @@
+"""Property prediction for targets an MLIP cannot give: :mod:`tasks.properties.predictor`."""
