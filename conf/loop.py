@@ -27,6 +27,11 @@ class EvaluateConfig(Strict):
         "the reference hull: a JSON(.gz) of pymatgen ComputedEntry dicts keyed by element (matbench-discovery's "
         "MP elemental reference entries) or of numbers, or a mapping {El: eV/atom}. Default: the campaign's "
         "MLIP-relaxed elemental phases. Only used with reference_hull.")
+    predictor: str | None = Field(
+        "builtin", description="Property predictor (mean and sigma) for target properties an MLIP cannot give "
+        "(band_gap): builtin (shipped, trained on MP-20 band gaps), a checkpoint path from matloop train-predictor, "
+        "or a URL (with predictor_sha256); null: none. Used only when target.properties names its property.")
+    predictor_sha256: str | None = Field(None, description="sha256 of the predictor file when it is a URL.")
 
     @field_validator("elemental_references")
     @classmethod

@@ -9,6 +9,7 @@ from pymatgen.core import Composition
 from rich.markup import escape
 from rich.table import Table
 
+from tasks.properties.targets import describe
 from tasks.store import Store
 from tasks.store.views import candidate_frame
 
@@ -61,10 +62,13 @@ def rounds_table(url: str, cid: str) -> Table:
     hull = c.config.get("evaluate", {}).get("reference_hull")
     hull = f"reference hull {hull.rsplit('/', 1)[-1]}" if hull else "self-consistent hull"
     table = Table(title=escape(f"campaign {cid} ({c.name}): {shown_status(store, c)}; MLIP {c.mlip or '-'}; {hull}{spent}"))
+    rounds = store.rounds(cid)
+    targets = any((r.summary or {}).get("property_satisfaction") for r in rounds)
     for col in ("round", "status", "generated", "valid (CDVAE)", "accepted", "rejected (by check)", "relaxed ok",
-                "stable new", "S.U.N.", "best E_hull", "DFT ok/n (MAE E_f)", "wall (s)"):
+                "stable new", "S.U.N.", "best E_hull", "DFT ok/n (MAE E_f)", "wall (s)") + (
+                    ("targets met/with value",) if targets else ()):
         table.add_column(col)
-    for r in store.rounds(cid):
+    for r in rounds:
         s = r.summary or {}
         wall = sum(t.get("wall_s", 0.0) for t in s.get("timings", {}).values())
         rej = ", ".join(f"{k} {v}" for k, v in s.get("rejections_by_check", {}).items())
@@ -73,7 +77,8 @@ def rounds_table(url: str, cid: str) -> Table:
                       f"{_fmt(s.get('rejected'))} ({rej})" if rej else _fmt(s.get("rejected")),
                       f"{_fmt(s.get('relax_converged'))}/{_fmt(s.get('relaxed'))}", _fmt(s.get("stable_new")),
                       _fmt(s.get("sun_rate"), 2),
-                      _fmt(s.get("best_e_above_hull")), _dft_cell(s.get("dft")), _fmt(wall, 1) if wall else "-")
+                      _fmt(s.get("best_e_above_hull")), _dft_cell(s.get("dft")), _fmt(wall, 1) if wall else "-",
+                      *((describe(s.get("property_satisfaction")),) if targets else ()))
     return table
 
 

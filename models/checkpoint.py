@@ -18,7 +18,8 @@ import torch
 
 FORMAT = "matloop-checkpoint-1"
 WEIGHTS = Path(__file__).parent / "weights"  # the checkpoints that ship with matloop (see MODEL_CARD.md there)
-BUILTIN_KINDS = ("diffusion", "gan")
+BUILTIN_GENERATORS = ("diffusion", "gan")
+BUILTIN_KINDS = (*BUILTIN_GENERATORS, "predictor")  # predictor: the band-gap property predictor
 # shipped alternatives to a family's default weights (models/weights/<kind>-<variant>.pt, see MODEL_CARD.md)
 BUILTIN_VARIANTS = {"diffusion": ("eform",)}
 _DROPPED_ON_RELEASE = ("optimizer", "rng_state", "state_dict")

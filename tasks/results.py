@@ -114,10 +114,11 @@ class RoundFeedback(_Result):
 
 class PropertyValue(NamedTuple):
     """One stored property of a candidate: ``value`` in ``unit`` (eV/atom, eV, ...) from ``source`` (mlip, dft,
-    lab)."""
+    lab, predictor)."""
 
     hash: str
     name: str
     value: float
     unit: str
     source: str
+    uncertainty: float | None = None  # 1 sigma in ``unit`` (the predictor's); None where unknown

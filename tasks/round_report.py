@@ -82,6 +82,10 @@ def round_markdown(store: Store, cid: str, r: int) -> str:
         rows.append(("DFT", dft or "-"))
     lab = s.get("lab") or {}
     rows.append(("lab measurements (new)", f"{lab.get('measurements', 0)} ({lab.get('new', 0)})"))
+    if s.get("property_satisfaction"):
+        from tasks.properties.targets import describe
+
+        rows.append(("property targets met / with a value", describe(s["property_satisfaction"])))
     lines += [f"| {k} | {v} |" for k, v in rows]
     png = base64.b64encode(ehull_histogram_png(store, cid, r)).decode()
     lines += ["", f"![E_hull histogram](data:image/png;base64,{png})"]

@@ -12,14 +12,14 @@ from typer.testing import CliRunner
 
 from conf.schema import GeneratorConfig
 from models.api import load_model
-from models.checkpoint import BUILTIN_KINDS, WEIGHTS, builtin_checkpoint, load_checkpoint
+from models.checkpoint import BUILTIN_GENERATORS, WEIGHTS, builtin_checkpoint, load_checkpoint
 from tasks.errors import GeneratorError
 from tasks.generators.fetch import resolve_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("kind", BUILTIN_KINDS)
+@pytest.mark.parametrize("kind", BUILTIN_GENERATORS)
 def test_the_builtin_checkpoints_load_offline_and_hold_no_training_state(kind):
     path = resolve_checkpoint("builtin", kind=kind)
     assert path == builtin_checkpoint(kind) and path.parent == WEIGHTS and path.stat().st_size < 6e6
@@ -42,10 +42,26 @@ def test_the_formation_energy_variant_ships_and_unknown_variants_are_named():
         resolve_checkpoint("builtin:eform", kind="gan")
 
 
+def test_the_builtin_band_gap_predictor_loads_offline_with_its_held_out_report():
+    from conf.loop import EvaluateConfig
+    from tasks.properties.predictor import PropertyPredictor
+
+    assert EvaluateConfig().predictor == "builtin"
+    path = resolve_checkpoint("builtin", kind="predictor")
+    pred = PropertyPredictor.load(path)  # weights_only=True inside
+    assert path == WEIGHTS / "predictor.pt" and path.stat().st_size < 2e6
+    assert pred.property == "band_gap" and pred.hash in (WEIGHTS / "MODEL_CARD.md").read_text()
+    held = pred.report["held_out"]
+    assert held["mae"] < 0.5 < pred.report["baseline_mae_train_mean"] and held["coverage_2sigma"] > 0.9
+    assert "BaTiO3" in load_checkpoint(path)["train_config"]["exclude_formulas"]
+    mean, sigma = pred.predict(["MgO", "Cu", "NaCl"])
+    assert mean[0] > 3 and mean[1] < 0.5 and mean[2] > 3 and (sigma > 0).all()  # insulators, a metal
+
+
 def test_builtin_is_the_default_and_unknown_kinds_are_named():
     assert GeneratorConfig(name="diffusion").diffusion.checkpoint == "builtin"
     assert GeneratorConfig(name="gan").gan.checkpoint == "builtin"
-    with pytest.raises(GeneratorError, match="builtin ones: diffusion, gan"):
+    with pytest.raises(GeneratorError, match="builtin ones: diffusion, gan, predictor"):
         resolve_checkpoint("builtin", kind="substitution")
 
 
@@ -84,7 +100,8 @@ def test_the_wheel_carries_the_weights_and_the_model_card(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     (wheel,) = tmp_path.glob("matloop-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"models/weights/diffusion.pt", "models/weights/gan.pt", "models/weights/MODEL_CARD.md"} <= names
+    assert {"models/weights/diffusion.pt", "models/weights/gan.pt", "models/weights/predictor.pt",
+            "models/weights/MODEL_CARD.md"} <= names
 
 
 @pytest.mark.slow

@@ -50,7 +50,7 @@ def test_local_cp2k_energies_land_in_the_store(dft_campaign):
         assert len(c.forces) == len(json.loads(c.final_structure)["sites"]) and len(c.stress) == 3
         assert c.settings_hash.startswith("cp2k-") and c.job_id and (Path(c.calc_dir) / "result.json").is_file()
     assert all(r.campaign_id == "" for r in refs.values())  # shared by every campaign with these settings
-    props = {(name, source) for h, name, _, _, source in store.properties(cid) if h == cands[0].label}
+    props = {(p.name, p.source) for p in store.properties(cid) if p.hash == cands[0].label}
     assert {("energy_per_atom", "dft"), ("formation_energy_per_atom", "dft"), ("band_gap", "dft")} <= props
     assert cands[0].band_gap > 2.5  # an Mg-O rock-salt-like cell is an insulator (hcp Mg on this coarse mesh
     # shows a spurious 0.5 eV: the gap is sampled at the SCF's k-points only, see tasks/dft/bands.py)
@@ -92,7 +92,7 @@ def test_forced_scf_failure_keeps_the_round_and_rerun_with_corrected_settings_co
     refs_after = {r.id for r in store.dft_calcs(cid, ["completed"], with_references=True) if r.kind == "reference"}
     assert refs_after == refs_before
     assert store.round(cid, 0).summary["dft"]["completed"] == 1
-    props = {(name, source) for h, name, _, _, source in store.properties(cid) if h == row.label}
+    props = {(p.name, p.source) for p in store.properties(cid) if p.hash == row.label}
     assert ("formation_energy_per_atom", "dft") in props
     res = CliRunner().invoke(app, ["dft", "rerun", cid, "--state", "completed", "--store", cfg.store_url()])
     assert res.exit_code == 2 and "allowed: failed, lost" in res.output

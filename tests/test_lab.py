@@ -87,7 +87,7 @@ def test_bad_rows_are_all_reported_with_lines_and_nothing_is_written(campaign):
     assert reject.startswith("line,reason,candidate") and "CaO" in reject
     again = ingest_lab_file(store, cid, path, skip_invalid=True)
     assert again.written == 0 and len(store.lab_measurements(cid)) == 1  # idempotent
-    props = [(h, n, v, src) for h, n, v, _, src in store.properties(cid) if src == "lab"]
+    props = [(p.hash, p.name, p.value, p.source) for p in store.properties(cid) if p.source == "lab"]
     assert props == [(hashes["MgO"], "band_gap", pytest.approx(7.8), "lab")]
 
 
@@ -104,7 +104,7 @@ def test_cif_json_and_id_matching_and_mean_of_repeats(campaign):
              "sample_id": "C", "date": "2026-11-03"}]
     (lab_dir / "b.json").write_text(json.dumps(rows))
     assert ingest_lab_file(store, cid, lab_dir / "b.json").written == 3
-    lab = {(h, n): v for h, n, v, _, src in store.properties(cid) if src == "lab"}
+    lab = {(p.hash, p.name): p.value for p in store.properties(cid) if p.source == "lab"}
     assert lab == {(hashes["MgO2"], "synthesized"): 1.0, (hashes["MgO"], "band_gap"): pytest.approx(7.5)}
 
 

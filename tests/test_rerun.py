@@ -64,7 +64,7 @@ def test_rerun_failed_relaxations_through_the_cli(prefect_server, tmp_path, tiny
     assert all(refs[h].status == "converged" for h in refs_failed), [(refs[h].formula, refs[h].status, refs[h].reason)
                                                                      for h in refs_failed]
     evaluate_task.fn(cfg.store_url(), cid, 0)  # what the next round's evaluation does
-    ehull = {h for h, name, *_ in store.properties(cid) if name == "e_above_hull"}
+    ehull = {p.hash for p in store.properties(cid) if p.name == "e_above_hull"}
     assert {h for h in failed if after[h].status == "converged"} <= ehull
 
     res = CliRunner().invoke(app, ["rerun-failed", cid, "--reason", "melted", "--store", cfg.store_url()])

@@ -144,8 +144,27 @@ def settle_round(store: Store, cid: str, r: int, cfg: CampaignConfig, extra: dic
                "unusable": problems, **(extra or {})}
     previous = store.round(cid, r).summary.get("dft")
     summary = {**(previous if isinstance(previous, dict) else {}), **summary}
-    store.save_dft_properties(cid, r, values, cfg.dft.code, {"dft": summary})
+    store.save_dft_properties(cid, r, values, cfg.dft.code, {"dft": summary, **_satisfaction(store, cid, r, cfg,
+                                                                                              values)})
     return summary
+
+
+def _satisfaction(store: Store, cid: str, r: int, cfg: CampaignConfig, values: list[tuple[str, str, float, str]]
+                  ) -> dict[str, Any]:
+    """The round's ``property_satisfaction`` with this settlement's DFT values (tasks.properties.targets); empty
+    when every target is an MLIP property."""
+    from tasks.properties.targets import MLIP_PROPERTIES, satisfaction
+    from tasks.results import PropertyValue
+
+    targets = dict(cfg.target.properties)
+    if not set(targets) - MLIP_PROPERTIES:
+        return {}
+    fresh = {(h, name) for h, name, _, _ in values}
+    props = [p for p in store.properties(cid) if not (p.source == "dft" and (p.hash, p.name) in fresh)]
+    props += [PropertyValue(h, name, value, unit, "dft") for h, name, value, unit in values]
+    evaluated = {p.hash for p in props if p.source == "mlip"}
+    hashes = {c.hash for _, _, c in store.proposals(cid, r)} & evaluated
+    return {"property_satisfaction": satisfaction(props, hashes, targets)}
 
 
 def requeue(store: Store, cid: str, states: list[str], cfg: CampaignConfig) -> tuple[list[int], list[int]]:

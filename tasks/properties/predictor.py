@@ -181,5 +181,6 @@ def train_predictor(cfg: PredictorTrainConfig) -> tuple[Path, dict[str, Any]]:
     save_checkpoint(cfg.out, {"kind": "property-predictor", **meta, "unit": UNITS[cfg.property],
                               "state_dict": model.state_dict(), "x_mean": x_mean, "x_std": x_std,
                               "y_mean": y_mean, "y_std": y_std, "hash": predictor.hash, "report": report,
-                              "train_config": cfg.model_dump(mode="json")})
+                              "train_config": {**cfg.model_dump(mode="json"), "data": report["data"],
+                                               "out": Path(cfg.out).name}})  # no local folders in the file
     return Path(cfg.out), report

@@ -155,9 +155,20 @@ class ResultsRepo:
                     relaxed_match=e.relaxed_match))
             self._advance(s, cid, r, round_status, summary)  # type: ignore[attr-defined]
 
+    def save_predictions(self, cid: str, r: int, predictions: Sequence[PropertyValue], model: str) -> None:
+        """Upsert predicted properties (source ``predictor``, with their sigma) of this campaign's candidates."""
+        with transaction(self.url) as s:
+            ids = dict(s.execute(select(CandidateRow.hash, CandidateRow.id).where(
+                CandidateRow.campaign_id == cid, CandidateRow.hash.in_([p.hash for p in predictions]))).all())
+            rows = [dict(candidate_id=ids[p.hash], name=p.name, value=p.value, unit=p.unit, source="predictor",
+                         model=model, round_index=r, uncertainty=p.uncertainty) for p in predictions]
+            upsert(s, PropertyRow, rows, ["candidate_id", "name", "source", "model"],
+                   ["value", "uncertainty", "round_index"])
+
     def properties(self, cid: str) -> list[PropertyValue]:
         """Every stored property of the campaign."""
         with transaction(self.url) as s:
             stmt = select(CandidateRow.hash, PropertyRow.name, PropertyRow.value, PropertyRow.unit,
-                          PropertyRow.source).join(PropertyRow).where(CandidateRow.campaign_id == cid)
+                          PropertyRow.source, PropertyRow.uncertainty).join(PropertyRow).where(
+                CandidateRow.campaign_id == cid)
             return [PropertyValue(*r) for r in s.execute(stmt).all()]

@@ -144,8 +144,9 @@ class PropertyRow(Base):
     name: Mapped[str] = mapped_column(String(60))
     value: Mapped[float] = mapped_column(Float)
     unit: Mapped[str] = mapped_column(String(20))
-    source: Mapped[str] = mapped_column(String(20))  # mlip | dft | lab
+    source: Mapped[str] = mapped_column(String(20))  # mlip | dft | lab | predictor
     model: Mapped[str] = mapped_column(String(300))
+    uncertainty: Mapped[float | None] = mapped_column(Float, nullable=True)  # 1 sigma, same unit; null if unknown
     round_index: Mapped[int] = mapped_column(Integer)  # round whose evaluation wrote it
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 

@@ -1,0 +1,100 @@
+"""Target properties an MLIP cannot give (band gap) inside a round: predicted, combined with DFT and lab values,
+and counted.
+
+The evaluate step predicts every evaluated candidate's target property with the campaign's property predictor
+(mean and sigma, stored with source ``predictor``). A candidate meets a target on the best value it has: lab, then
+DFT, then the predictor. The round summary's ``property_satisfaction`` counts, per target property and per source,
+how many of the round's evaluated candidates have a value and how many of those lie in the target range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from conf.schema import CampaignConfig, TargetRange
+from tasks.results import PropertyValue
+
+if TYPE_CHECKING:  # torch is imported only where a predictor is loaded
+    from tasks.properties.predictor import PropertyPredictor
+
+MLIP_PROPERTIES = frozenset({"energy_per_atom", "formation_energy_per_atom", "e_above_hull"})
+SOURCES = ("lab", "dft", "predictor")  # best first
+
+
+@lru_cache(maxsize=4)
+def _load(path: str) -> PropertyPredictor:
+    from tasks.properties.predictor import PropertyPredictor
+
+    return PropertyPredictor.load(path)
+
+
+def predictor_for(cfg: CampaignConfig) -> PropertyPredictor | None:
+    """The campaign's predictor when a target names a property the MLIP cannot give; None otherwise (or when
+    ``evaluate.predictor`` is null). A predictor of another property than the target's is refused."""
+    wanted = sorted(set(cfg.target.properties) - MLIP_PROPERTIES)
+    if not wanted or cfg.evaluate.predictor is None:
+        return None
+    from tasks.errors import GeneratorError
+    from tasks.generators.fetch import resolve_checkpoint
+    from tasks.properties.predictor import PredictorError
+
+    try:
+        path = resolve_checkpoint(cfg.evaluate.predictor, cfg.evaluate.predictor_sha256, kind="predictor")
+    except GeneratorError as exc:
+        raise PredictorError(f"evaluate.predictor: {exc}") from exc
+    predictor = _load(str(path))
+    if predictor.property not in wanted:
+        raise PredictorError(f"evaluate.predictor {cfg.evaluate.predictor} predicts {predictor.property}; the "
+                             f"target needs {', '.join(wanted)} (train one with matloop train-predictor --property)")
+    return predictor
+
+
+def predict(predictor: PropertyPredictor, candidates: Sequence[tuple[str, str]]) -> list[PropertyValue]:
+    """Predicted values (with sigma) for ``(hash, formula)`` pairs."""
+    if not candidates:
+        return []
+    mean, sigma = predictor.predict([f for _, f in candidates])
+    return [PropertyValue(h, predictor.property, float(m), predictor.unit, "predictor", float(s))
+            for (h, _), m, s in zip(candidates, mean, sigma)]
+
+
+def best_values(properties: Sequence[PropertyValue], names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per candidate hash, each of ``names`` from its best source (lab > DFT > predictor)."""
+    rank = {s: i for i, s in enumerate(SOURCES)}
+    best: dict[str, dict[str, tuple[int, float]]] = {}
+    for p in properties:
+        if p.name in names and p.source in rank:
+            have = best.setdefault(p.hash, {}).get(p.name)
+            if have is None or rank[p.source] < have[0]:
+                best[p.hash][p.name] = (rank[p.source], p.value)
+    return {h: {n: v for n, (_, v) in d.items()} for h, d in best.items()}
+
+
+def satisfaction(properties: Sequence[PropertyValue], hashes: set[str], targets: dict[str, TargetRange]
+                 ) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{property: {source: {"met": k, "of": n, "rate": k / n}}}`` over the candidates ``hashes``, for the
+    targets an MLIP cannot give."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, target in targets.items():
+        if name in MLIP_PROPERTIES:
+            continue
+        per = {}
+        for source in SOURCES:
+            values = [p.value for p in properties if p.name == name and p.source == source and p.hash in hashes]
+            met = sum(target.contains(v, tolerance=0.05) for v in values)
+            per[source] = {"met": met, "of": len(values), "rate": met / len(values) if values else None}
+        out[name] = per
+    return out
+
+
+def describe(per_property: dict[str, dict[str, dict[str, Any]]] | None) -> str:
+    """``band_gap: predictor 3/10, dft 1/1, lab -`` (met / with a value) for status tables and reports."""
+    if not per_property:
+        return "-"
+    parts = []
+    for name, per in per_property.items():
+        cells = [f"{src} {v['met']}/{v['of']}" if v.get("of") else f"{src} -" for src, v in per.items()]
+        parts.append(f"{name}: {', '.join(cells)}")
+    return "; ".join(parts)
