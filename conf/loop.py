@@ -112,6 +112,10 @@ class AcquisitionConfig(Strict):
                              "composition already chosen this round, so one formula does not take the budget.")
     ensemble: int = Field(32, ge=2, le=512, description="Trees of the surrogate's random forest (sigma is "
                           "their spread).")
+    target_weight: float = Field(
+        0.2, ge=0, description="With a target an MLIP cannot give (target.properties band_gap) and a property "
+        "predictor (evaluate.predictor): this penalty (eV/atom) times the predicted probability of missing the "
+        "targets is subtracted from every candidate's acquisition value (not for random choice); 0 ignores them.")
 
     @model_validator(mode="after")
     def _needs_a_count(self) -> AcquisitionConfig:

@@ -30,12 +30,15 @@ from tasks.errors import EvaluationError
 
 def rank_candidates(candidates: Sequence[tuple[str, Structure]], train: Sequence[tuple[Structure, float | None]],
                     e_above_hull: Callable[[Composition, float], float], cfg: AcquisitionConfig, target: float,
-                    seed: int, screened: np.ndarray | None = None) -> list[dict]:
+                    seed: int, screened: np.ndarray | None = None, target_prob: np.ndarray | None = None
+                    ) -> list[dict]:
     """One row per candidate (``hash``, ``function``, ``predicted_e_above_hull``, ``sigma``, ``value``,
     ``chosen``, ``rank``); ``train``: structures with formation energies (eV/atom), None for a candidate whose
     relaxation failed (labelled ``cfg.failed_e_above_hull`` above the hull, or left out); ``target``: the E_hull
     expected improvement is measured against (the stability threshold); ``screened``: the candidates' MLIP
-    single-point E_hull (needed by ``cfg.surrogate`` mlip, which uses it as the prediction, sigma 0)."""
+    single-point E_hull (needed by ``cfg.surrogate`` mlip, which uses it as the prediction, sigma 0);
+    ``target_prob``: each candidate's predicted probability of meeting the targets an MLIP cannot give (band gap),
+    which costs ``cfg.target_weight`` eV/atom times its complement."""
     if not candidates:
         return []
     structures = [s for _, s in candidates]
@@ -43,7 +46,7 @@ def rank_candidates(candidates: Sequence[tuple[str, Structure]], train: Sequence
         if screened is None or len(screened) != len(candidates):
             raise EvaluationError("acquisition.surrogate mlip needs a single-point E_hull for every candidate")
         mu, sigma = np.asarray(screened, dtype=float), np.zeros(len(candidates))
-        return _choose(candidates, structures, mu, sigma, cfg, target, seed)
+        return _choose(candidates, structures, mu, sigma, cfg, target, seed, target_prob)
     model = EnsembleSurrogate(trees=cfg.ensemble, seed=seed)
     penalty = cfg.failed_e_above_hull
     if penalty is None:
@@ -57,11 +60,14 @@ def rank_candidates(candidates: Sequence[tuple[str, Structure]], train: Sequence
                                           for s, e in train])
         mu_ef, sigma = model.predict(structures)
         mu = np.array([e_above_hull(s.composition, float(m)) for s, m in zip(structures, mu_ef)])
-    return _choose(candidates, structures, mu, sigma, cfg, target, seed)
+    return _choose(candidates, structures, mu, sigma, cfg, target, seed, target_prob)
 
 
-def _choose(candidates, structures, mu, sigma, cfg: AcquisitionConfig, target: float, seed: int) -> list[dict]:
+def _choose(candidates, structures, mu, sigma, cfg: AcquisitionConfig, target: float, seed: int,
+            target_prob: np.ndarray | None = None) -> list[dict]:
     values = acquisition_values(mu, sigma, cfg.function, kappa=cfg.kappa, target=target, seed=seed)
+    if target_prob is not None and cfg.function != "random":
+        values = values - cfg.target_weight * (1.0 - np.asarray(target_prob, dtype=float))
     picked = select(values, [s.composition.reduced_formula for s in structures], cfg.relax_per_round or 0,
                     cfg.diversity)
     rank = {i: n for n, i in enumerate(picked)}
@@ -168,13 +174,25 @@ def acquire_task(store_url: str, campaign_id: str, round_index: int, references_
         structures = [s for _, s in accepted]
         screened = screened_e_above_hull(structures, single_point_energies(structures, load_calculator(spec)),
                                          elemental, hull.e_above_hull)
+    target_prob = None
+    from tasks.properties.targets import predictor_for, target_probability
+
+    predictor = predictor_for(cfg) if accepted and acq.target_weight > 0 else None
+    if predictor is not None:
+        target_prob = target_probability(predictor, [s.composition.reduced_formula for _, s in accepted],
+                                         dict(cfg.target.properties))
     rows = rank_candidates(accepted, train, hull.e_above_hull, acq, cfg.evaluate.stability_threshold,
-                           round_seed(cfg.seed, round_index), screened)
+                           round_seed(cfg.seed, round_index), screened, target_prob)
     chosen = sorted((r for r in rows if r["chosen"]), key=lambda r: r["rank"])
     summary = {"acquisition": acq.function if cfg.feedback.enabled else "random (feedback.enabled: false)",
                "references_relaxed_first": references_relaxed, "ranked": len(rows), "chosen": len(chosen),
                "surrogate": acq.surrogate, "surrogate_train": None if screen else len(train),
                "screened": len(screened) if screened is not None else 0,
                "predicted_best_e_above_hull": min((r["predicted_e_above_hull"] for r in chosen), default=None)}
+    if target_prob is not None:  # mean predicted probability of meeting the non-MLIP targets: chosen vs all
+        index = {h: i for i, (h, _) in enumerate(accepted)}
+        summary["target_probability"] = {"chosen": float(np.mean([target_prob[index[r["hash"]]] for r in chosen]))
+                                         if chosen else None, "ranked": float(np.mean(target_prob)),
+                                         "predictor": predictor.hash}
     store.save_acquisition(campaign_id, round_index, rows, summary)
     return {**summary, "start": start, "end": time.time(), "compute_s": time.time() - start}

@@ -3,6 +3,7 @@ meets a target on its best value (lab > DFT > predictor), and the round summary 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -46,7 +47,9 @@ def test_a_band_gap_campaign_predicts_stores_and_counts_its_target(prefect_serve
     from tests.conftest import micro_config
 
     cfg = micro_config(tmp_path, **{"rounds": 1, "dft.backend": "none", "evaluate.predictor": str(toy_predictor),
-                                    "target.properties": {"e_above_hull": {"max": 0.1}, "band_gap": {"min": 1.0}}})
+                                    "target.properties": {"e_above_hull": {"max": 0.1}, "band_gap": {"min": 1.0}},
+                                    "generator.n_per_round": 6, "acquisition.function": "lcb",
+                                    "acquisition.relax_per_round": 4})
     cid = start_campaign(cfg)
     run_campaign(cfg.store_url(), cid)
     store = Store(cfg.store_url())
@@ -66,8 +69,35 @@ def test_a_band_gap_campaign_predicts_stores_and_counts_its_target(prefect_serve
     ehull = {p.hash: p.value for p in props if p.name == "e_above_hull" and p.source == "mlip"}
     mine = [x for x in predicted if x in formulas]
     assert summary["meets_targets"] == sum(ehull[x] <= 0.1 and predicted[x].value >= 1.0 for x in mine)
+    acquired = summary["target_probability"]  # the acquisition weighed the predicted band gaps
+    assert 0 <= acquired["chosen"] <= 1 and 0 <= acquired["ranked"] <= 1 and acquired["predictor"] == pred.hash
     res = CliRunner().invoke(app, ["status", cid, "--store", cfg.store_url()])
     assert res.exit_code == 0 and "band_gap: lab -, dft -, predictor" in res.output.replace("\n", " ")
+
+
+def test_the_target_probability_steers_what_is_relaxed_except_under_random_choice(toy_predictor):
+    from pymatgen.core import Lattice, Structure
+
+    from conf.loop import AcquisitionConfig
+    from tasks.acquire import rank_candidates
+    from tasks.properties.predictor import PropertyPredictor
+    from tasks.properties.targets import target_probability
+
+    pred = PropertyPredictor.load(toy_predictor)
+    p = target_probability(pred, ["MgF2", "CuO"], {"band_gap": TargetRange(min=3.0)})
+    assert p[0] > 0.5 > p[1] and ((0 <= p) & (p <= 1)).all()
+    assert target_probability(pred, ["MgF2"], {"e_above_hull": TargetRange(max=0.1)}).tolist() == [1.0]
+    cells = [(h, Structure(Lattice.cubic(4.2), ["Mg", "O"], [[0, 0, 0], [.5, .5, .5]])) for h in ("a", "b", "c")]
+    screened = np.array([0.0, 0.0, 0.01])  # equal E_hull for a and b
+    for function, want in (("greedy", ["b"]), ("lcb", ["b"]), ("random", None)):
+        cfg = AcquisitionConfig(function=function, relax_per_round=1, diversity=0.0)
+        rows = rank_candidates(cells, [], lambda c, e: e, cfg, 0.1, 0, screened, np.array([0.1, 0.9, 0.9]))
+        chosen = [r["hash"] for r in rows if r["chosen"]]
+        if want is None:  # random choice ignores the targets: the same pick as without them
+            plain = rank_candidates(cells, [], lambda c, e: e, cfg, 0.1, 0, screened)
+            assert chosen == [r["hash"] for r in plain if r["chosen"]]
+        else:
+            assert chosen == want
 
 
 def test_a_predictor_of_another_property_is_refused(tmp_path, toy_predictor):

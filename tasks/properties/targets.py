@@ -13,6 +13,9 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from scipy.stats import norm
+
 from conf.schema import CampaignConfig, TargetRange
 from tasks.results import PropertyValue
 
@@ -58,6 +61,21 @@ def predict(predictor: PropertyPredictor, candidates: Sequence[tuple[str, str]])
     mean, sigma = predictor.predict([f for _, f in candidates])
     return [PropertyValue(h, predictor.property, float(m), predictor.unit, "predictor", float(s))
             for (h, _), m, s in zip(candidates, mean, sigma)]
+
+
+def target_probability(predictor: PropertyPredictor, formulas: Sequence[str],
+                       targets: dict[str, TargetRange]) -> np.ndarray:
+    """Probability that each composition meets the target on the predictor's property: the Gaussian mass of the
+    prediction (mean, sigma) inside the range (a ``value`` target: within 0.05 of it)."""
+    target = targets.get(predictor.property)
+    if target is None or not len(formulas):
+        return np.ones(len(formulas))
+    mean, sigma = predictor.predict(list(formulas))
+    sigma = np.clip(sigma, 1e-6, None)
+    low, high = ((target.value - 0.05, target.value + 0.05) if target.value is not None
+                 else (target.min if target.min is not None else -np.inf, target.max if target.max is not None
+                       else np.inf))
+    return norm.cdf((high - mean) / sigma) - norm.cdf((low - mean) / sigma)
 
 
 def best_values(properties: Sequence[PropertyValue], names: Sequence[str]) -> dict[str, dict[str, float]]:
