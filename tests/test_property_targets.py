@@ -69,6 +69,7 @@ def test_a_band_gap_campaign_predicts_stores_and_counts_its_target(prefect_serve
     ehull = {p.hash: p.value for p in props if p.name == "e_above_hull" and p.source == "mlip"}
     mine = [x for x in predicted if x in formulas]
     assert summary["meets_targets"] == sum(ehull[x] <= 0.1 and predicted[x].value >= 1.0 for x in mine)
+    assert summary["predictor_offset"]["band_gap"]["n"] == 0  # no DFT or lab value to recalibrate on yet
     acquired = summary["target_probability"]  # the acquisition weighed the predicted band gaps
     assert 0 <= acquired["chosen"] <= 1 and 0 <= acquired["ranked"] <= 1 and acquired["predictor"] == pred.hash
     res = CliRunner().invoke(app, ["status", cid, "--store", cfg.store_url()])
@@ -111,3 +112,19 @@ def test_a_predictor_of_another_property_is_refused(tmp_path, toy_predictor):
                                     "target.properties": {"band_gap": {"min": 1.0}}})
     with pytest.raises(PredictorError, match="missing.pt"):
         predictor_for(cfg)
+
+
+def test_the_campaign_offset_moves_predictions_towards_its_dft_values_with_shrinking_sigma():
+    from tasks.properties.targets import Offset, campaign_offset, fit_offset, recalibrated
+
+    assert fit_offset([], {}) == Offset()
+    preds = [PropertyValue(h, "band_gap", 1.0, "eV", "predictor", 0.5) for h in "abcd"]
+    one = campaign_offset(preds + [PropertyValue("a", "band_gap", 2.0, "eV", "dft")], "band_gap")
+    three = campaign_offset(preds + [PropertyValue(h, "band_gap", 2.0, "eV", "dft") for h in "abc"], "band_gap")
+    assert 0 < one.shift < three.shift < 1.0 and three.sigma < one.sigma and (one.n, three.n) == (1, 3)
+    lab = campaign_offset(preds + [PropertyValue("a", "band_gap", 2.0, "eV", "dft"),
+                                   PropertyValue("a", "band_gap", 0.5, "eV", "lab")], "band_gap")
+    assert lab.shift < 0  # the lab value outranks DFT for the same candidate
+    props, offsets = recalibrated(preds + [PropertyValue(h, "band_gap", 2.0, "eV", "dft") for h in "abc"], ["band_gap"])
+    d = next(p for p in props if p.hash == "d" and p.source == "predictor")
+    assert d.value == pytest.approx(1.0 + offsets["band_gap"].shift) and d.uncertainty > 0.5

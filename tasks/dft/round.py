@@ -153,15 +153,17 @@ def _satisfaction(store: Store, cid: str, r: int, cfg: CampaignConfig, values: l
                   ) -> dict[str, Any]:
     """The round's ``property_satisfaction`` with this settlement's DFT values (tasks.properties.targets); empty
     when every target is an MLIP property."""
-    from tasks.properties.targets import MLIP_PROPERTIES, satisfaction
+    from tasks.properties.targets import MLIP_PROPERTIES, recalibrated, satisfaction
     from tasks.results import PropertyValue
 
     targets = dict(cfg.target.properties)
-    if not set(targets) - MLIP_PROPERTIES:
+    other = sorted(set(targets) - MLIP_PROPERTIES)
+    if not other:
         return {}
     fresh = {(h, name) for h, name, _, _ in values}
     props = [p for p in store.properties(cid) if not (p.source == "dft" and (p.hash, p.name) in fresh)]
     props += [PropertyValue(h, name, value, unit, "dft") for h, name, value, unit in values]
+    props, _ = recalibrated(props, other)
     evaluated = {p.hash for p in props if p.source == "mlip"}
     hashes = {c.hash for _, _, c in store.proposals(cid, r)} & evaluated
     return {"property_satisfaction": satisfaction(props, hashes, targets)}
