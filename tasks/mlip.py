@@ -164,29 +164,47 @@ class _DtypeGate:
         self._dtype = None  # the dtype of the threads inside, or of the last ones
         self._active = 0
         self._waiting: dict = {}
+        self._exclusive = False  # a thread inside alone (loading a model)
+        self._exclusive_waiting = 0
 
-    def _may_enter(self, dtype) -> bool:
+    def _may_enter(self, dtype, exclusive: bool = False) -> bool:
         """Fair between dtypes: while a thread of the other dtype waits, no new thread joins the ones inside, and
         when the gate empties the waiting dtype goes first (threads that re-enter step after step, as an
-        optimizer's, would otherwise starve it)."""
+        optimizer's, would otherwise starve it). An exclusive thread enters an empty gate and holds it alone; while
+        one waits, no other thread enters."""
+        if self._exclusive:
+            return False
+        if exclusive:
+            return self._active == 0
+        if self._exclusive_waiting:
+            return False
         others_wait = any(n for d, n in self._waiting.items() if d != dtype)
         if self._active == 0:
             return self._dtype != dtype or not others_wait
         return self._dtype == dtype and not others_wait
 
     @contextmanager
-    def use(self, dtype) -> Iterator[None]:
+    def use(self, dtype, exclusive: bool = False) -> Iterator[None]:
+        """Run the block under torch default ``dtype``; ``exclusive``: with no other thread inside (model loading:
+        e3nn builds its modules with torch.fx tracing, which patches ``nn.Module.__call__`` process-wide, so a
+        thread computing meanwhile fails with 'module is not installed as a submodule')."""
         import torch
 
         with self._cond:
-            self._waiting[dtype] = self._waiting.get(dtype, 0) + 1
+            if exclusive:
+                self._exclusive_waiting += 1
+            else:
+                self._waiting[dtype] = self._waiting.get(dtype, 0) + 1
             try:
-                self._cond.wait_for(lambda: self._may_enter(dtype))
+                self._cond.wait_for(lambda: self._may_enter(dtype, exclusive))
             except BaseException:
-                self._waiting[dtype] -= 1
-                self._cond.notify_all()  # a waiter that gave up may have held others back
+                self._give_up(dtype, exclusive)
                 raise
-            self._waiting[dtype] -= 1
+            if exclusive:
+                self._exclusive_waiting -= 1
+                self._exclusive = True
+            else:
+                self._waiting[dtype] -= 1
             if self._active == 0:
                 self._dtype = dtype
                 torch.set_default_dtype(dtype)
@@ -196,7 +214,15 @@ class _DtypeGate:
         finally:
             with self._cond:
                 self._active -= 1
+                self._exclusive = False if exclusive else self._exclusive
                 self._cond.notify_all()
+
+    def _give_up(self, dtype, exclusive: bool) -> None:
+        if exclusive:
+            self._exclusive_waiting -= 1
+        else:
+            self._waiting[dtype] -= 1
+        self._cond.notify_all()  # a waiter that gave up may have held others back
 
 
 _dtype_gate = _DtypeGate()
@@ -221,14 +247,14 @@ def _new_calculator(spec: MLIPSpec):
     if spec.backend == "mace":
         from mace.calculators import MACECalculator
 
-        with _dtype_gate.use(torch.float64):
+        with _dtype_gate.use(torch.float64, exclusive=True):  # no thread computes while e3nn traces
             calc = MACECalculator(model_paths=spec.model, device=spec.device, default_dtype="float64")
         return _pin_default_dtype(calc, torch.float64)
     if spec.backend == "chgnet":
         from chgnet.model import CHGNet
         from chgnet.model.dynamics import CHGNetCalculator
 
-        with _dtype_gate.use(torch.float32):
+        with _dtype_gate.use(torch.float32, exclusive=True):
             model = CHGNet.load(model_name=spec.model, use_device=spec.device, verbose=False)
             calc = CHGNetCalculator(model=model, use_device=spec.device)
         return _pin_default_dtype(calc, torch.float32)

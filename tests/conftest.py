@@ -35,6 +35,18 @@ def pytest_collection_finish(session):
                                 "install the pinned pytest (pip install -c constraints.txt -e '.[test]')")
 
 
+@pytest.fixture(autouse=True)
+def _torch_default_dtype():
+    """Torch's default dtype is process-wide and MACE leaves float64 set (tasks/mlip.py's gate sets it per
+    calculation): every test ends with the dtype it started with, so the next test of the worker does not
+    inherit it (GAN and diffusion tests build float32 tensors)."""
+    import torch
+
+    dtype = torch.get_default_dtype()
+    yield
+    torch.set_default_dtype(dtype)
+
+
 @pytest.fixture(scope="session")
 def prefect_server():
     """One ``prefect_test_harness`` for the session; its URL is exported so worker processes use it too."""

@@ -130,6 +130,82 @@ def test_the_dtype_gate_keeps_threads_of_the_other_dtype_out():
     torch.set_default_dtype(torch.float32)
 
 
+def test_a_model_loads_alone_in_the_dtype_gate():
+    """Loading a MACE model traces e3nn modules with torch.fx, which patches nn.Module.__call__ for the whole
+    process: a thread relaxing meanwhile failed with 'module is not installed as a submodule'. A load waits for
+    the computing threads to leave and holds the gate alone."""
+    import threading
+    import time
+
+    import torch
+
+    from tasks.mlip import _DtypeGate
+
+    gate, events, inside = _DtypeGate(), [], threading.Event()
+    default = torch.get_default_dtype()
+
+    def use(tag, hold_s, exclusive=False):
+        with gate.use(torch.float64, exclusive=exclusive):
+            events.append((tag, "in"))
+            inside.set()
+            time.sleep(hold_s)
+            events.append((tag, "out"))
+
+    try:
+        first = threading.Thread(target=use, args=("relax", 0.3))
+        first.start()
+        assert inside.wait(10)
+        load = threading.Thread(target=use, args=("load", 0.3, True))
+        load.start()
+        time.sleep(0.05)
+        late = threading.Thread(target=use, args=("relax2", 0.0))  # same dtype, but a load is waiting
+        late.start()
+        for t in (first, load, late):
+            t.join(10)
+            assert not t.is_alive()
+    finally:
+        torch.set_default_dtype(default)
+    order = events.index
+    assert order(("load", "in")) > order(("relax", "out"))
+    assert order(("relax2", "in")) > order(("load", "out"))
+
+
+def test_a_mace_model_loads_while_another_thread_computes(tiny_mace):
+    """The real race behind the gate's exclusive load (it failed within five loads before)."""
+    import threading
+
+    from ase.build import bulk
+
+    from tasks.mlip import MLIPSpec, _new_calculator, load_calculator
+
+    spec = MLIPSpec(backend="mace", model=str(tiny_mace), device="cpu", identity="tiny", requested="mace")
+    errors, stop, ready = [], threading.Event(), threading.Event()
+
+    def compute():
+        calc = load_calculator(spec)
+        ready.set()
+        while not stop.is_set():
+            try:
+                atoms = bulk("MgO", "rocksalt", a=4.2)
+                atoms.rattle(0.01)
+                atoms.calc = calc
+                atoms.get_forces()
+            except Exception as exc:  # noqa: BLE001 - the test reports whatever the race raises
+                errors.append(repr(exc))
+                return
+
+    worker = threading.Thread(target=compute)
+    worker.start()
+    try:
+        assert ready.wait(60)
+        for _ in range(6):
+            _new_calculator(spec)
+    finally:
+        stop.set()
+        worker.join(60)
+    assert errors == []
+
+
 def test_the_dtype_gate_does_not_starve_the_other_dtype():
     """An optimizer's thread re-enters the gate step after step; a thread of the other dtype still gets in soon
     (it used to wait until the optimizer stopped: a relaxation loop could hold CHGNet out for its whole run)."""
