@@ -404,3 +404,26 @@ def test_static_cp2k_input_prints_the_levels_at_the_irreducible_scf_k_points(mon
     assert [0.0, 0.0, 0.0] not in [list(k) for k in shifted.kpts]
     for off in (CP2KSettings(band_gap=False), CP2KSettings(calculation="relax")):
         assert "BAND_STRUCTURE" not in cp2k_maker(mgo, off).input_set_generator.get_input_set(mgo).cp2k_input.get_str()
+
+
+def test_a_local_worker_whose_pid_was_never_recorded_is_found_by_its_folder(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from tasks.dft.backends import LocalBackend
+
+    calc_dir = tmp_path / "calc"
+    (calc_dir / "job_1").mkdir(parents=True)
+    # what the store cannot say after a kill: a worker (its command line names tasks.dft.worker) busy in the folder
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "tasks.dft.worker"],
+                              cwd=calc_dir / "job_1")
+    try:
+        backend = LocalBackend()
+        assert backend.find(calc_dir) == f"{socket.gethostname()}:{worker.pid}"
+        assert backend.state(backend.find(calc_dir)).state == "running"
+        assert backend.find(tmp_path / "other") is None
+    finally:
+        worker.kill()
+        worker.wait()
+    assert LocalBackend().find(calc_dir) is None

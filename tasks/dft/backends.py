@@ -63,7 +63,18 @@ class LocalBackend:
         self.prefork = prefork
 
     def find(self, calc_dir: Path) -> str | None:
-        """A local worker's pid dies with the record of it: none is found (its result.json is still read)."""
+        """A live worker process of this user working in ``calc_dir`` (its current folder is ``calc_dir`` or below
+        it: a forked worker changes into it, a spawned one starts there), as ``<host>:<pid>``."""
+        target = Path(calc_dir).resolve()
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                if proc.stat().st_uid != os.getuid() or b"tasks.dft.worker" not in (proc / "cmdline").read_bytes():
+                    continue
+                cwd = (proc / "cwd").resolve()
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+            if cwd == target or target in cwd.parents:
+                return f"{socket.gethostname()}:{proc.name}"
         return None
 
     def submit(self, calc_dir: Path, env: dict[str, str], name: str) -> str:
