@@ -38,13 +38,13 @@ def pytest_collection_finish(session):
 @pytest.fixture(autouse=True)
 def _torch_default_dtype():
     """Torch's default dtype is process-wide and MACE leaves float64 set (tasks/mlip.py's gate sets it per
-    calculation): every test ends with the dtype it started with, so the next test of the worker does not
-    inherit it (GAN and diffusion tests build float32 tensors)."""
+    calculation, also inside session fixtures that run campaigns): every test starts and ends with torch's own
+    default, float32, so no test inherits another's (GAN and diffusion tests build float32 tensors)."""
     import torch
 
-    dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
     yield
-    torch.set_default_dtype(dtype)
+    torch.set_default_dtype(torch.float32)
 
 
 @pytest.fixture(scope="session")

@@ -115,7 +115,7 @@ class PropertyPredictor:
             raise PredictorError(str(exc)) from exc
         if ckpt.get("kind") != "property-predictor" or ckpt.get("features") != FEATURES:
             raise PredictorError(f"{path} is not a matloop property predictor ({FEATURES})")
-        model = PropertyEnsemble(**ckpt["model_config"])
+        model = PropertyEnsemble(**ckpt["model_config"]).float()  # float32 whatever torch's default dtype is
         model.load_state_dict(ckpt["state_dict"])
         return cls(ckpt["property"], ckpt["unit"], model, ckpt["x_mean"], ckpt["x_std"], ckpt["y_mean"],
                    ckpt["y_std"], ckpt["hash"], ckpt["report"])
@@ -160,7 +160,7 @@ def train_predictor(cfg: PredictorTrainConfig) -> tuple[Path, dict[str, Any]]:
     x = (x_all - x_mean) / x_std
     y = (y_all - y_mean) / y_std
     model_config = {"n_features": x.shape[1], **cfg.model.model_dump()}
-    model = PropertyEnsemble(**model_config)
+    model = PropertyEnsemble(**model_config).float()
     history = _fit(model, x[train], y[train], cfg)
     meta = {"property": cfg.property, "features": FEATURES, "model_config": model_config}
     predictor = PropertyPredictor(cfg.property, UNITS[cfg.property], model, x_mean, x_std, y_mean, y_std,
