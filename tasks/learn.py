@@ -88,8 +88,11 @@ def fine_tune_round(checkpoint: Path, found: Sequence[tuple[Structure, dict[str,
     props = (np.array([[found[i][1].get(n, np.nan) for n in names] for i in picks], dtype=float) if names else None)
     replay_props = np.full((len(replay), len(names)), np.nan) if names and replay else None
     out.parent.mkdir(parents=True, exist_ok=True)
-    fine_tune(checkpoint, structures, props, cfg.learn.epochs, out, replay=list(replay) or None,
-              replay_props=replay_props, replay_fraction=cfg.learn.replay_fraction if replay else 0.0)
+    from tasks.mlip import float32_models
+
+    with float32_models():
+        fine_tune(checkpoint, structures, props, cfg.learn.epochs, out, replay=list(replay) or None,
+                  replay_props=replay_props, replay_fraction=cfg.learn.replay_fraction if replay else 0.0)
     return {"checkpoint": str(out), "hash": load_checkpoint(out)["hash"], "from": base["hash"],
             "structures": len(picks), "distinct": len(set(picks)), "replay": len(replay), "epochs": cfg.learn.epochs,
             "wall_s": time.time() - t0}

@@ -228,6 +228,17 @@ class _DtypeGate:
 _dtype_gate = _DtypeGate()
 
 
+@contextmanager
+def float32_models() -> Iterator[None]:
+    """Run matloop's own torch models (generator sampling, fine-tuning) under float32 through the dtype gate: a
+    campaign process that also computes with MACE (float64: the screen, threads runners) would otherwise hand
+    them float64 defaults (a GAN failed with 'Index put requires the source and destination dtypes match')."""
+    import torch
+
+    with _dtype_gate.use(torch.float32):
+        yield
+
+
 def _pin_default_dtype(calc, dtype):
     """Run ``calc.calculate`` under torch default ``dtype`` (see :class:`_DtypeGate`), so MACE and CHGNet can
     live in one process, even in threads computing at the same time."""

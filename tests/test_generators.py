@@ -106,3 +106,19 @@ def test_substitution_arms_are_compositions_shared_by_polymorphs(seeds):
     assert len({p.arm for p in pool}) < len(pool)  # arms recur: a weight moves the remaining polymorphs
     by_template = build_generator(GeneratorConfig(name="substitution", substitution={"arm": "template"}), seeds)
     assert all(p.arm == p.template for p in by_template.pool(make_conditions(TARGET, 0)))
+
+
+@pytest.mark.parametrize("name", ["diffusion", "gan"])
+def test_learned_generators_sample_in_float32_whatever_an_mlip_left_as_default(name, seeds):
+    """A campaign process that screened with MACE leaves torch's default dtype at float64 (process-wide)."""
+    import torch
+
+    gen = build_generator(GeneratorConfig(name=name, **({"diffusion": {"steps": 20}} if name == "diffusion" else {})),
+                          seeds)  # the shipped checkpoints
+    assert gen.sample(2, make_conditions(TARGET, 0), seed=0)  # the model loads under float32
+    torch.set_default_dtype(torch.float64)
+    try:
+        out = gen.sample(4, make_conditions(TARGET, 1), seed=1)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert out and all(isinstance(c, Candidate) for c in out)

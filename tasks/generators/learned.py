@@ -66,6 +66,12 @@ class CheckpointGenerator:
         raise NotImplementedError
 
     def sample(self, n: int, conditions: Conditions, seed: int) -> list[Candidate]:
+        from tasks.mlip import float32_models
+
+        with float32_models():  # float32 whatever an MLIP left as torch's default dtype
+            return self._sample(n, conditions, seed)
+
+    def _sample(self, n: int, conditions: Conditions, seed: int) -> list[Candidate]:
         model, ckpt = self._load()
         targets = {name: ((t.value, t.value) if t.value is not None else (t.min, t.max))
                    for name, t in conditions.property_targets.items() if name in model.cfg.properties}
