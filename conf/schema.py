@@ -210,6 +210,11 @@ class GANOptions(CheckpointSource):
 class GeneratorConfig(Strict):
     name: Literal["substitution", "random", "diffusion", "gan"] = "substitution"
     n_per_round: int = Field(16, ge=1, le=100_000)
+    property_guidance: float = Field(
+        1.0, ge=0, description="Predictor guidance towards targets an MLIP cannot give (target.properties band_gap, "
+        "with evaluate.predictor): every generator weights what it keeps by P(meets the targets) ** this scale, the "
+        "predictor's probability with the campaign's fitted offset (0: unguided; 1: in proportion; larger: "
+        "sharper). Works with any generator; a checkpoint conditioned on the property is guided on top.")
     substitution: SubstitutionOptions = SubstitutionOptions()
     random: RandomOptions = RandomOptions()
     diffusion: DiffusionOptions = DiffusionOptions()

@@ -9,6 +9,7 @@ from pymatgen.core import Composition
 from rich.markup import escape
 from rich.table import Table
 
+from conf.predictor import UNITS
 from tasks.properties.targets import describe
 from tasks.store import Store
 from tasks.store.views import candidate_frame
@@ -101,12 +102,24 @@ def candidates_table(url: str, cid: str, top: int, include_known: bool = False) 
     relaxed = relaxed.head(top)
     what = "relaxed" if include_known else "new relaxed"
     table = Table(title=f"best {len(relaxed)} {what} of {len(df)} candidates of campaign {cid}")
+    targets = [c for c in df.columns if f"{c}_source" in df.columns]  # band_gap: best value, sigma, source
     for col in ("#", "formula", "hash", "round", "from", "E_hull (eV/atom)", "predicted ± σ (eV/atom)",
-                "E_form (eV/atom)", "E (eV/atom)", "sites", "relaxed into", "stable new"):
+                "E_form (eV/atom)", "E (eV/atom)", "sites", "relaxed into", "stable new",
+                *(f"{name} ({UNITS.get(name, '')})" for name in targets)):
         table.add_column(col, justify="right" if col.startswith(("E", "#", "round", "sites")) else "left")
     for i, row in enumerate(relaxed.itertuples(), start=1):
         predicted = "-" if pd.isna(row.sigma) else f"{row.predicted_e_above_hull:.3f} ± {row.sigma:.3f}"
-        table.add_row(str(i), row.formula, row.hash, str(row.round), row.origin, _fmt(row.e_above_hull), predicted,
-                      _fmt(row.formation_energy_per_atom), _fmt(row.energy_per_atom), str(row.nsites),
-                      row.relaxed_match or "-", "yes" if row.stable_new else "no")
+        table.add_row(str(i), row.formula, row.hash, str(row.round), row.origin, _fmt(row.e_above_hull),
+                      predicted, _fmt(row.formation_energy_per_atom), _fmt(row.energy_per_atom), str(row.nsites),
+                      row.relaxed_match or "-", "yes" if row.stable_new else "no",
+                      *(_target_cell(row, name) for name in targets))
     return table
+
+
+def _target_cell(row: tuple, name: str) -> str:
+    """``2.31 ± 0.42 (predictor)``, ``4.25 (dft)`` or ``-`` (``row``: a candidate frame's named tuple)."""
+    value, sigma, source = (getattr(row, c) for c in (name, f"{name}_sigma", f"{name}_source"))
+    if pd.isna(value):
+        return "-"
+    spread = f" ± {sigma:.2f}" if sigma is not None and not pd.isna(sigma) else ""
+    return f"{value:.2f}{spread} ({source})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from prefect import get_run_logger, task
 
@@ -12,19 +13,44 @@ from tasks.candidate import Candidate
 from tasks.context import make_conditions, round_seed
 from tasks.generators import build_generator
 from tasks.learn import CHECKPOINT_GENERATORS, current_checkpoint
-from tasks.results import Conditions, RoundFeedback
+from tasks.results import Conditions, PropertyValue, RoundFeedback
 from tasks.seeds import SeedSet
+
+if TYPE_CHECKING:
+    from tasks.properties.guide import PropertyGuide
 
 
 def generate_candidates(cfg: GeneratorConfig, seeds: SeedSet, conditions: Conditions,
-                        feedback: RoundFeedback | None, seed: int) -> tuple[list[Candidate], dict]:
-    """Build the generator, apply the last feedback, draw ``cfg.n_per_round`` candidates; also the generator's
-    notes on the draw (a widened pool, an exhausted space)."""
+                        feedback: RoundFeedback | None, seed: int, guide: PropertyGuide | None = None
+                        ) -> tuple[list[Candidate], dict]:
+    """Build the generator, apply the last feedback (and the property guide), draw ``cfg.n_per_round``
+    candidates; also the generator's notes on the draw (a widened pool, an exhausted space, what guidance did)."""
     generator = build_generator(cfg, seeds)
     if feedback is not None:
         generator.update(feedback)
+    generator.arms.guide = guide
     candidates = generator.sample(cfg.n_per_round, conditions, seed)
-    return candidates, generator.notes()
+    notes = generator.notes()
+    if guide is not None:
+        notes = {**notes, "property_guidance": guide.report([c.formula for c in candidates])}
+    return candidates, notes
+
+
+def round_guide(cfg: CampaignConfig, conditions: Conditions, properties: list[PropertyValue]
+                ) -> PropertyGuide | None:
+    """The round's predictor guide (None without a predictor target or with ``generator.property_guidance`` 0),
+    towards the round's (possibly learned) targets, with the offset fitted on the campaign's DFT/lab values
+    (``properties``; none with learning off)."""
+    from tasks.properties.guide import property_guide
+    from tasks.properties.targets import Offset, campaign_offset, predictor_for
+
+    if cfg.generator.property_guidance == 0:
+        return None
+    predictor = predictor_for(cfg)
+    if predictor is None:
+        return None
+    offset = campaign_offset(properties, predictor.property) if properties else Offset()
+    return property_guide(predictor, dict(conditions.property_targets), cfg.generator.property_guidance, offset)
 
 
 @task(name="generate")
@@ -50,9 +76,10 @@ def generate_task(store_url: str, campaign_id: str, round_index: int) -> dict:
         checkpoint = current_checkpoint(cfg, [(r.index, r.summary) for r in store.rounds(campaign_id)], round_index)
         options = getattr(generator_cfg, generator_cfg.name).model_copy(update={"checkpoint": str(checkpoint)})
         generator_cfg = generator_cfg.model_copy(update={generator_cfg.name: options})
+    guide = round_guide(cfg, conditions, store.properties(campaign_id) if cfg.feedback.enabled else [])
     candidates, notes = generate_candidates(generator_cfg, store.seed_set(campaign_id), conditions,
                                             store.feedback_before(campaign_id, round_index),
-                                            round_seed(cfg.seed, round_index))
+                                            round_seed(cfg.seed, round_index), guide)
     compute = time.time() - start
     if len(candidates) < cfg.generator.n_per_round:
         get_run_logger().warning("round %d: %s proposed %d of %d candidates%s", round_index, cfg.generator.name,

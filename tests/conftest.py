@@ -22,6 +22,8 @@ SLURM_FILES = {"test_dask_slurm", "test_dft_slurm"}
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the group marks into the node ids
 def pytest_collection_modifyitems(config, items):
+    if not config.pluginmanager.hasplugin("xdist"):  # -p no:xdist: one process, nothing to group
+        return
     for item in items:
         module = item.path.stem
         item.add_marker(pytest.mark.xdist_group("slurm" if module in SLURM_FILES else module))

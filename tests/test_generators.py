@@ -66,6 +66,17 @@ def test_update_steers_sampling_away_from_zero_weight_arms(generator):
     assert later and not banned & {c.provenance.arm for c in later}
 
 
+def test_a_property_guide_steers_every_generator_away_from_formulas_it_weighs_zero(generator):
+    """The guide (tasks.properties.guide) multiplies what each generator keeps by a weight per formula."""
+    import numpy as np
+
+    conditions = make_conditions(TARGET, 0)
+    banned = {c.formula for c in generator.sample(4, conditions, 1)}
+    generator.arms.guide = lambda formulas: np.array([0.0 if f in banned else 1.0 for f in formulas])
+    later = generator.sample(6, conditions, 1)
+    assert later and not banned & {c.formula for c in later}
+
+
 def test_substitution_skips_proposals_already_made(seeds):
     gen = build_generator(GeneratorConfig(name="substitution"), seeds)
     conditions = make_conditions(TARGET, 0)

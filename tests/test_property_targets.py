@@ -70,10 +70,20 @@ def test_a_band_gap_campaign_predicts_stores_and_counts_its_target(prefect_serve
     mine = [x for x in predicted if x in formulas]
     assert summary["meets_targets"] == sum(ehull[x] <= 0.1 and predicted[x].value >= 1.0 for x in mine)
     assert summary["predictor_offset"]["band_gap"]["n"] == 0  # no DFT or lab value to recalibrate on yet
+    guided = summary["generator_notes"]["property_guidance"]  # generation was steered towards the gap window
+    assert guided["predictor"] == pred.hash and guided["scale"] == 1.0 and 0 <= guided["p_chosen"] <= 1
     acquired = summary["target_probability"]  # the acquisition weighed the predicted band gaps
     assert 0 <= acquired["chosen"] <= 1 and 0 <= acquired["ranked"] <= 1 and acquired["predictor"] == pred.hash
     res = CliRunner().invoke(app, ["status", cid, "--store", cfg.store_url()])
     assert res.exit_code == 0 and "band_gap: lab -, dft -, predictor" in res.output.replace("\n", " ")
+    from tasks.store.views import candidate_frame
+
+    frame = candidate_frame(cfg.store_url(), cid).set_index("hash")
+    assert frame.loc[h, "band_gap"] == pytest.approx(predicted[h].value) and frame.loc[h, "band_gap_source"] == \
+        "predictor" and frame.loc[h, "band_gap_sigma"] == pytest.approx(predicted[h].uncertainty)
+    res = CliRunner().invoke(app, ["candidates", cid, "--store", cfg.store_url(), "--include-known"],
+                             env={"COLUMNS": "300"})
+    assert res.exit_code == 0 and "band_gap (eV)" in res.output and "(predictor)" in res.output, res.output
 
 
 def test_the_target_probability_steers_what_is_relaxed_except_under_random_choice(toy_predictor):
@@ -128,3 +138,59 @@ def test_the_campaign_offset_moves_predictions_towards_its_dft_values_with_shrin
     props, offsets = recalibrated(preds + [PropertyValue(h, "band_gap", 2.0, "eV", "dft") for h in "abc"], ["band_gap"])
     d = next(p for p in props if p.hash == "d" and p.source == "predictor")
     assert d.value == pytest.approx(1.0 + offsets["band_gap"].shift) and d.uncertainty > 0.5
+
+
+class _Linear:
+    """A stand-in predictor for the guide's own arithmetic: the gap is the number of characters of the formula."""
+
+    property, unit, hash = "band_gap", "eV", "toy"
+
+    def predict(self, formulas):
+        return np.array([float(len(f)) for f in formulas]), np.full(len(formulas), 0.5)
+
+
+def test_the_guide_weights_formulas_by_their_probability_to_the_power_of_the_scale():
+    from tasks.properties.guide import FLOOR, property_guide
+    from tasks.properties.targets import Offset
+
+    window = {"band_gap": TargetRange(min=2.5, max=3.5)}
+    assert property_guide(_Linear(), window, 0.0) is None  # scale 0: unguided
+    assert property_guide(None, window, 1.0) is None
+    assert property_guide(_Linear(), {"e_above_hull": TargetRange(max=0.1)}, 1.0) is None  # nothing to guide on
+    one, sharp = property_guide(_Linear(), window, 1.0), property_guide(_Linear(), window, 3.0)
+    p = one.probability(["MgO", "Li2O", "BaTiO3"])  # gaps 3, 4, 6: in, edge, far
+    assert p[0] > 0.6 and 0.1 < p[1] < 0.3 and p[2] < FLOOR
+    np.testing.assert_allclose(one(["MgO", "Li2O", "BaTiO3"]), [p[0], p[1], FLOOR])
+    np.testing.assert_allclose(sharp(["MgO", "Li2O"]), p[:2] ** 3)
+    shifted = property_guide(_Linear(), window, 1.0, Offset(shift=-1.0, sigma=0.0, n=3))
+    assert shifted.probability(["Li2O"])[0] > 0.6  # the campaign's offset moves what the guide aims at
+    report = one.report(["MgO"])
+    assert report["p_chosen"] == pytest.approx(p[0]) and report["p_pool"] == pytest.approx(np.mean(
+        [p[0], p[1], p[2]])) and report["scale"] == 1.0 and report["target"] == {"min": 2.5, "max": 3.5}
+
+
+@pytest.mark.parametrize("name", ["substitution", "random"])
+def test_guidance_keeps_proposals_likelier_to_meet_the_band_gap_target(name, toy_predictor, tmp_path):
+    """Same generator, same seed: with the guide, what is kept has a higher predicted chance of a gap <= 1 eV
+    (the toy data: Mg oxides wide, Cu oxides 0)."""
+    from conf.schema import GeneratorConfig, SeedsConfig
+    from tasks.context import make_conditions
+    from tasks.generate import generate_candidates
+    from tasks.properties.guide import property_guide
+    from tasks.properties.predictor import PropertyPredictor
+    from tasks.seedset import build_seed_set
+    from tests.conftest import micro_config
+
+    pred = PropertyPredictor.load(toy_predictor)
+    cfg = micro_config(tmp_path, **{"target.chemical_system": ["Mg", "Cu", "O"], "target.properties":
+                                {"band_gap": {"max": 1.0}}})
+    conditions = make_conditions(cfg.target, 0)
+    seeds = build_seed_set(SeedsConfig(), cfg.target)
+    gen = GeneratorConfig(name=name, n_per_round=8)
+    plain, _ = generate_candidates(gen, seeds, conditions, None, 7)
+    guide = property_guide(pred, conditions.property_targets, 2.0)
+    guided, notes = generate_candidates(gen, seeds, conditions, None, 7, guide)
+    p = lambda cands: float(np.mean(guide.probability([c.formula for c in cands])))  # noqa: E731
+    assert plain and guided and p(guided) > p(plain) + 0.2, (p(guided), p(plain))
+    assert notes["property_guidance"]["p_chosen"] == pytest.approx(p(guided))
+    assert notes["property_guidance"]["p_chosen"] >= notes["property_guidance"]["p_pool"]

@@ -8,6 +8,7 @@ in every generate task from its config, the seed set and the last feedback.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -25,6 +26,7 @@ class Generator(Protocol):
     """
 
     name: str
+    arms: ArmWeights
 
     def identity(self) -> str:
         """Name, settings and data hash: recorded with every candidate."""
@@ -49,12 +51,15 @@ class ArmWeights:
 
     Arms never seen in feedback take the feedback's prior weight (the campaign's mean score; 1.0 before any
     feedback): arms that did better than the campaign are sampled more than untried ones, worse ones less.
+    ``guide`` (a :class:`~tasks.properties.guide.PropertyGuide`, set by the generate step) multiplies each
+    proposal's weight by a weight of its formula: predictor guidance towards a property target.
     """
 
     def __init__(self) -> None:
         self.weights: dict[str, float] = {}
         self.prior = 1.0
         self.proposed: set[str] = set()
+        self.guide: Callable[[Sequence[str]], np.ndarray] | None = None
 
     def update(self, feedback: RoundFeedback) -> None:
         self.weights = dict(feedback.arm_weights)
@@ -63,6 +68,11 @@ class ArmWeights:
 
     def weight(self, arm: str) -> float:
         return self.weights.get(arm, self.prior)
+
+    def scores(self, arms: Sequence[str], formulas: Sequence[str]) -> np.ndarray:
+        """Sampling weight of each proposal: its arm's weight times the guide's weight of its reduced formula."""
+        scores = np.array([self.weight(a) for a in arms], dtype=float)
+        return scores * self.guide(list(formulas)) if self.guide is not None and len(scores) else scores
 
     def choose(self, rng: np.random.Generator, scores: np.ndarray, k: int) -> np.ndarray:
         """Indices of ``k`` items drawn without replacement with probability proportional to ``scores``."""

@@ -86,7 +86,7 @@ class CheckpointGenerator:
         if not drawn:
             return []
         formulas = [s.composition.reduced_formula for s in drawn]
-        keep = self.arms.choose(np.random.default_rng(seed), np.array([self.arms.weight(f) for f in formulas]), n)
+        keep = self.arms.choose(np.random.default_rng(seed), self.arms.scores(formulas, formulas), n)
         identity, conditions_hash = self.identity(), conditions.digest()
         return [Candidate.create(drawn[i], Provenance(
             generator=self.name, generator_identity=identity, round_index=conditions.round_index, arm=formulas[i],

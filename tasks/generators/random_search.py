@@ -86,7 +86,7 @@ class RandomGenerator:
             raise GeneratorError(f"no charge-balanced composition of {conditions.chemical_system} with "
                                  f"oxidation states {conditions.oxidation_states} fits {conditions.max_atoms} atoms")
         formulas = [Composition(c).reduced_formula for c in compositions]
-        weights = np.array([self.arms.weight(f) for f in formulas])
+        weights = self.arms.scores(formulas, formulas)
         rng = np.random.default_rng(seed)
         identity, conditions_hash = self.identity(), conditions.digest()
         out: list[Candidate] = []

@@ -173,8 +173,8 @@ class SubstitutionGenerator:
             self._notes["exhausted"] = True
             return []
         rng = np.random.default_rng(seed)
-        scores = np.array([p.probability ** self.options.probability_exponent * self.arms.weight(p.arm)
-                           for p in pool])
+        scores = np.array([p.probability ** self.options.probability_exponent for p in pool]) * self.arms.scores(
+            [p.arm for p in pool], [p.structure.composition.reduced_formula for p in pool])
         identity, conditions_hash = self.identity(), conditions.digest()
         out = []
         for i in self.arms.choose(rng, scores, n):
