@@ -175,13 +175,14 @@ def acquire_task(store_url: str, campaign_id: str, round_index: int, references_
         screened = screened_e_above_hull(structures, single_point_energies(structures, load_calculator(spec)),
                                          elemental, hull.e_above_hull)
     target_prob = None
-    from tasks.properties.targets import campaign_offset, predictor_for, target_probability
+    from tasks.properties.targets import campaign_correction, predictor_for, target_probability
 
     predictor = predictor_for(cfg) if accepted and acq.target_weight > 0 else None
     if predictor is not None:
         target_prob = target_probability(predictor, [s.composition.reduced_formula for _, s in accepted],
                                          dict(cfg.target.properties),
-                                         campaign_offset(store.properties(campaign_id), predictor.property))
+                                         campaign_correction(store.properties(campaign_id), predictor.property,
+                                                             store.formulas(campaign_id)))
     rows = rank_candidates(accepted, train, hull.e_above_hull, acq, cfg.evaluate.stability_threshold,
                            round_seed(cfg.seed, round_index), screened, target_prob)
     chosen = sorted((r for r in rows if r["chosen"]), key=lambda r: r["rank"])

@@ -36,21 +36,21 @@ def generate_candidates(cfg: GeneratorConfig, seeds: SeedSet, conditions: Condit
     return candidates, notes
 
 
-def round_guide(cfg: CampaignConfig, conditions: Conditions, properties: list[PropertyValue]
-                ) -> PropertyGuide | None:
+def round_guide(cfg: CampaignConfig, conditions: Conditions, properties: list[PropertyValue],
+                formulas: dict[str, str]) -> PropertyGuide | None:
     """The round's predictor guide (None without a predictor target or with ``generator.property_guidance`` 0),
-    towards the round's (possibly learned) targets, with the offset fitted on the campaign's DFT/lab values
-    (``properties``; none with learning off)."""
+    towards the round's (possibly learned) targets, with the correction retrained on the campaign's DFT/lab values
+    (``properties``, ``formulas`` by hash; none with learning off)."""
     from tasks.properties.guide import property_guide
-    from tasks.properties.targets import Offset, campaign_offset, predictor_for
+    from tasks.properties.targets import campaign_correction, predictor_for
 
     if cfg.generator.property_guidance == 0:
         return None
     predictor = predictor_for(cfg)
     if predictor is None:
         return None
-    offset = campaign_offset(properties, predictor.property) if properties else Offset()
-    return property_guide(predictor, dict(conditions.property_targets), cfg.generator.property_guidance, offset)
+    correction = campaign_correction(properties, predictor.property, formulas)
+    return property_guide(predictor, dict(conditions.property_targets), cfg.generator.property_guidance, correction)
 
 
 @task(name="generate")
@@ -76,7 +76,8 @@ def generate_task(store_url: str, campaign_id: str, round_index: int) -> dict:
         checkpoint = current_checkpoint(cfg, [(r.index, r.summary) for r in store.rounds(campaign_id)], round_index)
         options = getattr(generator_cfg, generator_cfg.name).model_copy(update={"checkpoint": str(checkpoint)})
         generator_cfg = generator_cfg.model_copy(update={generator_cfg.name: options})
-    guide = round_guide(cfg, conditions, store.properties(campaign_id) if cfg.feedback.enabled else [])
+    guide = round_guide(cfg, conditions, store.properties(campaign_id) if cfg.feedback.enabled else [],
+                        store.formulas(campaign_id))
     candidates, notes = generate_candidates(generator_cfg, store.seed_set(campaign_id), conditions,
                                             store.feedback_before(campaign_id, round_index),
                                             round_seed(cfg.seed, round_index), guide)

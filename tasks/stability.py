@@ -127,7 +127,7 @@ def _with_target_properties(store, cfg, campaign_id: str, round_index: int, eval
     """Predict the targets an MLIP cannot give (band gap; tasks.properties.targets), store the predictions, and
     judge ``meets_targets`` on each candidate's best value (lab > DFT > predictor, the predictor recalibrated on
     the campaign's DFT/lab values). Returns the evaluations, a function of the round's hashes giving the property
-    satisfaction per source, and the summary's record of the predictor's offset."""
+    satisfaction per source, and the summary's record of the predictor's correction."""
     from tasks.properties.targets import (
         MLIP_PROPERTIES,
         best_values,
@@ -145,12 +145,14 @@ def _with_target_properties(store, cfg, campaign_id: str, round_index: int, eval
     if predictor is not None:
         store.save_predictions(campaign_id, round_index, predict(predictor, [(e.hash, e.formula) for e in evaluations]),
                                predictor.hash)
-    props, offsets = recalibrated(store.properties(campaign_id), other)  # on the campaign's own DFT/lab values
+    props, corrections = recalibrated(store.properties(campaign_id), other,  # on its own DFT/lab values
+                                      store.formulas(campaign_id))
     best = best_values(props, other)
     judged = [e.model_copy(update={"meets_targets": meets_targets(
         {"energy_per_atom": e.energy_per_atom, "formation_energy_per_atom": e.formation_energy_per_atom,
          "e_above_hull": e.e_above_hull, **best.get(e.hash, {})}, targets)}) for e in evaluations]
-    record = {"predictor_offset": {n: o._asdict() for n, o in offsets.items()}} if predictor is not None else {}
+    record = ({"predictor_correction": {n: c.record() for n, c in corrections.items()}}
+              if predictor is not None else {})
     return judged, lambda hashes: satisfaction(props, hashes, targets), record
 
 
@@ -188,7 +190,7 @@ def evaluate_task(store_url: str, campaign_id: str, round_index: int) -> dict:
         system = frozenset(cfg.target.chemical_system)
         stable = sorted({e.composition.reduced_formula for e in hull.phase_diagram(system).stable_entries}
                         | {e.formula for e in evaluations if e.e_above_hull < 0})
-    evaluations, satisfied, offsets = _with_target_properties(store, cfg, campaign_id, round_index, evaluations)
+    evaluations, satisfied, corrections = _with_target_properties(store, cfg, campaign_id, round_index, evaluations)
     this_round = {c.hash for c, _ in relaxed if c.round_index == round_index}
     mine = [e for e in evaluations if e.hash in this_round]
     hits = sum(is_new_stable(e.e_above_hull, e.relaxed_match, e.formula, ev.stability_threshold) for e in mine)
@@ -201,6 +203,6 @@ def evaluate_task(store_url: str, campaign_id: str, round_index: int) -> dict:
                "meets_targets": sum(e.meets_targets for e in mine),
                "best_e_above_hull": min((e.e_above_hull for e in mine), default=None),
                "hull_phases": stable, "references_used": len(refs),
-               "property_satisfaction": satisfied(this_round), **offsets}
+               "property_satisfaction": satisfied(this_round), **corrections}
     store.save_evaluations(campaign_id, round_index, evaluations, spec.identity, "evaluated", summary)
     return {**summary, "start": start, "end": time.time(), "compute_s": time.time() - start}

@@ -164,12 +164,12 @@ def test_a_campaign_relaxes_what_its_acquisition_chose(prefect_server, tmp_path)
 
 
 def test_dft_corrected_predictions_move_towards_completed_dft_values():
-    from tasks.acquisition.correction import FormationEnergyCorrection
+    from tasks.acquisition.correction import CompositionCorrection
 
-    prior = FormationEnergyCorrection(prior_sigma=0.1).fit([])
+    prior = CompositionCorrection(prior_sigma=0.1).fit([])
     mean0, sd0 = prior.predict(["MgO", "SiO2"])
     assert np.allclose(mean0, 0) and np.all(sd0 > 0)
-    fitted = FormationEnergyCorrection(prior_sigma=0.1).fit([("MgO", -2.9, -3.1), ("Mg2O2", -2.85, -3.05)])
+    fitted = CompositionCorrection(prior_sigma=0.1).fit([("MgO", -2.9, -3.1), ("Mg2O2", -2.85, -3.05)])
     mean, sd = fitted.predict(["MgO", "SiO2", "Na2S"])
     assert -0.2 < mean[0] < -0.15 and sd[0] < sd0[0]  # pulled towards DFT (-0.2), more certain
     assert -0.2 < mean[1] < 0 and sd[1] < sd0[1] * 1.01  # shares O: partly moved

@@ -69,7 +69,7 @@ def test_a_band_gap_campaign_predicts_stores_and_counts_its_target(prefect_serve
     ehull = {p.hash: p.value for p in props if p.name == "e_above_hull" and p.source == "mlip"}
     mine = [x for x in predicted if x in formulas]
     assert summary["meets_targets"] == sum(ehull[x] <= 0.1 and predicted[x].value >= 1.0 for x in mine)
-    assert summary["predictor_offset"]["band_gap"]["n"] == 0  # no DFT or lab value to recalibrate on yet
+    assert summary["predictor_correction"]["band_gap"]["n"] == 0  # no DFT or lab value to retrain it on yet
     guided = summary["generator_notes"]["property_guidance"]  # generation was steered towards the gap window
     assert guided["predictor"] == pred.hash and guided["scale"] == 1.0 and 0 <= guided["p_chosen"] <= 1
     acquired = summary["target_probability"]  # the acquisition weighed the predicted band gaps
@@ -124,20 +124,32 @@ def test_a_predictor_of_another_property_is_refused(tmp_path, toy_predictor):
         predictor_for(cfg)
 
 
-def test_the_campaign_offset_moves_predictions_towards_its_dft_values_with_shrinking_sigma():
-    from tasks.properties.targets import Offset, campaign_offset, fit_offset, recalibrated
+def test_the_campaign_correction_moves_predictions_towards_its_dft_values_per_composition():
+    """Retrained on the campaign's DFT/lab gaps: compositions sharing elements with a computed one move towards
+    it (the more values, the closer and surer), others keep the predictor's value with a wider sigma."""
+    from tasks.properties.targets import Correction, campaign_correction, recalibrated
 
-    assert fit_offset([], {}) == Offset()
-    preds = [PropertyValue(h, "band_gap", 1.0, "eV", "predictor", 0.5) for h in "abcd"]
-    one = campaign_offset(preds + [PropertyValue("a", "band_gap", 2.0, "eV", "dft")], "band_gap")
-    three = campaign_offset(preds + [PropertyValue(h, "band_gap", 2.0, "eV", "dft") for h in "abc"], "band_gap")
-    assert 0 < one.shift < three.shift < 1.0 and three.sigma < one.sigma and (one.n, three.n) == (1, 3)
-    lab = campaign_offset(preds + [PropertyValue("a", "band_gap", 2.0, "eV", "dft"),
-                                   PropertyValue("a", "band_gap", 0.5, "eV", "lab")], "band_gap")
-    assert lab.shift < 0  # the lab value outranks DFT for the same candidate
-    props, offsets = recalibrated(preds + [PropertyValue(h, "band_gap", 2.0, "eV", "dft") for h in "abc"], ["band_gap"])
+    formulas = {"a": "MgO", "b": "Mg2O2", "c": "MgO2", "d": "CuO", "e": "LiF"}
+    assert Correction().apply(["MgO"], np.array([1.0]), np.array([0.5])) == (1.0, 0.5)
+    preds = [PropertyValue(h, "band_gap", 1.0, "eV", "predictor", 0.5) for h in "abcde"]
+    one = campaign_correction(preds + [PropertyValue("a", "band_gap", 2.0, "eV", "dft")], "band_gap", formulas)
+    three = campaign_correction(preds + [PropertyValue(h, "band_gap", 2.0, "eV", "dft") for h in "abc"], "band_gap",
+                                formulas)
+    assert (one.n, three.n) == (1, 3)
+    (m1, s1), (m3, s3) = (c.apply(["MgO"], np.array([1.0]), np.array([0.5])) for c in (one, three))
+    assert 1.0 < m1[0] < m3[0] < 2.0 and s3[0] < s1[0]
+    cu, cu_sigma = three.apply(["CuO"], np.array([1.0]), np.array([0.5]))  # shares only O with what was computed
+    assert 1.0 < cu[0] < m3[0] and cu_sigma[0] > s3[0]
+    lif, lif_sigma = three.apply(["LiF"], np.array([1.0]), np.array([0.5]))  # nothing in common: unchanged, wider
+    assert lif[0] == pytest.approx(1.0) and lif_sigma[0] > 0.5
+    lab = campaign_correction(preds + [PropertyValue("a", "band_gap", 2.0, "eV", "dft"),
+                                       PropertyValue("a", "band_gap", 0.5, "eV", "lab")], "band_gap", formulas)
+    assert lab.apply(["MgO"], np.array([1.0]), np.array([0.5]))[0][0] < 1.0  # the lab value outranks DFT
+    props, fitted = recalibrated(preds + [PropertyValue(h, "band_gap", 2.0, "eV", "dft") for h in "abc"],
+                                 ["band_gap"], formulas)
     d = next(p for p in props if p.hash == "d" and p.source == "predictor")
-    assert d.value == pytest.approx(1.0 + offsets["band_gap"].shift) and d.uncertainty > 0.5
+    assert d.value == pytest.approx(cu[0]) and d.uncertainty == pytest.approx(cu_sigma[0])
+    assert fitted["band_gap"].record()["n"] == 3 and set(fitted["band_gap"].record()["per_element"]) == {"Mg", "O"}
 
 
 class _Linear:
@@ -151,7 +163,7 @@ class _Linear:
 
 def test_the_guide_weights_formulas_by_their_probability_to_the_power_of_the_scale():
     from tasks.properties.guide import FLOOR, property_guide
-    from tasks.properties.targets import Offset
+    from tasks.properties.targets import Correction
 
     window = {"band_gap": TargetRange(min=2.5, max=3.5)}
     assert property_guide(_Linear(), window, 0.0) is None  # scale 0: unguided
@@ -162,8 +174,8 @@ def test_the_guide_weights_formulas_by_their_probability_to_the_power_of_the_sca
     assert p[0] > 0.6 and 0.1 < p[1] < 0.3 and p[2] < FLOOR
     np.testing.assert_allclose(one(["MgO", "Li2O", "BaTiO3"]), [p[0], p[1], FLOOR])
     np.testing.assert_allclose(sharp(["MgO", "Li2O"]), p[:2] ** 3)
-    shifted = property_guide(_Linear(), window, 1.0, Offset(shift=-1.0, sigma=0.0, n=3))
-    assert shifted.probability(["Li2O"])[0] > 0.6  # the campaign's offset moves what the guide aims at
+    shifted = property_guide(_Linear(), window, 1.0, Correction([("Li2O", 4.0, 3.0)] * 3, noise=0.1))
+    assert shifted.probability(["Li2O"])[0] > 0.6  # the campaign's correction moves what the guide aims at
     report = one.report(["MgO"])
     assert report["p_chosen"] == pytest.approx(p[0]) and report["p_pool"] == pytest.approx(np.mean(
         [p[0], p[1], p[2]])) and report["scale"] == 1.0 and report["target"] == {"min": 2.5, "max": 3.5}

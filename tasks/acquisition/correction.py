@@ -1,11 +1,11 @@
-"""A correction of MLIP formation energies towards DFT, learned from a campaign's completed calculations.
+"""A correction learned from a campaign's own DFT (or lab) values, per composition, with its uncertainty.
 
-Bayesian linear regression of ``E_f(DFT) - E_f(MLIP)`` on the composition's element fractions (one coefficient
+Bayesian linear regression of ``observed - predicted`` on the composition's element fractions (one coefficient
 per element, as fitted anion/element corrections are in the Materials Project's compatibility schemes), prior
-``N(0, prior_sigma^2)`` per coefficient and noise ``noise`` (eV/atom). The posterior gives every composition a
-corrected mean and a standard deviation: with no calculation the correction is 0 with the prior's spread; each
-completed calculation pulls compositions that share its elements towards its DFT value and narrows their
-uncertainty.
+``N(0, prior_sigma^2)`` per coefficient and noise ``noise``. The posterior gives every composition a correction
+and a standard deviation: with no value the correction is 0 with the prior's spread; each value pulls
+compositions that share its elements towards it and narrows their uncertainty. Used for MLIP formation energies
+towards DFT (eV/atom) and for the property predictor's band gaps towards DFT/lab (eV).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 from pymatgen.core import Composition
 
 
-class FormationEnergyCorrection:
+class CompositionCorrection:
     def __init__(self, prior_sigma: float = 0.1, noise: float = 0.03) -> None:
         self.prior_sigma, self.noise = prior_sigma, noise
         self.elements: list[str] = []
@@ -30,8 +30,8 @@ class FormationEnergyCorrection:
                 x[i, elements.index(el)] = frac
         return x
 
-    def fit(self, pairs: Sequence[tuple[str, float, float]]) -> FormationEnergyCorrection:
-        """``pairs``: ``(formula, E_f MLIP, E_f DFT)`` in eV/atom."""
+    def fit(self, pairs: Sequence[tuple[str, float, float]]) -> CompositionCorrection:
+        """``pairs``: ``(formula, predicted, observed)``, e.g. E_f by MLIP and by DFT in eV/atom."""
         self.elements = sorted({el for f, _, _ in pairs for el in Composition(f).get_el_amt_dict()})
         k = len(self.elements)
         if not pairs:
@@ -45,7 +45,7 @@ class FormationEnergyCorrection:
         return self
 
     def predict(self, formulas: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Correction to add to the MLIP formation energy (eV/atom) and its standard deviation, per formula."""
+        """Correction to add to the prediction and its standard deviation, per formula."""
         extra = sorted({el for f in formulas for el in Composition(f).get_el_amt_dict()} - set(self.elements))
         elements = self.elements + extra
         k, n = len(self.elements), len(elements)

@@ -9,7 +9,7 @@ from typing import Any
 
 from conf.dft import DFTConfig
 from conf.schema import CampaignConfig
-from tasks.acquisition.correction import FormationEnergyCorrection
+from tasks.acquisition.correction import CompositionCorrection
 from tasks.candidate import structure_from_json
 from tasks.dft.inputs import cp2k_settings_hash
 from tasks.dft.select import formation_energy_per_atom, lowest_elemental_phases, mean_absolute_error, rank_for_dft
@@ -96,7 +96,7 @@ def plan_round(store: Store, cid: str, r: int, cfg: CampaignConfig) -> tuple[lis
                  "correction_fitted_on": fitted_on}
 
 
-def mlip_to_dft_correction(store: Store, cid: str, prior_sigma: float) -> tuple[FormationEnergyCorrection, int]:
+def mlip_to_dft_correction(store: Store, cid: str, prior_sigma: float) -> tuple[CompositionCorrection, int]:
     """The MLIP-to-DFT formation-energy correction fitted on the campaign's candidates with both values, and how
     many there were."""
     values: dict[str, dict[str, float]] = {}
@@ -106,7 +106,7 @@ def mlip_to_dft_correction(store: Store, cid: str, prior_sigma: float) -> tuple[
     formulas = {row.label: structure_from_json(row.structure).composition.reduced_formula
                 for row in store.dft_calcs(cid) if row.state == "completed" and row.label in values}
     pairs = [(formulas[h], v["mlip"], v["dft"]) for h, v in values.items() if h in formulas and len(v) == 2]
-    return FormationEnergyCorrection(prior_sigma).fit(sorted(pairs)), len(pairs)
+    return CompositionCorrection(prior_sigma).fit(sorted(pairs)), len(pairs)
 
 
 def settle_round(store: Store, cid: str, r: int, cfg: CampaignConfig, extra: dict[str, Any] | None = None) -> dict:
@@ -163,7 +163,7 @@ def _satisfaction(store: Store, cid: str, r: int, cfg: CampaignConfig, values: l
     fresh = {(h, name) for h, name, _, _ in values}
     props = [p for p in store.properties(cid) if not (p.source == "dft" and (p.hash, p.name) in fresh)]
     props += [PropertyValue(h, name, value, unit, "dft") for h, name, value, unit in values]
-    props, _ = recalibrated(props, other)
+    props, _ = recalibrated(props, other, store.formulas(cid))
     evaluated = {p.hash for p in props if p.source == "mlip"}
     hashes = {c.hash for _, _, c in store.proposals(cid, r)} & evaluated
     return {"property_satisfaction": satisfaction(props, hashes, targets)}

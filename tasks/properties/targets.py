@@ -2,19 +2,18 @@
 and counted.
 
 The evaluate step predicts every evaluated candidate's target property with the campaign's property predictor
-(mean and sigma, stored with source ``predictor``). The campaign's own DFT and lab values recalibrate it: a
-Bayesian constant offset (:func:`fit_offset`) shifts every prediction judged or acquired on, its uncertainty
-added to sigma. A candidate meets a target on the best value it has: lab, then DFT, then the (corrected)
+(mean and sigma, stored with source ``predictor``). The campaign's own DFT and lab values retrain its correction
+(:class:`Correction`, a Bayesian per-element model of the residuals) whenever one arrives; every prediction
+judged, acquired or guided on is corrected, the correction's uncertainty added to sigma. A candidate meets a target on the best value it has: lab, then DFT, then the (corrected)
 predictor. The round summary's ``property_satisfaction`` counts, per target property and per source,
 how many of the round's evaluated candidates have a value and how many of those lie in the target range.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.stats import norm
@@ -59,7 +58,7 @@ def predictor_for(cfg: CampaignConfig) -> PropertyPredictor | None:
 
 def predict(predictor: PropertyPredictor, candidates: Sequence[tuple[str, str]]) -> list[PropertyValue]:
     """The predictor's own values (with sigma) for ``(hash, formula)`` pairs: what is stored, uncorrected, so the
-    campaign's offset is always fitted on the same footing."""
+    campaign's correction is always fitted on the same footing."""
     if not candidates:
         return []
     mean, sigma = predictor.predict([f for _, f in candidates])
@@ -67,59 +66,77 @@ def predict(predictor: PropertyPredictor, candidates: Sequence[tuple[str, str]])
             for (h, _), m, s in zip(candidates, mean, sigma)]
 
 
-def recalibrated(properties: Sequence[PropertyValue], names: Sequence[str]
-                 ) -> tuple[list[PropertyValue], dict[str, Offset]]:
-    """``properties`` with every prediction of ``names`` shifted by the campaign's offset (:func:`campaign_offset`),
-    and the offsets."""
-    offsets = {name: campaign_offset(properties, name) for name in names}
-    out = [p for p in properties if p.source != "predictor" or p.name not in offsets]
-    for name, offset in offsets.items():
-        out += corrected([p for p in properties if p.source == "predictor" and p.name == name], offset)
-    return out, offsets
+def recalibrated(properties: Sequence[PropertyValue], names: Sequence[str], formulas: dict[str, str]
+                 ) -> tuple[list[PropertyValue], dict[str, Correction]]:
+    """``properties`` with every prediction of ``names`` corrected by the campaign's correction
+    (:func:`campaign_correction`; ``formulas``: hash -> reduced formula), and the corrections."""
+    fitted = {name: campaign_correction(properties, name, formulas) for name in names}
+    out = [p for p in properties if p.source != "predictor" or p.name not in fitted]
+    for name, correction in fitted.items():
+        out += corrected([p for p in properties if p.source == "predictor" and p.name == name], correction, formulas)
+    return out, fitted
 
 
-def corrected(values: Sequence[PropertyValue], offset: Offset) -> list[PropertyValue]:
-    """``values`` with the campaign's offset applied (what targets are judged on)."""
-    return [p._replace(value=p.value + offset.shift, uncertainty=math.hypot(p.uncertainty or 0.0, offset.sigma))
-            for p in values]
+def corrected(values: Sequence[PropertyValue], correction: Correction, formulas: dict[str, str]
+              ) -> list[PropertyValue]:
+    """``values`` with the campaign's correction applied (what targets are judged on)."""
+    mean, sigma = correction.apply([formulas[p.hash] for p in values], np.array([p.value for p in values]),
+                                   np.array([p.uncertainty or 0.0 for p in values]))
+    return [p._replace(value=float(m), uncertainty=float(s)) for p, m, s in zip(values, mean, sigma)]
 
 
-class Offset(NamedTuple):
-    """A campaign's correction of its predictor: ``shift`` added to every mean, ``sigma`` its uncertainty (added
-    in quadrature to every prediction's sigma), fitted on ``n`` candidates with DFT or lab values."""
+class Correction:
+    """A campaign's correction of its predictor, retrained on its DFT and lab values whenever one arrives: a
+    Bayesian linear model of ``observed - predicted`` on element fractions
+    (:class:`~tasks.acquisition.correction.CompositionCorrection`, prior ``prior_sigma`` per element, noise the
+    predictions' median sigma), so compositions sharing elements with a computed one move towards it and the rest
+    keep the predictor's value with a wider sigma. Fitted on ``n`` candidates; with none it changes nothing."""
 
-    shift: float = 0.0
-    sigma: float = 0.0
-    n: int = 0
+    def __init__(self, pairs: Sequence[tuple[str, float, float]] = (), noise: float = 0.5,
+                 prior_sigma: float = 1.0) -> None:
+        from tasks.acquisition.correction import CompositionCorrection
+
+        self.n = len(pairs)
+        self.model = CompositionCorrection(prior_sigma, noise).fit(sorted(pairs)) if pairs else None
+
+    def apply(self, formulas: Sequence[str], mean: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Corrected means and sigmas (the correction's own sigma added in quadrature)."""
+        if self.model is None or not len(formulas):
+            return np.asarray(mean, dtype=float), np.asarray(sigma, dtype=float)
+        shift, spread = self.model.predict(list(formulas))
+        return mean + shift, np.sqrt(np.asarray(sigma, dtype=float) ** 2 + spread ** 2)
+
+    def record(self) -> dict[str, Any]:
+        """For the round summary: how many values it was fitted on and the shift per pure element."""
+        if self.model is None:
+            return {"n": 0}
+        shift, _ = self.model.predict(self.model.elements)
+        return {"n": self.n, "per_element": {el: round(float(v), 4) for el, v in zip(self.model.elements, shift)}}
 
 
-def fit_offset(predicted: Sequence[PropertyValue], observed: dict[str, float], prior_sigma: float = 1.0) -> Offset:
-    """Bayesian constant offset between the predictor and the campaign's DFT/lab values of the same candidates:
-    prior N(0, ``prior_sigma``^2), each residual weighted by the prediction's own sigma. With no pair it is 0."""
-    pairs = [(observed[p.hash] - p.value, max(p.uncertainty or 0.0, 1e-3)) for p in predicted if p.hash in observed]
-    if not pairs:
-        return Offset()
-    precision = 1.0 / prior_sigma ** 2 + sum(1.0 / s ** 2 for _, s in pairs)
-    shift = sum(r / s ** 2 for r, s in pairs) / precision
-    return Offset(float(shift), float(precision ** -0.5), len(pairs))
-
-
-def campaign_offset(properties: Sequence[PropertyValue], name: str) -> Offset:
-    """:func:`fit_offset` on a campaign's stored predictions of ``name`` and its best DFT/lab values of it."""
+def campaign_correction(properties: Sequence[PropertyValue], name: str, formulas: dict[str, str]) -> Correction:
+    """:class:`Correction` fitted on a campaign's stored predictions of ``name`` and its best DFT/lab values of the
+    same candidates (``formulas``: hash -> reduced formula)."""
     observed = {h: v[name] for h, v in best_values([p for p in properties if p.source in ("lab", "dft")],
                                                     [name]).items()}
-    return fit_offset([p for p in properties if p.source == "predictor" and p.name == name], observed)
+    paired = [p for p in properties if p.source == "predictor" and p.name == name and p.hash in observed
+              and p.hash in formulas]
+    if not paired:
+        return Correction()
+    noise = max(float(np.median([p.uncertainty or 0.0 for p in paired])), 0.1)
+    return Correction([(formulas[p.hash], p.value, observed[p.hash]) for p in paired], noise=noise)
 
 
 def target_probability(predictor: PropertyPredictor, formulas: Sequence[str],
-                       targets: dict[str, TargetRange], offset: Offset = Offset()) -> np.ndarray:
+                       targets: dict[str, TargetRange], correction: Correction | None = None) -> np.ndarray:
     """Probability that each composition meets the target on the predictor's property: the Gaussian mass of the
-    prediction (mean + offset, sigma and the offset's sigma) inside the range (a ``value`` target: within 0.05)."""
+    corrected prediction (mean and sigma, the correction's sigma included) inside the range (a ``value`` target:
+    within 0.05)."""
     target = targets.get(predictor.property)
     if target is None or not len(formulas):
         return np.ones(len(formulas))
     mean, sigma = predictor.predict(list(formulas))
-    mean, sigma = mean + offset.shift, np.sqrt(sigma ** 2 + offset.sigma ** 2)
+    mean, sigma = (correction or Correction()).apply(list(formulas), mean, sigma)
     sigma = np.clip(sigma, 1e-6, None)
     low, high = ((target.value - 0.05, target.value + 0.05) if target.value is not None
                  else (target.min if target.min is not None else -np.inf, target.max if target.max is not None

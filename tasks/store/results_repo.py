@@ -165,6 +165,12 @@ class ResultsRepo:
             upsert(s, PropertyRow, rows, ["candidate_id", "name", "source", "model"],
                    ["value", "uncertainty", "round_index"])
 
+    def formulas(self, cid: str) -> dict[str, str]:
+        """Reduced formula of every candidate of the campaign, by hash."""
+        with transaction(self.url) as s:
+            return dict(s.execute(select(CandidateRow.hash, CandidateRow.formula).where(
+                CandidateRow.campaign_id == cid)).all())
+
     def properties(self, cid: str) -> list[PropertyValue]:
         """Every stored property of the campaign."""
         with transaction(self.url) as s:

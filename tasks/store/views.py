@@ -70,7 +70,7 @@ def candidate_frame(url: str, cid: str) -> pd.DataFrame:
 
 def _target_values(url: str, cid: str, config: dict) -> dict[str, dict[str, object]]:
     """Columns ``<name>``, ``<name>_sigma`` and ``<name>_source`` (lab > dft > predictor, predictions with the
-    campaign's offset: what its targets are judged on) for each targeted property an MLIP cannot give."""
+    campaign's correction: what its targets are judged on) for each targeted property an MLIP cannot give."""
     from tasks.properties.targets import MLIP_PROPERTIES, SOURCES, recalibrated
     from tasks.results import PropertyValue
 
@@ -82,7 +82,10 @@ def _target_values(url: str, cid: str, config: dict) -> dict[str, dict[str, obje
             select(CandidateRow.hash, PropertyRow.name, PropertyRow.value, PropertyRow.unit, PropertyRow.source,
                    PropertyRow.uncertainty).join(PropertyRow).where(CandidateRow.campaign_id == cid,
                                                                     PropertyRow.name.in_(names))).all()]
-    props, _ = recalibrated(props, names)
+    with transaction(url) as s:
+        formulas = dict(s.execute(select(CandidateRow.hash, CandidateRow.formula).where(
+            CandidateRow.campaign_id == cid)).all())
+    props, _ = recalibrated(props, names, formulas)
     rank = {src: i for i, src in enumerate(SOURCES)}
     best: dict[tuple[str, str], PropertyValue] = {}
     for p in props:
