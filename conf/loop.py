@@ -110,6 +110,9 @@ class AcquisitionConfig(Strict):
     kappa: float = Field(1.0, ge=0, description="Exploration weight of lcb (in sigmas).")
     diversity: float = Field(0.05, ge=0, description="Acquisition penalty (eV/atom) per candidate of the same "
                              "composition already chosen this round, so one formula does not take the budget.")
+    repeat_penalty: float = Field(0.05, ge=0, description="Acquisition penalty (eV/atom) per earlier relaxation of "
+                                  "the same composition in the campaign, so later rounds do not re-relax into what "
+                                  "they already found (not under random choice); 0 off.")
     ensemble: int = Field(32, ge=2, le=512, description="Trees of the surrogate's random forest (sigma is "
                           "their spread).")
     target_weight: float = Field(

@@ -14,7 +14,8 @@ diversity penalty per composition. Every ranked candidate is stored with its pre
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -30,15 +31,16 @@ from tasks.errors import EvaluationError
 
 def rank_candidates(candidates: Sequence[tuple[str, Structure]], train: Sequence[tuple[Structure, float | None]],
                     e_above_hull: Callable[[Composition, float], float], cfg: AcquisitionConfig, target: float,
-                    seed: int, screened: np.ndarray | None = None, target_prob: np.ndarray | None = None
-                    ) -> list[dict]:
+                    seed: int, screened: np.ndarray | None = None, target_prob: np.ndarray | None = None,
+                    earlier: Mapping[str, int] | None = None) -> list[dict]:
     """One row per candidate (``hash``, ``function``, ``predicted_e_above_hull``, ``sigma``, ``value``,
     ``chosen``, ``rank``); ``train``: structures with formation energies (eV/atom), None for a candidate whose
     relaxation failed (labelled ``cfg.failed_e_above_hull`` above the hull, or left out); ``target``: the E_hull
     expected improvement is measured against (the stability threshold); ``screened``: the candidates' MLIP
     single-point E_hull (needed by ``cfg.surrogate`` mlip, which uses it as the prediction, sigma 0);
     ``target_prob``: each candidate's predicted probability of meeting the targets an MLIP cannot give (band gap),
-    which costs ``cfg.target_weight`` eV/atom times its complement."""
+    which costs ``cfg.target_weight`` eV/atom times its complement; ``earlier``: the campaign's relaxations per
+    reduced formula in earlier rounds, each costing ``cfg.repeat_penalty`` (not under random choice)."""
     if not candidates:
         return []
     structures = [s for _, s in candidates]
@@ -46,7 +48,7 @@ def rank_candidates(candidates: Sequence[tuple[str, Structure]], train: Sequence
         if screened is None or len(screened) != len(candidates):
             raise EvaluationError("acquisition.surrogate mlip needs a single-point E_hull for every candidate")
         mu, sigma = np.asarray(screened, dtype=float), np.zeros(len(candidates))
-        return _choose(candidates, structures, mu, sigma, cfg, target, seed, target_prob)
+        return _choose(candidates, structures, mu, sigma, cfg, target, seed, target_prob, earlier)
     model = EnsembleSurrogate(trees=cfg.ensemble, seed=seed)
     penalty = cfg.failed_e_above_hull
     if penalty is None:
@@ -60,16 +62,16 @@ def rank_candidates(candidates: Sequence[tuple[str, Structure]], train: Sequence
                                           for s, e in train])
         mu_ef, sigma = model.predict(structures)
         mu = np.array([e_above_hull(s.composition, float(m)) for s, m in zip(structures, mu_ef)])
-    return _choose(candidates, structures, mu, sigma, cfg, target, seed, target_prob)
+    return _choose(candidates, structures, mu, sigma, cfg, target, seed, target_prob, earlier)
 
 
 def _choose(candidates, structures, mu, sigma, cfg: AcquisitionConfig, target: float, seed: int,
-            target_prob: np.ndarray | None = None) -> list[dict]:
+            target_prob: np.ndarray | None = None, earlier: Mapping[str, int] | None = None) -> list[dict]:
     values = acquisition_values(mu, sigma, cfg.function, kappa=cfg.kappa, target=target, seed=seed)
     if target_prob is not None and cfg.function != "random":
         values = values - cfg.target_weight * (1.0 - np.asarray(target_prob, dtype=float))
     picked = select(values, [s.composition.reduced_formula for s in structures], cfg.relax_per_round or 0,
-                    cfg.diversity)
+                    cfg.diversity, earlier if cfg.function != "random" else None, cfg.repeat_penalty)
     rank = {i: n for n, i in enumerate(picked)}
     return [{"hash": h, "function": cfg.function, "predicted_e_above_hull": float(mu[i]), "sigma": float(sigma[i]),
              "value": float(values[i]), "chosen": i in rank, "rank": rank.get(i)}
@@ -183,8 +185,12 @@ def acquire_task(store_url: str, campaign_id: str, round_index: int, references_
                                          dict(cfg.target.properties),
                                          campaign_correction(store.properties(campaign_id), predictor.property,
                                                              store.formulas(campaign_id)))
+    from tasks.context import relax_settings_hash
+
+    earlier = Counter(c.formula for c, _ in store.relaxations(campaign_id, spec.identity, relax_settings_hash(cfg.relax))
+                      if c.round_index < round_index)  # what the campaign relaxed before this round, per formula
     rows = rank_candidates(accepted, train, hull.e_above_hull, acq, cfg.evaluate.stability_threshold,
-                           round_seed(cfg.seed, round_index), screened, target_prob)
+                           round_seed(cfg.seed, round_index), screened, target_prob, earlier)
     chosen = sorted((r for r in rows if r["chosen"]), key=lambda r: r["rank"])
     summary = {"acquisition": acq.function if cfg.feedback.enabled else "random (feedback.enabled: false)",
                "references_relaxed_first": references_relaxed, "ranked": len(rows), "chosen": len(chosen),

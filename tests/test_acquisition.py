@@ -41,6 +41,23 @@ def test_diversity_keeps_one_composition_from_taking_the_budget():
     assert select(values, formulas, 2) == [0, 1]
     assert select(values, formulas, 2, diversity=0.6) == [0, 3]
     assert select(values, formulas, 10) == [0, 1, 2, 3] and select(values, formulas, 0) == []
+    # the campaign already relaxed A twice in earlier rounds: B goes first, A only when nothing else is left
+    assert select(values, formulas, 2, earlier={"A": 2}, repeat_penalty=0.3) == [3, 0]
+    assert select(values, formulas, 2, earlier={"A": 2}, repeat_penalty=0.0) == [0, 1]
+
+
+def test_earlier_relaxations_of_a_composition_cost_the_acquisition_but_not_random_choice():
+    from conf.loop import AcquisitionConfig
+    from tasks.acquire import rank_candidates
+
+    cells = [("a", _rocksalt(4.2)), ("b", _rocksalt(4.2, ("Ca", "O")))]
+    screened = np.array([0.0, 0.02])  # MgO screens better
+    for function in ("greedy", "random"):
+        cfg = AcquisitionConfig(function=function, relax_per_round=1, repeat_penalty=0.05)
+        plain = [r["hash"] for r in rank_candidates(cells, [], lambda c, e: e, cfg, 0.1, 0, screened) if r["chosen"]]
+        again = [r["hash"] for r in rank_candidates(cells, [], lambda c, e: e, cfg, 0.1, 0, screened,
+                                                    earlier={"MgO": 1}) if r["chosen"]]
+        assert (plain, again) == ((["a"], ["b"]) if function == "greedy" else (plain, plain))
 
 
 def _rocksalt(a: float, species=("Mg", "O")) -> Structure:

@@ -9,7 +9,7 @@ then ranks like greedy); random: a seeded uniform draw. :func:`select` picks gre
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy.stats import norm
@@ -36,11 +36,15 @@ def acquisition_values(mu: np.ndarray, sigma: np.ndarray, function: str, kappa: 
     raise ValueError(f"unknown acquisition function {function!r}; allowed: {', '.join(FUNCTIONS)}")
 
 
-def select(values: np.ndarray, formulas: Sequence[str], k: int, diversity: float = 0.0) -> list[int]:
+def select(values: np.ndarray, formulas: Sequence[str], k: int, diversity: float = 0.0,
+           earlier: Mapping[str, int] | None = None, repeat_penalty: float = 0.0) -> list[int]:
     """Indices of ``k`` candidates (fewer if there are fewer), best first: each pick takes the highest value after
-    subtracting ``diversity`` times the number of already picked candidates with the same formula. Ties go to the
+    subtracting ``diversity`` times the number of already picked candidates with the same formula and
+    ``repeat_penalty`` times the number of the campaign's ``earlier`` relaxations of that formula. Ties go to the
     lower index, so the choice is deterministic."""
     values = np.asarray(values, dtype=float)
+    if earlier and repeat_penalty:
+        values = values - repeat_penalty * np.array([earlier.get(f, 0) for f in formulas], dtype=float)
     chosen: list[int] = []
     taken: dict[str, int] = {}
     left = list(range(len(values)))
