@@ -158,10 +158,10 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict = {}
     t0 = time.perf_counter()
     with prefect_api(), make_task_runner(RunnerConfig(kind="processes", max_workers=args.workers)) as runner:
-        for arm in args.arms:
-            generator, learning, extra = ARMS[arm]
-            arm_args = discovery.parse_args(base + [x for o in extra for x in ("--set", o)])
-            for seed in seeds:
+        for seed in seeds:  # every arm of a seed before the next seed: a stopped run has paired results
+            for arm in args.arms:
+                generator, learning, extra = ARMS[arm]
+                arm_args = discovery.parse_args(base + [x for o in extra for x in ("--set", o)])
                 cfg = discovery.campaign_config(args.system, generator, learning, seed, arm_args, data)
                 print(f"{arm} seed {seed}: {cfg.name}", flush=True)
                 cid, wall = discovery.run_arm(cfg, runner)
