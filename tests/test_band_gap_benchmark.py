@@ -48,3 +48,25 @@ def test_arguments_are_checked_and_sub_systems_count_as_in_system(tmp_path):
         parse_args(["--low", "3", "--high", "1", "--gaps", str(gaps)])
     assert parse_args(["--gaps", str(gaps), "--workdir", str(tmp_path)]).arms[0] == "guided+learning"
     assert in_system("V2O5", {"Li", "V", "O"}) and not in_system("NaVO3", {"Li", "V", "O"})
+
+
+def test_the_dft_check_picks_stable_distinct_small_cells_hits_first():
+    from pymatgen.core import Lattice, Structure
+
+    from benchmarks.band_gap_dft import pick
+
+    def cell(n: int) -> dict:
+        return Structure(Lattice.cubic(3.0 + n), ["Li"] * n, [[i / n, 0, 0] for i in range(n)]).as_dict()
+
+    rows = pd.DataFrame([
+        {"hash": "big", "formula": "LiVO3", "arm": "x", "stable": True, "hit": True, "truth_gap": 2.8},
+        {"hash": "small", "formula": "LiVO3", "arm": "x", "stable": True, "hit": True, "truth_gap": 2.8},
+        {"hash": "metal", "formula": "LiVO2", "arm": "y", "stable": True, "hit": False, "truth_gap": 0.0},
+        {"hash": "new", "formula": "Li2VO3", "arm": "y", "stable": True, "hit": False, "truth_gap": float("nan")},
+        {"hash": "unstable", "formula": "LiVO4", "arm": "y", "stable": False, "hit": False, "truth_gap": None},
+    ])
+    structures = {"big": {"structure": cell(10)}, "small": {"structure": cell(5)}, "metal": {"structure": cell(4)},
+                  "new": {"structure": cell(20)}}
+    got = pick(rows, 3, 12, structures)
+    assert [g["hash"] for g in got] == ["small", "metal"]  # one per formula, hit first; 20 sites is too big
+    assert got[0]["truth_gap"] == 2.8 and got[1]["sites"] == 4
