@@ -386,7 +386,7 @@ def test_band_gap_is_read_over_every_k_point_and_is_zero_for_a_metal(tmp_path):
 def test_static_cp2k_input_prints_the_levels_at_the_irreducible_scf_k_points(monkeypatch):
     from pymatgen.io.vasp.inputs import Kpoints
 
-    from tasks.dft.bands import BAND_FILE, mesh_points
+    from tasks.dft.bands import BAND_FILE, mesh_points, with_gamma
     from tasks.dft.inputs import cp2k_maker
     from tasks.dft.pmg_data import ensure_pmg_data_dir
 
@@ -402,6 +402,10 @@ def test_static_cp2k_input_prints_the_levels_at_the_irreducible_scf_k_points(mon
     assert [0.0, 0.0, 0.0] in [list(k) for k in points.kpts]  # a Gamma-centred mesh holds Gamma
     shifted = mesh_points(mgo, Kpoints.monkhorst_automatic((2, 2, 2)))  # Monkhorst-Pack even: no Gamma
     assert [0.0, 0.0, 0.0] not in [list(k) for k in shifted.kpts]
+    assert with_gamma(points) is points  # Gamma is there already
+    added = with_gamma(shifted)  # the band print adds it: a gap at Gamma is not missed
+    assert list(added.kpts[-1]) == [0.0, 0.0, 0.0] and added.kpts_weights[-1] == 0 and len(added.kpts) == \
+        len(shifted.kpts) + 1 and sum(added.kpts_weights) == sum(shifted.kpts_weights)
     for off in (CP2KSettings(band_gap=False), CP2KSettings(calculation="relax")):
         assert "BAND_STRUCTURE" not in cp2k_maker(mgo, off).input_set_generator.get_input_set(mgo).cp2k_input.get_str()
 

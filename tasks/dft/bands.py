@@ -41,6 +41,17 @@ def mesh_points(structure: Structure, kpoints: Kpoints) -> Kpoints:
                    kpts_weights=[float(w) for _, w in points], coord_type="Reciprocal")
 
 
+def with_gamma(points: Kpoints) -> Kpoints:
+    """``points`` with Gamma appended (weight 0) when the mesh misses it, as a shifted (Monkhorst-Pack even) mesh
+    does: the band edges of many insulators lie at Gamma (Li2O: 6.7 eV on the shifted 2x2x2 points, 5.0 eV in the
+    Materials Project). Appended, not prepended: pymatgen reads a list that starts at Gamma as Gamma-only."""
+    if any(all(abs(x) < 1e-9 for x in k) for k in points.kpts):
+        return points
+    return Kpoints(comment=f"{points.comment} + Gamma", style=points.style, num_kpts=len(points.kpts) + 1,
+                   kpts=[*points.kpts, (0.0, 0.0, 0.0)], kpts_weights=[*points.kpts_weights, 0.0],
+                   coord_type=points.coord_type)
+
+
 def band_gap_from_bs(path: Path) -> float:
     """Gap (eV) in a CP2K ``BAND_STRUCTURE`` file (plain or gzipped). A level is filled when it holds more than
     half of the largest occupation in the file (2 without spin, 1 with). 0.0 for a metal: a level partly filled
