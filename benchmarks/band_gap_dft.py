@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n", type=int, default=6, help="Structures to compute.")
     p.add_argument("--max-sites", type=int, default=12, help="Largest cell computed.")
     p.add_argument("--timeout", type=int, default=3600, help="Seconds per calculation.")
+    p.add_argument("--formulas", help="Comma-separated: only these compositions (e.g. a recheck).")
     args = p.parse_args(argv)
     for path in (args.results, args.workdir / "discovery.db"):
         if not path.is_file():
@@ -90,10 +92,13 @@ def run_cp2k(structure: dict, label: str, calc_dir: Path, timeout: int) -> dict:
     write_spec(CalcSpec(label=label, structure=structure, settings=settings,
                         settings_hash=cp2k_settings_hash(settings)), calc_dir)
     if read_result(calc_dir) is None:  # a finished folder is reused
+        proc = subprocess.Popen(command(calc_dir), env={**os.environ, **dft_environment(settings)}, cwd=calc_dir,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
-            subprocess.run(command(calc_dir), env={**os.environ, **dft_environment(settings)}, timeout=timeout,
-                           cwd=calc_dir, capture_output=True)
-        except subprocess.TimeoutExpired:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:  # the worker and its CP2K: the whole process group
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
             return {"status": "timeout", "dft_gap": None, "wall_s": timeout}
     result = read_result(calc_dir)
     if result is None:
@@ -111,6 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
     structures = relaxed_structures(args.workdir / "discovery.db", sorted(set(rows.loc[rows["stable"], "hash"])))
     out_path = args.results.with_name(args.results.stem + "-dft.json")
     done = []
+    if args.formulas:
+        rows = rows[rows["formula"].isin(args.formulas.split(","))]
     for item in pick(rows, args.n, args.max_sites, structures):
         print(f"CP2K {item['formula']} ({item['sites']} sites, {item['arm']})", flush=True)
         known = structures[item["hash"]]
