@@ -213,7 +213,8 @@ class GeneratorConfig(Strict):
     property_guidance: float = Field(
         1.0, ge=0, description="Predictor guidance towards targets an MLIP cannot give (target.properties band_gap, "
         "with evaluate.predictor): every generator weights what it keeps by P(meets the targets) ** this scale, the "
-        "predictor's probability with the campaign's fitted offset (0: unguided; 1: in proportion; larger: "
+        "predictor's probability with the campaign's correction from its DFT/lab values (0: unguided; 1: in "
+        "proportion; larger: "
         "sharper). Works with any generator; a checkpoint conditioned on the property is guided on top.")
     substitution: SubstitutionOptions = SubstitutionOptions()
     random: RandomOptions = RandomOptions()

@@ -185,10 +185,13 @@ def acquire_task(store_url: str, campaign_id: str, round_index: int, references_
                                          dict(cfg.target.properties),
                                          campaign_correction(store.properties(campaign_id), predictor.property,
                                                              store.formulas(campaign_id)))
-    from tasks.context import relax_settings_hash
+    earlier = None
+    if acq.repeat_penalty > 0 and acq.function != "random":  # what the campaign relaxed before this round
+        from tasks.context import relax_settings_hash
 
-    earlier = Counter(c.formula for c, _ in store.relaxations(campaign_id, spec.identity, relax_settings_hash(cfg.relax))
-                      if c.round_index < round_index)  # what the campaign relaxed before this round, per formula
+        earlier = Counter(c.formula for c, _ in store.relaxations(campaign_id, spec.identity,
+                                                                  relax_settings_hash(cfg.relax))
+                          if c.round_index < round_index)
     rows = rank_candidates(accepted, train, hull.e_above_hull, acq, cfg.evaluate.stability_threshold,
                            round_seed(cfg.seed, round_index), screened, target_prob, earlier)
     chosen = sorted((r for r in rows if r["chosen"]), key=lambda r: r["rank"])

@@ -13,7 +13,7 @@ from tasks.candidate import Candidate
 from tasks.context import make_conditions, round_seed
 from tasks.generators import build_generator
 from tasks.learn import CHECKPOINT_GENERATORS, current_checkpoint
-from tasks.results import Conditions, PropertyValue, RoundFeedback
+from tasks.results import Conditions, RoundFeedback
 from tasks.seeds import SeedSet
 
 if TYPE_CHECKING:
@@ -36,20 +36,19 @@ def generate_candidates(cfg: GeneratorConfig, seeds: SeedSet, conditions: Condit
     return candidates, notes
 
 
-def round_guide(cfg: CampaignConfig, conditions: Conditions, properties: list[PropertyValue],
-                formulas: dict[str, str]) -> PropertyGuide | None:
+def round_guide(cfg: CampaignConfig, conditions: Conditions, store, campaign_id: str
+                ) -> PropertyGuide | None:
     """The round's predictor guide (None without a predictor target or with ``generator.property_guidance`` 0),
     towards the round's (possibly learned) targets, with the correction retrained on the campaign's DFT/lab values
-    (``properties``, ``formulas`` by hash; none with learning off)."""
+    (none with learning off). Reads the store only when there is a predictor to guide with."""
     from tasks.properties.guide import property_guide
-    from tasks.properties.targets import campaign_correction, predictor_for
+    from tasks.properties.targets import Correction, campaign_correction, predictor_for
 
-    if cfg.generator.property_guidance == 0:
-        return None
-    predictor = predictor_for(cfg)
+    predictor = predictor_for(cfg) if cfg.generator.property_guidance > 0 else None
     if predictor is None:
         return None
-    correction = campaign_correction(properties, predictor.property, formulas)
+    correction = (campaign_correction(store.properties(campaign_id), predictor.property, store.formulas(campaign_id))
+                  if cfg.feedback.enabled else Correction())
     return property_guide(predictor, dict(conditions.property_targets), cfg.generator.property_guidance, correction)
 
 
@@ -76,8 +75,7 @@ def generate_task(store_url: str, campaign_id: str, round_index: int) -> dict:
         checkpoint = current_checkpoint(cfg, [(r.index, r.summary) for r in store.rounds(campaign_id)], round_index)
         options = getattr(generator_cfg, generator_cfg.name).model_copy(update={"checkpoint": str(checkpoint)})
         generator_cfg = generator_cfg.model_copy(update={generator_cfg.name: options})
-    guide = round_guide(cfg, conditions, store.properties(campaign_id) if cfg.feedback.enabled else [],
-                        store.formulas(campaign_id))
+    guide = round_guide(cfg, conditions, store, campaign_id)
     candidates, notes = generate_candidates(generator_cfg, store.seed_set(campaign_id), conditions,
                                             store.feedback_before(campaign_id, round_index),
                                             round_seed(cfg.seed, round_index), guide)

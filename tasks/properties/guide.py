@@ -3,11 +3,12 @@
 A generator that cannot condition on the target property (the shipped diffusion and GAN checkpoints, ion
 substitution, random search) still proposes more than it keeps: it oversamples, or draws from a pool, with a weight
 per arm. The guide multiplies each proposal's weight by ``P(meets the targets | composition) ** scale``, the
-property predictor's probability (:func:`~tasks.properties.targets.target_probability`, with the campaign's correction
-retrained on its DFT/lab values): classifier guidance by importance resampling. ``scale`` 0 is unguided, 1 samples in proportion to the
-probability, larger values concentrate on the likeliest compositions. A floor keeps every proposal possible, so
-guidance reorders what is kept and never starves a round. The targets are the round's conditions, so the
-learning loop's condition update (a band-gap range narrowed towards the campaign's hits) moves the guide too.
+property predictor's probability (:func:`~tasks.properties.targets.target_probability`, with the campaign's
+correction retrained on its DFT/lab values): classifier guidance by importance resampling. ``scale`` 0 is
+unguided, 1 samples in proportion to the probability, larger values concentrate on the likeliest compositions.
+A floor keeps every proposal possible, so guidance reorders what is kept and never starves a round. The targets
+are the round's conditions, so the learning loop's condition update (a band-gap range narrowed towards the
+campaign's hits) moves the guide too.
 Pure: no Prefect, no store.
 """
 
@@ -43,7 +44,8 @@ class PropertyGuide:
         """P(meets the targets) per reduced formula (predicted once per formula)."""
         new = sorted({f for f in formulas if f not in self._cache})
         if new:
-            self._cache.update(zip(new, target_probability(self.predictor, new, self.targets, self.correction).tolist()))
+            p = target_probability(self.predictor, new, self.targets, self.correction)
+            self._cache.update(zip(new, p.tolist()))
         return np.array([self._cache[f] for f in formulas], dtype=float)
 
     def __call__(self, formulas: Sequence[str]) -> np.ndarray:

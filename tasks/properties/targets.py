@@ -2,11 +2,12 @@
 and counted.
 
 The evaluate step predicts every evaluated candidate's target property with the campaign's property predictor
-(mean and sigma, stored with source ``predictor``). The campaign's own DFT and lab values retrain its correction
-(:class:`Correction`, a Bayesian per-element model of the residuals) whenever one arrives; every prediction
-judged, acquired or guided on is corrected, the correction's uncertainty added to sigma. A candidate meets a target on the best value it has: lab, then DFT, then the (corrected)
-predictor. The round summary's ``property_satisfaction`` counts, per target property and per source,
-how many of the round's evaluated candidates have a value and how many of those lie in the target range.
+(mean and sigma, stored with source ``predictor``). The campaign's own DFT and lab values retrain its
+correction (:class:`Correction`, a Bayesian per-element model of the residuals) whenever one arrives; every
+prediction judged, acquired or guided on is corrected, the correction's uncertainty added to sigma. A candidate
+meets a target on the best value it has: lab, then DFT, then the (corrected) predictor. The round summary's
+``property_satisfaction`` counts, per target property and per source, how many of the round's evaluated
+candidates have a value and how many of those lie in the target range.
 """
 
 from __future__ import annotations
@@ -144,16 +145,22 @@ def target_probability(predictor: PropertyPredictor, formulas: Sequence[str],
     return norm.cdf((high - mean) / sigma) - norm.cdf((low - mean) / sigma)
 
 
-def best_values(properties: Sequence[PropertyValue], names: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Per candidate hash, each of ``names`` from its best source (lab > DFT > predictor)."""
+def best_properties(properties: Sequence[PropertyValue], names: Sequence[str]
+                    ) -> dict[str, dict[str, PropertyValue]]:
+    """Per candidate hash, each of ``names`` as the stored value of its best source (lab > DFT > predictor)."""
     rank = {s: i for i, s in enumerate(SOURCES)}
-    best: dict[str, dict[str, tuple[int, float]]] = {}
+    best: dict[str, dict[str, PropertyValue]] = {}
     for p in properties:
         if p.name in names and p.source in rank:
             have = best.setdefault(p.hash, {}).get(p.name)
-            if have is None or rank[p.source] < have[0]:
-                best[p.hash][p.name] = (rank[p.source], p.value)
-    return {h: {n: v for n, (_, v) in d.items()} for h, d in best.items()}
+            if have is None or rank[p.source] < rank[have.source]:
+                best[p.hash][p.name] = p
+    return best
+
+
+def best_values(properties: Sequence[PropertyValue], names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per candidate hash, each of ``names`` from its best source (lab > DFT > predictor)."""
+    return {h: {n: p.value for n, p in d.items()} for h, d in best_properties(properties, names).items()}
 
 
 def satisfaction(properties: Sequence[PropertyValue], hashes: set[str], targets: dict[str, TargetRange]

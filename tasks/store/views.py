@@ -63,15 +63,17 @@ def candidate_frame(url: str, cid: str) -> pd.DataFrame:
                          rejection=rejected.get(c.id, "") if c.status == "rejected" else "",
                          **_acquired(acquired.get(c.id))))
     df = pd.DataFrame(rows, columns=CANDIDATE_COLUMNS)
-    for name, column in _target_values(url, cid, campaign.config if campaign is not None else {}).items():
+    for name, column in _target_values(url, cid, campaign.config if campaign is not None else {},
+                                       {c.hash: c.formula for c in cands}).items():
         df[name] = df["hash"].map(column)  # a target property an MLIP cannot give: value, sigma, source
     return df.sort_values(["e_above_hull", "round", "hash"], na_position="last").reset_index(drop=True)
 
 
-def _target_values(url: str, cid: str, config: dict) -> dict[str, dict[str, object]]:
+def _target_values(url: str, cid: str, config: dict, formulas: dict[str, str]) -> dict[str, dict[str, object]]:
     """Columns ``<name>``, ``<name>_sigma`` and ``<name>_source`` (lab > dft > predictor, predictions with the
-    campaign's correction: what its targets are judged on) for each targeted property an MLIP cannot give."""
-    from tasks.properties.targets import MLIP_PROPERTIES, SOURCES, recalibrated
+    campaign's correction: what its targets are judged on) for each targeted property an MLIP cannot give;
+    ``formulas``: the campaign's candidates, hash -> reduced formula."""
+    from tasks.properties.targets import MLIP_PROPERTIES, best_properties, recalibrated
     from tasks.results import PropertyValue
 
     names = [n for n in (config.get("target") or {}).get("properties", {}) if n not in MLIP_PROPERTIES]
@@ -82,19 +84,10 @@ def _target_values(url: str, cid: str, config: dict) -> dict[str, dict[str, obje
             select(CandidateRow.hash, PropertyRow.name, PropertyRow.value, PropertyRow.unit, PropertyRow.source,
                    PropertyRow.uncertainty).join(PropertyRow).where(CandidateRow.campaign_id == cid,
                                                                     PropertyRow.name.in_(names))).all()]
-    with transaction(url) as s:
-        formulas = dict(s.execute(select(CandidateRow.hash, CandidateRow.formula).where(
-            CandidateRow.campaign_id == cid)).all())
-    props, _ = recalibrated(props, names, formulas)
-    rank = {src: i for i, src in enumerate(SOURCES)}
-    best: dict[tuple[str, str], PropertyValue] = {}
-    for p in props:
-        have = best.get((p.hash, p.name))
-        if p.source in rank and (have is None or rank[p.source] < rank[have.source]):
-            best[(p.hash, p.name)] = p
+    best = best_properties(recalibrated(props, names, formulas)[0], names)
     out: dict[str, dict[str, object]] = {}
     for name in names:
-        mine = {h: p for (h, n), p in best.items() if n == name}
+        mine = {h: d[name] for h, d in best.items() if name in d}
         out[name] = {h: p.value for h, p in mine.items()}
         out[f"{name}_sigma"] = {h: p.uncertainty for h, p in mine.items()}
         out[f"{name}_source"] = {h: p.source for h, p in mine.items()}
