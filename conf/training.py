@@ -25,6 +25,13 @@ class TrainRunConfig(Strict):
     holdout: float = Field(0.0, ge=0, lt=1, description="Share of the data held out (ids written beside the "
                            "checkpoint) for evaluation.")
     max_atoms: int = Field(20, ge=1, description="Structures with more sites are left out.")
+    columns: dict[str, list[str]] = Field(default_factory=dict, description="Other names of a property column, "
+                                          "per property: in a file without the property's column, the first of "
+                                          "these it has is read instead (e.g. band_gap: [bandgap_optb88vdw]).")
+    unlabelled_systems: list[str] = Field(default_factory=list, description="Chemical systems (e.g. Li-V-O) whose "
+                                          "structures (those of the system and of its sub-systems) are trained on "
+                                          "without their property labels: a benchmark's system keeps its values "
+                                          "away from the model, not its structures.")
     out: Path = Field(Path("checkpoints/diffusion.pt"), description="Checkpoint path (default: "
                       "checkpoints/<generator>.pt).")
     threads: int | None = Field(None, ge=1, description="torch threads for training (default: all cores).")
@@ -45,3 +52,13 @@ class TrainRunConfig(Strict):
                        "model": model if isinstance(model, MODEL_CONFIGS[kind])
                        else MODEL_CONFIGS[kind].model_validate(model or {})}
         return raw
+
+    @model_validator(mode="after")
+    def _systems_parse(self) -> TrainRunConfig:
+        from pymatgen.core import Element
+
+        for system in self.unlabelled_systems:
+            bad = [el for el in system.split("-") if not Element.is_valid_symbol(el)]
+            if bad:
+                raise ValueError(f"unlabelled_systems: {system!r} has unknown element(s) {bad}; write e.g. Li-V-O")
+        return self

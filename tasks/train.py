@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +18,17 @@ from tasks.metrics.io import load_structure_table
 log = logging.getLogger("matloop.train")
 
 
-def load_training_table(paths: Sequence[Path], max_atoms: int) -> pd.DataFrame:
-    """All readable, ordered structures with at most ``max_atoms`` sites from ``paths`` (bad rows logged)."""
+def load_training_table(paths: Sequence[Path], max_atoms: int,
+                        columns: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
+    """All readable, ordered structures with at most ``max_atoms`` sites from ``paths`` (bad rows logged). A file
+    without a property's column reads the first of its other names in ``columns`` that it has."""
     frames = []
     for path in paths:
         df = load_structure_table(Path(path))
+        for prop, aliases in (columns or {}).items():
+            alias = next((a for a in aliases if a in df.columns), None)
+            if prop not in df.columns and alias is not None:
+                df[prop] = pd.to_numeric(df[alias], errors="coerce")
         bad = df["structure"].isna()
         for i, err in zip(df.loc[bad, "id"], df.loc[bad, "error"]):
             log.warning("skipped %s in %s: %s", i, path, err)
@@ -69,13 +75,23 @@ def split_holdout(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.Data
     return df.iloc[train].reset_index(drop=True), df.iloc[held].reset_index(drop=True)
 
 
-def property_values(df: pd.DataFrame, names: Sequence[str]) -> np.ndarray | None:
+def property_values(df: pd.DataFrame, names: Sequence[str], unlabelled_systems: Sequence[str] = ()
+                    ) -> np.ndarray | None:
+    """The (n, len(names)) label matrix (NaN = unknown); structures inside one of ``unlabelled_systems`` (a system
+    or a sub-system of it) have every label masked."""
     if not names:
         return None
     missing = [n for n in names if n not in df.columns]
     if missing:
         raise MatloopError(f"training data has no column(s) {missing}; it has {list(df.columns)}")
-    return df[list(names)].to_numpy(dtype=float)
+    values = df[list(names)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    systems = [set(s.split("-")) for s in unlabelled_systems]
+    if systems:
+        inside = np.array([any({el.symbol for el in s.composition.elements} <= sys for sys in systems)
+                           for s in df["structure"]], dtype=bool)
+        values[inside] = np.nan
+        log.info("masked the labels of %d structure(s) inside %s", int(inside.sum()), list(unlabelled_systems))
+    return values
 
 
 def describe_epoch(record: dict) -> str:
@@ -103,13 +119,13 @@ def train_model(run: TrainRunConfig, resume: bool = False, log_epoch: Callable[[
     from models.training import Trainer, TrainingStopped, resume_trainer
 
     torch.set_num_threads(run.threads or os.cpu_count() or 1)
-    df, excluded = drop_matching(load_training_table(run.data, run.max_atoms), run.exclude)
+    df, excluded = drop_matching(load_training_table(run.data, run.max_atoms, run.columns), run.exclude)
     if excluded:
         log.info("left out %d training structure(s) matching %s: %s", len(excluded),
                  [str(p) for p in run.exclude], ", ".join(excluded))
     df, held = split_holdout(df, run.holdout, run.train.seed)
     structures: list[Structure] = list(df["structure"])
-    props = property_values(df, run.model.properties)
+    props = property_values(df, run.model.properties, run.unlabelled_systems)
     if resume and run.out.exists():
         trainer = resume_trainer(_model_from_checkpoint(run.out), run.out, run.train)
         normalizer = trainer.model.normalizer
@@ -117,6 +133,7 @@ def train_model(run: TrainRunConfig, resume: bool = False, log_epoch: Callable[[
         normalizer = Normalizer.fit(structures, props, run.model.properties)
         data0 = CrystalDataset(structures, normalizer, props)
         meta = {**training_meta(run.model, data0), "data_paths": [str(p) for p in run.data],
+                "columns": run.columns, "unlabelled_systems": run.unlabelled_systems,
                 "excluded_ids": excluded, "exclude_ids": exclude_ids(run.exclude)}
         trainer = Trainer(build_model(run.model, normalizer, seed=run.train.seed), run.train, meta)
     data = CrystalDataset(structures, normalizer, props)
@@ -155,8 +172,9 @@ def fine_tune(checkpoint: Path, structures: Sequence[Structure], props: np.ndarr
     trainer = resume_trainer(model, checkpoint, cfg)
     trainer.meta = {**trainer.meta, "fine_tuned_from": ckpt["hash"]}
     if replay is None:
-        df = load_training_table([Path(p) for p in ckpt.get("data_paths", [])], 200)
-        replay, replay_props = list(df["structure"]), property_values(df, model.cfg.properties)
+        df = load_training_table([Path(p) for p in ckpt.get("data_paths", [])], 200, ckpt.get("columns"))
+        replay = list(df["structure"])
+        replay_props = property_values(df, model.cfg.properties, ckpt.get("unlabelled_systems", ()))
     norm = model.normalizer
     trainer.fit(CrystalDataset(list(structures), norm, props), checkpoint=out,
                 replay=CrystalDataset(list(replay), norm, replay_props))

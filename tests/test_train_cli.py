@@ -111,3 +111,29 @@ def test_training_flow_runs_under_prefect(prefect_server, tmp_path):
                                          "train": {"epochs": 1, "batch_size": 8}})
     assert train_generator(run) == str(tmp_path / "f.pt")
     assert load_checkpoint(tmp_path / "f.pt")["epoch"] == 1
+
+
+def test_property_column_aliases_and_unlabelled_systems(tmp_path):
+    """A file naming the gap differently (JARVIS' bandgap_optb88vdw) is read through `columns`; structures inside
+    an `unlabelled_systems` system (or a sub-system) keep their place in the data and lose their labels."""
+    import pandas as pd
+    import pytest
+    from pydantic import ValidationError
+
+    from conf.training import TrainRunConfig
+    from tasks.train import load_training_table, property_values
+
+    rows = [("mgo", rocksalt(4.2, ("Mg", "O")), 4.5), ("li2o", rocksalt(4.6, ("Li", "O")), 5.0),
+            ("nacl", rocksalt(5.6, ("Na", "Cl")), 5.1)]
+    pd.DataFrame({"material_id": [r[0] for r in rows], "cif": [r[1].to(fmt="cif") for r in rows],
+                  "bandgap_optb88vdw": [r[2] for r in rows]}).to_csv(tmp_path / "jarvis.csv", index=False)
+    pd.DataFrame({"material_id": ["cscl"], "cif": [cscl(4.1, ("Cs", "Cl")).to(fmt="cif")], "band_gap": [3.0]}).to_csv(
+        tmp_path / "mp.csv", index=False)
+    paths = [tmp_path / "jarvis.csv", tmp_path / "mp.csv"]
+    df = load_training_table(paths, 20, {"band_gap": ["bandgap_optb88vdw"]})
+    assert list(df["id"]) == ["mgo", "li2o", "nacl", "cscl"]
+    values = property_values(df, ["band_gap"], ["Li-V-O", "Cs-Cl"])
+    assert values[0, 0] == 4.5 and np.isnan(values[1, 0]) and values[2, 0] == 5.1 and np.isnan(values[3, 0])
+    assert np.isnan(property_values(load_training_table(paths, 20), ["band_gap"])[:3, 0]).all()  # no alias: unknown
+    with pytest.raises(ValidationError, match="unknown element"):
+        TrainRunConfig(data=paths, unlabelled_systems=["Li-Vx-O"])
