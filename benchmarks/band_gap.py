@@ -8,6 +8,11 @@ protocol (18 proposals a round, 6 relaxed, 18 relaxations per campaign, same for
     guided-no-learning the same with feedback.enabled false (no fine-tuning, no re-weighting, random choice)
     unguided           diffusion with learning on, property_guidance 0 and acquisition.target_weight 0
     substitution       ion substitution (guided, learning on): the baseline
+  and on request (--arms):
+    conditioned+learning  guided+learning with the band-gap-conditioned checkpoint (builtin:gap, trained without
+                          the gap labels of Li-V-O) asked for the window, classifier-free guidance 2
+    oracle-predictor      guided+learning whose predictor has seen the system's gaps: how far a better predictor
+                          could take guidance (a diagnostic, not a fair arm)
 
 No circularity: the campaigns' predictor is trained here on MP-20's gaps **without any composition of the
 system** (its elements and every sub-system), and a candidate's gap is judged by Materials Project's PBE gap
@@ -27,6 +32,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -36,8 +42,21 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 GAPS = Path(os.environ.get("MATLOOP_DATA", ROOT.parent / "shared" / "data")) / \
     "lemat_genbench/mp20_hulls/mp20_mlip_energies_merged.csv.gz"
 UNGUIDED = ["generator.property_guidance=0", "acquisition.target_weight=0"]
-ARMS = {"guided+learning": ("diffusion", "on", []), "guided-no-learning": ("diffusion", "off", []),
-        "unguided": ("diffusion", "on", UNGUIDED), "substitution": ("substitution", "on", [])}
+CONDITIONED = ["generator.diffusion.checkpoint=builtin:gap", "generator.diffusion.guidance_scale=2"]
+
+
+class Arm(NamedTuple):
+    generator: str
+    learning: str
+    extra: list[str]
+    predictor: str = "without-system"  # or "with-system": an upper bound on what a better predictor could give
+
+
+ARMS = {"guided+learning": Arm("diffusion", "on", []), "guided-no-learning": Arm("diffusion", "off", []),
+        "unguided": Arm("diffusion", "on", UNGUIDED), "substitution": Arm("substitution", "on", []),
+        "conditioned+learning": Arm("diffusion", "on", CONDITIONED),
+        "oracle-predictor": Arm("diffusion", "on", [], "with-system")}
+DEFAULT_ARMS = ["guided+learning", "guided-no-learning", "unguided", "substitution"]
 PROTOCOL = ["--per-round", "18", "--budget", "18", "--rounds", "3", "--checkpoint", "diffusion=builtin",
             "--set", "acquisition.function=lcb", "--set", "acquisition.relax_per_round=6",
             "--set", "acquisition.surrogate=mlip"]
@@ -49,7 +68,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--low", type=float, default=1.5, help="Gap window, eV.")
     p.add_argument("--high", type=float, default=3.0)
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--arms", default=",".join(ARMS), help=f"Comma-separated, from: {', '.join(ARMS)}.")
+    p.add_argument("--arms", default=",".join(DEFAULT_ARMS), help=f"Comma-separated, from: {', '.join(ARMS)} "
+                   "(conditioned+learning: the band-gap-conditioned checkpoint builtin:gap asked for the window at "
+                   "guidance 2; oracle-predictor: guided+learning with a predictor that has seen the system's gaps, "
+                   "a diagnostic upper bound, not a fair arm).")
     p.add_argument("--gaps", type=Path, default=GAPS, help="MP-20-format table with pretty_formula, band_gap and "
                    "formation_energy_per_atom: the truth, and the predictor's training data.")
     p.add_argument("--workers", type=int, default=1)
@@ -85,15 +107,16 @@ def truth_table(path: Path) -> dict[str, float]:
     return best["band_gap"].astype(float).to_dict()
 
 
-def guide_predictor(args: argparse.Namespace, truth: dict[str, float]) -> Path:
-    """The campaigns' predictor: MP-20 gaps minus every composition inside the system (trained once, ~10 min)."""
+def guide_predictor(args: argparse.Namespace, truth: dict[str, float], kind: str = "without-system") -> Path:
+    """The campaigns' predictor: MP-20 gaps minus every composition inside the system (trained once, ~10 min);
+    ``with-system`` keeps them (the oracle-predictor diagnostic)."""
     from conf.predictor import PredictorTrainConfig
     from tasks.properties.predictor import train_predictor
 
-    out = args.workdir / "predictor-without-system.pt"
+    out = args.workdir / f"predictor-{kind}.pt"
     if out.is_file():
         return out
-    hidden = sorted(f for f in truth if in_system(f, set(args.system.split("-"))))
+    hidden = sorted(f for f in truth if in_system(f, set(args.system.split("-")))) if kind == "without-system" else []
     print(f"training the guide predictor without {len(hidden)} compositions of {args.system}", flush=True)
     path, report = train_predictor(PredictorTrainConfig(data=[args.gaps], exclude_formulas=hidden, out=out))
     print(f"  held-out MAE {report['held_out']['mae']:.3f} eV", flush=True)
@@ -147,10 +170,10 @@ def main(argv: list[str] | None = None) -> dict:
     from tasks.store.views import candidate_frame
 
     truth = truth_table(args.gaps)
-    predictor = guide_predictor(args, truth)
+    predictors = {kind: guide_predictor(args, truth, kind) for kind in sorted({ARMS[a].predictor for a in args.arms})}
     window = f"target.properties={{band_gap: {{min: {args.low}, max: {args.high}}}, e_above_hull: {{max: 0.1}}}}"
     base = [*PROTOCOL, "--tier", "full", "--systems", args.system, "--workdir", str(args.workdir),
-            "--workers", str(args.workers), "--set", window, "--set", f"evaluate.predictor={predictor}"]
+            "--workers", str(args.workers), "--set", window]
     dargs = discovery.parse_args(base)
     data = discovery.prepare(args.workdir, [args.system], dargs.data, dargs.hull, dargs.elemental_refs, None,
                              dargs.templates)
@@ -160,8 +183,9 @@ def main(argv: list[str] | None = None) -> dict:
     with prefect_api(), make_task_runner(RunnerConfig(kind="processes", max_workers=args.workers)) as runner:
         for seed in seeds:  # every arm of a seed before the next seed: a stopped run has paired results
             for arm in args.arms:
-                generator, learning, extra = ARMS[arm]
-                arm_args = discovery.parse_args(base + [x for o in extra for x in ("--set", o)])
+                generator, learning, extra, predictor = ARMS[arm]
+                sets = [*extra, f"evaluate.predictor={predictors[predictor]}"]
+                arm_args = discovery.parse_args(base + [x for o in sets for x in ("--set", o)])
                 cfg = discovery.campaign_config(args.system, generator, learning, seed, arm_args, data)
                 print(f"{arm} seed {seed}: {cfg.name}", flush=True)
                 cid, wall = discovery.run_arm(cfg, runner)
