@@ -35,5 +35,8 @@ class PredictorTrainConfig(Strict):
     batch_size: int = Field(256, ge=8)
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
+    nll_beta: float = Field(0.5, ge=0, le=1, description="beta-NLL weight (Seitzer et al. 2022): 0 is the plain "
+                            "Gaussian NLL, which underfits the mean where it predicts a large variance; 0.5 is the "
+                            "paper's default; 1 trains the mean as mean squared error does.")
     threads: int = Field(1, ge=1, description="torch threads.")
     model: PredictorModelConfig = PredictorModelConfig()

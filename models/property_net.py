@@ -42,10 +42,16 @@ class PropertyEnsemble(nn.Module):
         mean, raw = out[..., 0], out[..., 1]
         return mean, nn.functional.softplus(raw) + 1e-6
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Sum over members of their mean Gaussian negative log-likelihood on (x, y)."""
+    def loss(self, x: torch.Tensor, y: torch.Tensor, beta: float = 0.0) -> torch.Tensor:
+        """Sum over members of their mean Gaussian negative log-likelihood on (x, y). ``beta`` > 0 weights each
+        point's term by its (detached) predicted variance to the power ``beta`` (beta-NLL, Seitzer et al., ICLR
+        2022): plain NLL (beta 0) lets a point given a large variance stop pulling on the mean, so hard regions
+        (wide-gap oxides among mostly metals) stay underfitted; beta 1 gives the mean squared error's gradient."""
         mean, var = self(x)
-        return nn.functional.gaussian_nll_loss(mean, y.expand_as(mean), var, reduction="none").mean(dim=1).sum()
+        nll = nn.functional.gaussian_nll_loss(mean, y.expand_as(mean), var, reduction="none")
+        if beta:
+            nll = nll * var.detach() ** beta
+        return nll.mean(dim=1).sum()
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

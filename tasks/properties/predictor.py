@@ -132,7 +132,7 @@ def _fit(model: PropertyEnsemble, x: torch.Tensor, y: torch.Tensor, cfg: Predict
         total = 0.0
         for start in range(0, len(y), cfg.batch_size):
             idx = order[start:start + cfg.batch_size]
-            loss = model.loss(x[idx], y[idx])
+            loss = model.loss(x[idx], y[idx], cfg.nll_beta)
             opt.zero_grad()
             loss.backward()
             opt.step()
