@@ -21,7 +21,7 @@ WEIGHTS = Path(__file__).parent / "weights"  # the checkpoints that ship with ma
 BUILTIN_GENERATORS = ("diffusion", "gan")
 BUILTIN_KINDS = (*BUILTIN_GENERATORS, "predictor")  # predictor: the band-gap property predictor
 # shipped alternatives to a family's default weights (models/weights/<kind>-<variant>.pt, see MODEL_CARD.md)
-BUILTIN_VARIANTS = {"diffusion": ("eform",)}
+BUILTIN_VARIANTS = {"diffusion": ("eform", "gap")}
 _DROPPED_ON_RELEASE = ("optimizer", "rng_state", "state_dict")
 
 

@@ -36,10 +36,19 @@ def test_the_formation_energy_variant_ships_and_unknown_variants_are_named():
     assert path == WEIGHTS / "diffusion-eform.pt" and ckpt["model_config"]["properties"] == ["formation_energy_per_atom"]
     assert ckpt["hash"] in (WEIGHTS / "MODEL_CARD.md").read_text() and "optimizer" not in ckpt
     assert set(ckpt["exclude_ids"]) == set(load_checkpoint(builtin_checkpoint("diffusion"))["exclude_ids"])
-    with pytest.raises(GeneratorError, match="variants: builtin:eform"):
+    with pytest.raises(GeneratorError, match="variants: builtin:eform, builtin:gap"):
         resolve_checkpoint("builtin:bandgap", kind="diffusion")
     with pytest.raises(GeneratorError, match="variants: none"):
         resolve_checkpoint("builtin:eform", kind="gan")
+
+
+def test_the_band_gap_variant_ships_without_the_benchmark_systems_labels():
+    path = resolve_checkpoint("builtin:gap", kind="diffusion")
+    ckpt = load_checkpoint(path)
+    assert path == WEIGHTS / "diffusion-gap.pt" and ckpt["model_config"]["properties"] == ["band_gap"]
+    assert ckpt["unlabelled_systems"] == ["Li-V-O"] and ckpt["columns"] == {"band_gap": ["bandgap_optb88vdw"]}
+    assert ckpt["hash"] in (WEIGHTS / "MODEL_CARD.md").read_text() and "optimizer" not in ckpt
+    assert set(ckpt["exclude_ids"]) == set(load_checkpoint(builtin_checkpoint("diffusion"))["exclude_ids"])
 
 
 def test_the_builtin_band_gap_predictor_loads_offline_with_its_held_out_report():
