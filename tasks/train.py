@@ -84,7 +84,7 @@ def property_values(df: pd.DataFrame, names: Sequence[str], unlabelled_systems: 
     missing = [n for n in names if n not in df.columns]
     if missing:
         raise MatloopError(f"training data has no column(s) {missing}; it has {list(df.columns)}")
-    values = df[list(names)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    values = df[list(names)].to_numpy(dtype=float)
     systems = [set(s.split("-")) for s in unlabelled_systems]
     if systems:
         inside = np.array([any({el.symbol for el in s.composition.elements} <= sys for sys in systems)
