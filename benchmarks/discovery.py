@@ -112,6 +112,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def campaign_config(system: str, generator: str, learning: str, seed: int, args: argparse.Namespace,
                     data: BenchmarkData):
     """The campaign of one arm: same seeds, filter, MLIP, hull and budget for every arm."""
+    from conf.generator import only_own_options
     from conf.loader import apply_override, validate_config
     from tasks.context import default_oxidation_states
 
@@ -137,6 +138,7 @@ def campaign_config(system: str, generator: str, learning: str, seed: int, args:
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
     cfg["name"] = f"discovery:{system}:{generator}:{learning}:s{seed}:{digest}"
     cfg["store"] = {"url": f"sqlite:///{(args.workdir / 'discovery.db').resolve()}"}
+    cfg["generator"] = only_own_options(cfg["generator"], cfg["generator"]["name"])  # after the name's digest
     return validate_config(cfg, source=f"discovery arm {system}/{generator}/{learning}/{seed}")
 
 
@@ -146,7 +148,7 @@ def arm_checkpoints(configs: dict) -> dict[str, set[str]]:
     for cfg in configs.values():
         name = cfg.generator.name
         if name in CHECKPOINTS:
-            refs.setdefault(name, set()).add(str(getattr(cfg.generator, name).checkpoint))
+            refs.setdefault(name, set()).add(str(cfg.generator.options.checkpoint))
     return refs
 
 

@@ -27,7 +27,8 @@ WINDOWS = {"Ba-Ti-O": (-3.8, -3.3), "Li-In-O": (-2.6, -2.1)}
 def main() -> dict:
     import numpy as np
 
-    from conf.schema import DiffusionOptions, RelaxConfig, TargetRange
+    from conf.generator import DiffusionOptions
+    from conf.schema import RelaxConfig, TargetRange
     from tasks.acquisition.screen import single_point_energies
     from tasks.context import default_oxidation_states
     from tasks.generators.diffusion import DiffusionGenerator

@@ -35,7 +35,8 @@ SETTINGS = {  # label: (checkpoint, requested gap window or None, guidance scale
 
 def main(argv: list[str] | None = None) -> dict:
     from benchmarks.band_gap import GAPS, truth_table
-    from conf.schema import DiffusionOptions, TargetRange
+    from conf.generator import DiffusionOptions
+    from conf.schema import TargetRange
     from tasks.context import default_oxidation_states
     from tasks.generators.diffusion import DiffusionGenerator
     from tasks.results import Conditions

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from conf.generator import GENERATOR_NAMES, only_own_options
 from conf.schema import CampaignConfig
 
 
@@ -49,12 +50,18 @@ def validate_config(data: dict[str, Any], source: str = "<config>", overrides: I
         keys = [(a.partition("=")[0].strip(), a) for a in overrides]
         lines, from_set = [], 0
         for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            where = ".".join(str(p) for p in _without_tag(err["loc"])) or "(top level)"
             culprit = [a for k, a in keys if where == k or where.startswith(k + ".") or k.startswith(where + ".")]
             from_set += bool(culprit)
             lines.append(f"  {where}: {err['msg']}" + (f" (from --set {culprit[-1]})" if culprit else ""))
         origin = "the --set overrides" if from_set == len(lines) else source
         raise ConfigError(f"invalid configuration ({origin}):\n" + "\n".join(lines)) from None
+
+
+def _without_tag(loc: tuple) -> tuple:
+    """An error's key path without the generator union's tag (``generator.diffusion.diffusion.steps`` is the
+    user's ``generator.diffusion.steps``)."""
+    return loc[:1] + loc[2:] if len(loc) > 1 and loc[0] == "generator" and loc[1] in GENERATOR_NAMES else loc
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> CampaignConfig:
@@ -82,6 +89,9 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping at the top level")
     overrides = list(overrides)
+    switched = [a.partition("=")[2].strip() for a in overrides if a.partition("=")[0].strip() == "generator.name"]
+    if switched and isinstance(data.get("generator"), dict):  # the file's options of other generators go
+        data["generator"] = only_own_options(data["generator"], switched[-1])
     for assignment in overrides:
         apply_override(data, assignment)
     return validate_config(data, source=str(path), overrides=overrides)

@@ -15,6 +15,7 @@ from pymatgen.core.periodic_table import Element
 
 from conf.base import Strict
 from conf.dft import DFTConfig
+from conf.generator import GeneratorConfig, SubstitutionGeneratorConfig
 from conf.lab import LabConfig
 from conf.loop import AcquisitionConfig, BudgetConfig, EvaluateConfig, FeedbackConfig, LearnConfig
 
@@ -138,98 +139,6 @@ class SeedsConfig(Strict):
         return v
 
 
-class SubstitutionOptions(Strict):
-    threshold: float = Field(1e-4, gt=0, lt=1, description="Lowest substitution probability kept.")
-    min_threshold: float = Field(1e-6, gt=0, lt=1, description="When fewer untried proposals than a round asks "
-                                 "for remain, the threshold is lowered tenfold at a time down to this (the round "
-                                 "summary says so); equal to threshold: never widen.")
-    probability_exponent: float = Field(0.5, ge=0, description="Sampling weight ~ probability**exponent.")
-    arm: Literal["composition", "template"] = Field(
-        "composition", description="What feedback weighs: the proposal's composition (every polymorph of a "
-        "formula shares its weight, so a composition near the hull gets more of its remaining proposals) or its "
-        "template (one proposal per template and ion set: little left for a weight to move).")
-
-    @model_validator(mode="after")
-    def _widen_downwards(self) -> SubstitutionOptions:
-        if self.min_threshold > self.threshold:
-            raise ValueError(f"min_threshold ({self.min_threshold}) must not exceed threshold ({self.threshold})")
-        return self
-
-
-class RandomOptions(Strict):
-    max_attempts: int = Field(60, ge=1, description="pyxtal attempts per structure before giving up.")
-    volume_factor: float = Field(1.1, gt=0.5, lt=3.0, description="pyxtal volume factor.")
-
-
-class CheckpointSource(Strict):
-    """Where a generator's checkpoint comes from: the one shipped with matloop, a file, or a URL downloaded once
-    into the cache."""
-
-    checkpoint: str | None = Field("builtin", description="builtin (the checkpoint shipped with matloop, see "
-                                   "models/weights/MODEL_CARD.md), a checkpoint file, or an http(s):// or file:// URL "
-                                   "(downloaded once into $MATLOOP_CACHE or ~/.cache/matloop and checked against "
-                                   "checkpoint_sha256).")
-    checkpoint_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="sha256 of the file a "
-                                          "checkpoint URL must deliver (required with a URL).")
-
-    @field_validator("checkpoint", mode="before")
-    @classmethod
-    def _path_as_text(cls, v: object) -> object:
-        return str(v) if isinstance(v, Path) else v
-
-    @model_validator(mode="after")
-    def _url_needs_hash(self) -> CheckpointSource:
-        if self.checkpoint is not None and "://" in self.checkpoint:
-            scheme = self.checkpoint.split("://", 1)[0].lower()
-            if scheme not in ("http", "https", "file"):
-                raise ValueError(f"checkpoint URL scheme {scheme!r} is not supported; allowed: http, https, file")
-            if self.checkpoint_sha256 is None:
-                raise ValueError(f"checkpoint {self.checkpoint} is a URL: set checkpoint_sha256 (the file's sha256) "
-                                 "so what is downloaded can be checked")
-        return self
-
-
-class DiffusionOptions(CheckpointSource):
-    """The diffusion generator: a trained checkpoint (``matloop train --generator diffusion``) and sampling."""
-
-    steps: int = Field(1000, ge=1, description="Reverse steps: 1000 default, <= 200 is the fast setting.")
-    corrector_steps: int = Field(1, ge=0)
-    step_lr: float = Field(1e-5, gt=0)
-    guidance_scale: float = Field(1.0, ge=0, description="Classifier-free guidance (0 unconditional, 1 "
-                                  "conditional, > 1 stronger).")
-    oversample: float = Field(2.0, ge=1, description="Draw this many times n and keep n by arm weight.")
-
-
-class GANOptions(CheckpointSource):
-    """The GAN generator: a trained checkpoint (``matloop train --generator gan``)."""
-
-    oversample: float = Field(2.0, ge=1, description="Draw this many times n and keep n by arm weight.")
-    batch_size: int = Field(1024, ge=1, description="Crystals per generator pass.")
-
-
-class GeneratorConfig(Strict):
-    name: Literal["substitution", "random", "diffusion", "gan"] = "substitution"
-    n_per_round: int = Field(16, ge=1, le=100_000)
-    property_guidance: float = Field(
-        1.0, ge=0, description="Predictor guidance towards targets an MLIP cannot give (target.properties band_gap, "
-        "with evaluate.predictor): every generator weights what it keeps by P(meets the targets) ** this scale, the "
-        "predictor's probability with the campaign's correction from its DFT/lab values (0: unguided; 1: in "
-        "proportion; larger: "
-        "sharper). Works with any generator; a checkpoint conditioned on the property is guided on top.")
-    substitution: SubstitutionOptions = SubstitutionOptions()
-    random: RandomOptions = RandomOptions()
-    diffusion: DiffusionOptions = DiffusionOptions()
-    gan: GANOptions = GANOptions()
-
-    @model_validator(mode="after")
-    def _checkpoint_given(self) -> GeneratorConfig:
-        for name in ("diffusion", "gan"):
-            if self.name == name and getattr(self, name).checkpoint is None:
-                raise ValueError(f"generator.name={name} needs generator.{name}.checkpoint (builtin, a file or "
-                                 f"a URL; train one with `matloop train --generator {name}`)")
-        return self
-
-
 class MatcherConfig(Strict):
     """pymatgen StructureMatcher tolerances (MatterGen's settings, pymatgen's defaults)."""
 
@@ -330,7 +239,7 @@ class CampaignConfig(Strict):
     output_dir: Path = Path("campaigns")
     target: TargetConfig
     seeds: SeedsConfig = SeedsConfig()
-    generator: GeneratorConfig = GeneratorConfig()
+    generator: GeneratorConfig = SubstitutionGeneratorConfig()
     filter: FilterConfig = FilterConfig()
     relax: RelaxConfig = RelaxConfig()
     dft: DFTConfig = DFTConfig()

@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING
 
 from prefect import get_run_logger, task
 
-from conf.schema import CampaignConfig, GeneratorConfig
+from conf.generator import CHECKPOINT_GENERATORS, GeneratorConfig
+from conf.schema import CampaignConfig
 from tasks.candidate import Candidate
 from tasks.context import make_conditions, round_seed
 from tasks.generators import build_generator
-from tasks.learn import CHECKPOINT_GENERATORS, current_checkpoint
+from tasks.learn import current_checkpoint
 from tasks.results import Conditions, RoundFeedback
 from tasks.seeds import SeedSet
 
@@ -73,7 +74,7 @@ def generate_task(store_url: str, campaign_id: str, round_index: int) -> dict:
         conditions = conditions.model_copy(update={"property_targets": targets})
     if generator_cfg.name in CHECKPOINT_GENERATORS:  # the checkpoint the last learn step wrote, if any
         checkpoint = current_checkpoint(cfg, [(r.index, r.summary) for r in store.rounds(campaign_id)], round_index)
-        options = getattr(generator_cfg, generator_cfg.name).model_copy(update={"checkpoint": str(checkpoint)})
+        options = generator_cfg.options.model_copy(update={"checkpoint": str(checkpoint)})
         generator_cfg = generator_cfg.model_copy(update={generator_cfg.name: options})
     guide = round_guide(cfg, conditions, store, campaign_id)
     candidates, notes = generate_candidates(generator_cfg, store.seed_set(campaign_id), conditions,

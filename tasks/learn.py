@@ -21,11 +21,10 @@ import numpy as np
 from prefect import task
 from pymatgen.core import Structure
 
+from conf.generator import CHECKPOINT_GENERATORS
 from conf.schema import CampaignConfig
 from tasks.errors import GeneratorError
 from tasks.results import PropertyValue
-
-CHECKPOINT_GENERATORS = ("diffusion", "gan")
 
 
 def best_labels(properties: Sequence[PropertyValue]) -> dict[str, dict[str, float]]:
@@ -64,7 +63,7 @@ def current_checkpoint(cfg: CampaignConfig, summaries: Sequence[tuple[int, dict]
         learned = (summary or {}).get("learn")
         if r < round_index and isinstance(learned, dict) and learned.get("checkpoint"):
             return Path(learned["checkpoint"])
-    options = getattr(cfg.generator, cfg.generator.name)
+    options = cfg.generator.options
     if options.checkpoint is None:
         raise GeneratorError(f"generator.{cfg.generator.name}.checkpoint is not set")
     from tasks.generators.fetch import resolve_checkpoint

@@ -44,7 +44,7 @@ def check_checkpoint(cfg: CampaignConfig) -> None:
     name = cfg.generator.name
     if name not in ("diffusion", "gan"):
         return
-    options = getattr(cfg.generator, name)
+    options = cfg.generator.options
     try:
         path = resolve_checkpoint(options.checkpoint, options.checkpoint_sha256, name)
         if not path.is_file():

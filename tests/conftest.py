@@ -165,14 +165,15 @@ def _mgsio_training_file(tmp: Path) -> Path:
     from ase.io import write
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from conf.schema import GeneratorConfig, SeedsConfig, TargetConfig
+    from conf.generator import generator_config
+    from conf.schema import SeedsConfig, TargetConfig
     from tasks.context import make_conditions
     from tasks.generators import build_generator
     from tasks.seedset import build_seed_set
 
     target = TargetConfig(chemical_system="Mg-Si-O", max_atoms=12)
     seeds = build_seed_set(SeedsConfig(), target)
-    pool = build_generator(GeneratorConfig(), seeds).sample(40, make_conditions(target, 0), seed=0)
+    pool = build_generator(generator_config(), seeds).sample(40, make_conditions(target, 0), seed=0)
     structures = [s.structure for s in seeds.known_phases if len(s.structure) <= 12 and s.relax_cell]
     structures += [c.structure for c in pool]
     write(tmp / "train.extxyz", [AseAtomsAdaptor.get_atoms(s) for s in structures], format="extxyz")

@@ -10,7 +10,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 from typer.testing import CliRunner
 
-from conf.schema import GeneratorConfig
+from conf.generator import generator_config
 from models.api import load_model
 from models.checkpoint import BUILTIN_GENERATORS, WEIGHTS, builtin_checkpoint, load_checkpoint
 from tasks.errors import GeneratorError
@@ -33,7 +33,8 @@ def test_the_builtin_checkpoints_load_offline_and_hold_no_training_state(kind):
 def test_the_formation_energy_variant_ships_and_unknown_variants_are_named():
     path = resolve_checkpoint("builtin:eform", kind="diffusion")
     ckpt = load_checkpoint(path)
-    assert path == WEIGHTS / "diffusion-eform.pt" and ckpt["model_config"]["properties"] == ["formation_energy_per_atom"]
+    assert path == WEIGHTS / "diffusion-eform.pt"
+    assert ckpt["model_config"]["properties"] == ["formation_energy_per_atom"]
     assert ckpt["hash"] in (WEIGHTS / "MODEL_CARD.md").read_text() and "optimizer" not in ckpt
     assert set(ckpt["exclude_ids"]) == set(load_checkpoint(builtin_checkpoint("diffusion"))["exclude_ids"])
     with pytest.raises(GeneratorError, match="variants: builtin:eform, builtin:gap"):
@@ -68,8 +69,8 @@ def test_the_builtin_band_gap_predictor_loads_offline_with_its_held_out_report()
 
 
 def test_builtin_is_the_default_and_unknown_kinds_are_named():
-    assert GeneratorConfig(name="diffusion").diffusion.checkpoint == "builtin"
-    assert GeneratorConfig(name="gan").gan.checkpoint == "builtin"
+    assert generator_config(name="diffusion").diffusion.checkpoint == "builtin"
+    assert generator_config(name="gan").gan.checkpoint == "builtin"
     with pytest.raises(GeneratorError, match="builtin ones: diffusion, gan, predictor"):
         resolve_checkpoint("builtin", kind="substitution")
 

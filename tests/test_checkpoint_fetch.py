@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from conf.schema import GeneratorConfig
+from conf.generator import generator_config
 from tasks.errors import GeneratorError
 from tasks.generators.fetch import resolve_checkpoint
 
@@ -18,7 +18,7 @@ def test_a_file_url_is_fetched_once_and_checked(tmp_path, monkeypatch, tiny_diff
     assert local.parent == tmp_path / "cache" / "checkpoints" and local.read_bytes() == source.read_bytes()
     source.unlink()  # a later campaign finds it in the cache: no fetch
     assert resolve_checkpoint(source.as_uri(), sha) == local
-    cfg = GeneratorConfig(name="diffusion", diffusion={"checkpoint": source.as_uri(), "checkpoint_sha256": sha,
+    cfg = generator_config(name="diffusion", diffusion={"checkpoint": source.as_uri(), "checkpoint_sha256": sha,
                                                        "steps": 5})
     from tasks.generators import build_generator
     from tasks.seeds import SeedSet
@@ -39,8 +39,8 @@ def test_a_download_with_the_wrong_hash_is_refused_and_not_kept(tmp_path, monkey
 
 def test_checkpoint_urls_need_a_hash_and_a_known_scheme(tmp_path):
     with pytest.raises(ValueError, match="checkpoint_sha256"):
-        GeneratorConfig(name="gan", gan={"checkpoint": "https://example.org/gan.pt"})
+        generator_config(name="gan", gan={"checkpoint": "https://example.org/gan.pt"})
     with pytest.raises(ValueError, match="allowed: http, https, file"):
-        GeneratorConfig(name="gan", gan={"checkpoint": "s3://bucket/gan.pt", "checkpoint_sha256": "0" * 64})
-    assert GeneratorConfig(name="gan", gan={"checkpoint": tmp_path / "g.pt"}).gan.checkpoint == str(tmp_path / "g.pt")
+        generator_config(name="gan", gan={"checkpoint": "s3://bucket/gan.pt", "checkpoint_sha256": "0" * 64})
+    assert generator_config(name="gan", gan={"checkpoint": tmp_path / "g.pt"}).gan.checkpoint == str(tmp_path / "g.pt")
     assert resolve_checkpoint(tmp_path / "g.pt") == tmp_path / "g.pt"

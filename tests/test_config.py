@@ -23,6 +23,19 @@ def test_overrides_parse_yaml_values():
     assert cfg.target.chemical_system == ["Li", "Fe", "O"] and cfg.generator.name == "random"
 
 
+def test_the_generator_block_holds_the_named_generators_options_only():
+    """A discriminated union: switching generators by --set drops the file's options of the others; options
+    given for another generator than the named one are an error, not ignored."""
+    cfg = load_config(overrides=["generator.name=diffusion", "generator.diffusion.steps=50"])
+    assert cfg.generator.name == "diffusion" and cfg.generator.options.steps == 50
+    assert set(cfg.model_dump()["generator"]) == {"name", "n_per_round", "property_guidance", "diffusion"}
+    assert not hasattr(cfg.generator, "substitution")
+    with pytest.raises(ConfigError, match="generator.random is given but generator.name is 'diffusion'"):
+        load_config(overrides=["generator.random.max_attempts=5", "generator.name=diffusion"])
+    with pytest.raises(ConfigError, match="generator.name=gan needs generator.gan.checkpoint"):
+        load_config(overrides=["generator.name=gan", "generator.gan.checkpoint=null"])
+
+
 @pytest.mark.parametrize("override, needle", [
     ("relax.fmaxx=0.1", "relax.fmaxx"),
     ("relax.backend=vasp", "relax.backend"),
@@ -30,6 +43,10 @@ def test_overrides_parse_yaml_values():
     ("target.chemical_system=Mg-Xx-O", "unknown element 'Xx'"),
     ("filter.min_distance=0.3", "filter.min_distance"),
     ("target.properties={band_gap: {min: 3, max: 1}}", "min (3.0) is larger than max (1.0)"),
+    ("generator.gan.batch_size=8", "generator: Value error, generator.gan is given but generator.name is "
+                                   "'substitution'"),
+    ("generator.name=vae", "generator: generator.name must be one of substitution, random, diffusion, gan"),
+    ("generator.substitution.treshold=1", "generator.substitution.treshold: Extra inputs"),
 ])
 def test_bad_config_is_one_clear_error(override, needle):
     with pytest.raises(ConfigError) as exc:

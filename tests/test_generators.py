@@ -2,7 +2,8 @@
 
 import pytest
 
-from conf.schema import GeneratorConfig, SeedsConfig, TargetConfig
+from conf.generator import GeneratorConfig, generator_config
+from conf.schema import SeedsConfig, TargetConfig
 from tasks.candidate import Candidate
 from tasks.context import default_oxidation_states, make_conditions
 from tasks.generators import GENERATOR_NAMES, Generator, build_generator
@@ -20,10 +21,10 @@ def seeds():
 
 def _config(name: str, checkpoint=None) -> GeneratorConfig:
     if name == "diffusion":
-        return GeneratorConfig(name=name, diffusion={"checkpoint": checkpoint, "steps": 30})
+        return generator_config(name=name, diffusion={"checkpoint": checkpoint, "steps": 30})
     if name == "gan":
-        return GeneratorConfig(name=name, gan={"checkpoint": checkpoint})
-    return GeneratorConfig(name=name)
+        return generator_config(name=name, gan={"checkpoint": checkpoint})
+    return generator_config(name=name)
 
 
 CHECKPOINT_FIXTURES = {"diffusion": "tiny_diffusion", "gan": "tiny_gan"}
@@ -78,7 +79,7 @@ def test_a_property_guide_steers_every_generator_away_from_formulas_it_weighs_ze
 
 
 def test_substitution_skips_proposals_already_made(seeds):
-    gen = build_generator(GeneratorConfig(name="substitution"), seeds)
+    gen = build_generator(generator_config(name="substitution"), seeds)
     conditions = make_conditions(TARGET, 0)
     first = gen.sample(5, conditions, 0)
     gen.update(RoundFeedback(round_index=0, proposed_keys=[c.provenance.key for c in first]))
@@ -96,7 +97,7 @@ def test_charge_balanced_compositions():
 
 def test_substitution_widens_its_pool_when_it_runs_dry(seeds):
     conditions = make_conditions(TARGET, 0)
-    gen = build_generator(GeneratorConfig(name="substitution", substitution={"threshold": 1e-2,
+    gen = build_generator(generator_config(name="substitution", substitution={"threshold": 1e-2,
                                                                              "min_threshold": 1e-4}), seeds)
     narrow = gen.pool(conditions, 1e-2)
     tried = RoundFeedback(round_index=0, proposed_keys=[p.key for p in narrow])
@@ -104,18 +105,18 @@ def test_substitution_widens_its_pool_when_it_runs_dry(seeds):
     out = gen.sample(4, conditions, 0)
     assert gen.notes()["threshold_widened_to"] < 1e-2 and len(out) == 4
     assert all(1e-4 <= c.provenance.details["probability"] < 1e-2 for c in out)  # only the widened part is new
-    fixed = build_generator(GeneratorConfig(name="substitution", substitution={"threshold": 1e-2,
+    fixed = build_generator(generator_config(name="substitution", substitution={"threshold": 1e-2,
                                                                                "min_threshold": 1e-2}), seeds)
     fixed.update(tried)
     assert fixed.sample(4, conditions, 0) == [] and fixed.notes() == {"exhausted": True}  # reported, not silent
 
 
 def test_substitution_arms_are_compositions_shared_by_polymorphs(seeds):
-    gen = build_generator(GeneratorConfig(name="substitution"), seeds)
+    gen = build_generator(generator_config(name="substitution"), seeds)
     pool = gen.pool(make_conditions(TARGET, 0))
     assert all(p.arm == p.structure.composition.reduced_formula for p in pool)
     assert len({p.arm for p in pool}) < len(pool)  # arms recur: a weight moves the remaining polymorphs
-    by_template = build_generator(GeneratorConfig(name="substitution", substitution={"arm": "template"}), seeds)
+    by_template = build_generator(generator_config(name="substitution", substitution={"arm": "template"}), seeds)
     assert all(p.arm == p.template for p in by_template.pool(make_conditions(TARGET, 0)))
 
 
@@ -124,7 +125,7 @@ def test_learned_generators_sample_in_float32_whatever_an_mlip_left_as_default(n
     """A campaign process that screened with MACE leaves torch's default dtype at float64 (process-wide)."""
     import torch
 
-    gen = build_generator(GeneratorConfig(name=name, **({"diffusion": {"steps": 20}} if name == "diffusion" else {})),
+    gen = build_generator(generator_config(name=name, **({"diffusion": {"steps": 20}} if name == "diffusion" else {})),
                           seeds)  # the shipped checkpoints
     assert gen.sample(2, make_conditions(TARGET, 0), seed=0)  # the model loads under float32
     torch.set_default_dtype(torch.float64)

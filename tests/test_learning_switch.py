@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from conf.schema import FeedbackConfig, GeneratorConfig, SeedsConfig, TargetConfig
+from conf.generator import GeneratorConfig, generator_config
+from conf.schema import FeedbackConfig, SeedsConfig, TargetConfig
 from tasks.context import make_conditions
 from tasks.feedback import Outcome, compute_feedback
 from tasks.generators import GENERATOR_NAMES, build_generator
@@ -28,7 +29,7 @@ def seeds():
 def _config(name: str, checkpoint=None) -> GeneratorConfig:
     options = {"diffusion": {"checkpoint": checkpoint, "steps": 30, "oversample": 4.0},
                "gan": {"checkpoint": checkpoint, "oversample": 4.0}}
-    return GeneratorConfig(name=name, **({name: options[name]} if name in options else {}))
+    return generator_config(name=name, **({name: options[name]} if name in options else {}))
 
 
 def _feedback(round0, enabled: bool) -> RoundFeedback:

@@ -139,6 +139,25 @@ def test_acquisitions_without_a_stage_are_rebuilt_as_relax_rankings(tmp_path):
         assert c.execute(text("SELECT stage FROM acquisitions")).scalars().all() == ["relax"]
 
 
+def test_a_stored_config_keeps_only_its_own_generator_options(tmp_path):
+    """Configs stored before the generator block became a union carry all four generators' options."""
+    url = f"sqlite:///{tmp_path / 'gen.db'}"
+    _oldest_store(url)
+    old = {"name": "old", "target": {"chemical_system": "Mg-O"},
+           "generator": {"name": "diffusion", "n_per_round": 8, "property_guidance": 1.0,
+                         "substitution": {"threshold": 1e-4}, "random": {"max_attempts": 60},
+                         "diffusion": {"checkpoint": "builtin", "steps": 50}, "gan": {"checkpoint": "builtin"}}}
+    with sqlite3.connect(tmp_path / "gen.db") as c:
+        c.execute("UPDATE campaigns SET config = ?", (json.dumps(old),))
+    _assert_current_and_readable(url)
+    store = Store(url)
+    assert store.campaign("c0ld").config["generator"] == {"name": "diffusion", "n_per_round": 8,
+                                                          "property_guidance": 1.0,
+                                                          "diffusion": {"checkpoint": "builtin", "steps": 50}}
+    cfg = store.config("c0ld")
+    assert cfg.generator.name == "diffusion" and cfg.generator.options.steps == 50 and cfg.target.chemical_system
+
+
 def test_a_store_of_a_newer_matloop_is_refused(tmp_path):
     url = f"sqlite:///{tmp_path / 'future.db'}"
     get_engine(url)

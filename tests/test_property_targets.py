@@ -185,7 +185,8 @@ def test_the_guide_weights_formulas_by_their_probability_to_the_power_of_the_sca
 def test_guidance_keeps_proposals_likelier_to_meet_the_band_gap_target(name, toy_predictor, tmp_path):
     """Same generator, same seed: with the guide, what is kept has a higher predicted chance of a gap <= 1 eV
     (the toy data: Mg oxides wide, Cu oxides 0)."""
-    from conf.schema import GeneratorConfig, SeedsConfig
+    from conf.generator import generator_config
+    from conf.schema import SeedsConfig
     from tasks.context import make_conditions
     from tasks.generate import generate_candidates
     from tasks.properties.guide import property_guide
@@ -198,7 +199,7 @@ def test_guidance_keeps_proposals_likelier_to_meet_the_band_gap_target(name, toy
                                 {"band_gap": {"max": 1.0}}})
     conditions = make_conditions(cfg.target, 0)
     seeds = build_seed_set(SeedsConfig(), cfg.target)
-    gen = GeneratorConfig(name=name, n_per_round=8)
+    gen = generator_config(name=name, n_per_round=8)
     plain, _ = generate_candidates(gen, seeds, conditions, None, 7)
     guide = property_guide(pred, conditions.property_targets, 2.0)
     guided, notes = generate_candidates(gen, seeds, conditions, None, 7, guide)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from conf.schema import GeneratorConfig
+from conf.generator import GENERATOR_NAMES, GeneratorConfig
 from tasks.errors import GeneratorError
 from tasks.generators.base import Generator
 from tasks.seeds import SeedSet
-
-GENERATOR_NAMES = ("substitution", "random", "diffusion", "gan")
 
 
 def build_generator(cfg: GeneratorConfig, seeds: SeedSet) -> Generator:
@@ -15,19 +13,19 @@ def build_generator(cfg: GeneratorConfig, seeds: SeedSet) -> Generator:
     if cfg.name == "substitution":
         from tasks.generators.substitution import SubstitutionGenerator
 
-        return SubstitutionGenerator(seeds.templates, cfg.substitution)
+        return SubstitutionGenerator(seeds.templates, cfg.options)
     if cfg.name == "random":
         from tasks.generators.random_search import RandomGenerator
 
-        return RandomGenerator(cfg.random)
+        return RandomGenerator(cfg.options)
     if cfg.name == "diffusion":
         from tasks.generators.diffusion import DiffusionGenerator
 
-        return DiffusionGenerator(cfg.diffusion)
+        return DiffusionGenerator(cfg.options)
     if cfg.name == "gan":
         from tasks.generators.gan import GANGenerator
 
-        return GANGenerator(cfg.gan)
+        return GANGenerator(cfg.options)
     raise GeneratorError(f"unknown generator {cfg.name!r}; allowed: {', '.join(GENERATOR_NAMES)}")
 
 

@@ -3,7 +3,7 @@ classifier-free guidance toward the round's property targets."""
 
 from __future__ import annotations
 
-from conf.schema import DiffusionOptions
+from conf.generator import DiffusionOptions
 from tasks.generators.learned import CheckpointGenerator
 
 

@@ -3,7 +3,7 @@ the round's property targets and chemical system (species masked to it)."""
 
 from __future__ import annotations
 
-from conf.schema import GANOptions
+from conf.generator import GANOptions
 from tasks.generators.learned import CheckpointGenerator
 
 

@@ -15,7 +15,7 @@ from functools import reduce
 import numpy as np
 from pymatgen.core import Composition
 
-from conf.schema import RandomOptions
+from conf.generator import RandomOptions
 from tasks.candidate import Candidate, Provenance
 from tasks.errors import GeneratorError
 from tasks.generators.base import ArmWeights, data_digest

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from pymatgen.core import Species, Structure
 
-from conf.schema import SubstitutionOptions
+from conf.generator import SubstitutionOptions
 from tasks.candidate import Candidate, Provenance, structure_to_json
 from tasks.errors import GeneratorError
 from tasks.generators.base import ArmWeights, data_digest
