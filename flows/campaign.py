@@ -105,7 +105,7 @@ def _run_rounds(store: Store, campaign_id: str, cfg: CampaignConfig) -> dict:
             if store.round(campaign_id, r).status != "completed":
                 check_lease(campaign_id)
                 round_flow(store_url, campaign_id, r)
-        intervals += [(w["start"], w["end"]) for w in (f.result() for f in warm_up)]
+        intervals += [(w.start, w.end) for w in (f.result() for f in warm_up)]
     except BaseException:
         store.set_campaign(campaign_id, status="failed")
         raise

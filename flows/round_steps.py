@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +29,7 @@ from tasks.feedback import feedback_task
 from tasks.generate import generate_task
 from tasks.learn import learn_task
 from tasks.relax import relax_chunk_task
+from tasks.results import RelaxChunkRecord, TaskRecord
 from tasks.stability import evaluate_task
 from tasks.store import Store
 from tasks.validity import filter_task
@@ -42,9 +43,9 @@ class StepReport:
     compute_s: float = 0.0
 
     @classmethod
-    def of(cls, *results: Mapping[str, Any]) -> StepReport:
-        """From task results carrying ``start``, ``end`` and ``compute_s``."""
-        return cls(tuple((r["start"], r["end"]) for r in results), float(sum(r["compute_s"] for r in results)))
+    def of(cls, *runs: TaskRecord) -> StepReport:
+        """From the runs of the step's task bodies."""
+        return cls(tuple((r.start, r.end) for r in runs), float(sum(r.compute_s for r in runs)))
 
     def __add__(self, other: StepReport) -> StepReport:
         return StepReport(self.intervals + other.intervals, self.compute_s + other.compute_s)
@@ -140,13 +141,13 @@ def relax_step(run: RoundRun) -> StepReport:
     size = cfg.relax.chunk_size
     futures = [relax.submit(store.url, cid, "reference", chunk) for chunk in chunks(refs, size)]
     futures += [relax.submit(store.url, cid, "candidate", chunk) for chunk in chunks(cands, size)]
-    results = []
+    results: list[RelaxChunkRecord] = []
     for f in futures:  # in submission order; progress moves as chunks finish
         results.append(f.result())
         run.on_progress(len(results) / len(futures))
-    converged = sum(res["converged"] for res in results if res["kind"] == "candidate")
+    converged = sum(res.converged for res in results if res.kind == "candidate")
     summary = {"relaxed": len(cands), "relax_converged": converged, "references_relaxed": len(refs),
-               "relaxations_reused": sum(res.get("reused", 0) for res in results), "over_budget": over_budget}
+               "relaxations_reused": sum(res.reused for res in results), "over_budget": over_budget}
     store.advance_round(cid, r, "relaxed", summary)
     return StepReport.of(*results)
 

@@ -22,73 +22,12 @@ from __future__ import annotations
 import math
 
 import torch
-from pydantic import Field
 from torch import nn
 
-from models.conditioning import Condition, cond_dim, condition_of
+from models.conditioning import Condition, condition_of
 from models.crystal import MASK, MAX_Z, CrystalBatch, Normalizer
+from models.gan_config import GANConfig
 from models.gan_nets import CrystalCritic, CrystalGenerator, pair_distances, radial_profile
-from models.strict import Strict
-
-
-class GANConfig(Strict):
-    """Architecture and optimisation settings, stored in every checkpoint."""
-
-    latent_dim: int = Field(64, ge=1)
-    hidden_dim: int = Field(128, ge=8)
-    generator_layers: int = Field(3, ge=1, description="Transformer layers over the atoms of a crystal.")
-    heads: int = Field(4, ge=1)
-    critic_layers: int = Field(3, ge=1, description="CSPNet message-passing layers of the critic.")
-    num_freqs: int = Field(8, ge=1)
-    max_atoms: int = Field(200, ge=1, description="Largest atom count the generator embeds.")
-    properties: tuple[str, ...] = Field((), description="Property columns the model is conditioned on.")
-    condition_on_elements: bool = True
-    cond_drop_prob: float = Field(0.15, ge=0, le=1, description="Probability of dropping each condition.")
-    generator_lr: float = Field(1e-4, gt=0, description="Two time-scale update rule: G slower than D.")
-    critic_lr: float = Field(4e-4, gt=0)
-    betas: tuple[float, float] = (0.0, 0.9)
-    gumbel_tau: float = Field(1.0, gt=0, description="Temperature of the straight-through Gumbel-softmax.")
-    species_noise: float = Field(1.0, ge=0, description="Scale of the Gumbel noise added to the species logits "
-                                 "(1: species drawn from softmax(logits); 0: the argmax, so every choice of "
-                                 "element comes from the latents and the sites' species can be correlated; "
-                                 "independent draws per atom gave the Perov-5 GAN 2 or 4 anions in half its "
-                                 "cells).")
-    aux_weight: float = Field(0.2, ge=0, description="Weight of the auxiliary property regression (larger values "
-                              "push generated cells to extremes of the property).")
-    feature_matching: float = Field(1.0, ge=0, description="Weight of feature matching (Salimans et al. 2016): "
-                                    "the generator also matches the mean critic features of real crystals.")
-    repulsion: float = Field(1.0, ge=0, description="Weight of a penalty on generated atom pairs closer than "
-                             "min_distance (a validity prior: coordinate collapse stacks atoms).")
-    min_distance: float = Field(1.0, ge=0, description="Closest allowed pair distance of the penalty, Å.")
-    distance_rbf: int = Field(0, ge=0, description="Gaussians expanding interatomic distances for a distance "
-                              "message step in the critic (0 off): a smooth position signal besides the Fourier "
-                              "features.")
-    batch_spread: bool = Field(True, description="Critic sees the batch's feature spread (minibatch std).")
-    instance_noise: float = Field(0.0, ge=0, description="Std of Gaussian noise on the fractional coordinates "
-                                  "the critic sees, real and generated alike (so their supports overlap); 0.02 "
-                                  "let overlapping atoms pass on the toy perovskites, hence off by default.")
-    species_matching: float = Field(1.0, ge=0, description="Weight of the L1 gap between the batch's element "
-                                    "frequencies and the real batch's (without it G drifts to anion-only cells).")
-    r1_gamma: float = Field(0.0, ge=0, description="R1 penalty (Mescheder et al. 2018): gamma/2 times the squared "
-                            "gradient of the critic's score at real crystals (fractional coordinates and lattice), "
-                            "per crystal. Keeps the critic from sharpening on exact real positions (its Fourier "
-                            "features vary fast in them) until the hinge saturates and the generator stalls; 0 off.")
-    lattice_matching: float = Field(1.0, ge=0, description="Weight of matching the batch mean and spread of the "
-                                    "lattice (model units) to the real batch's.")
-    structure_matching: float = Field(0.0, ge=0, description="Weight of matching the batch mean and spread of each "
-                                      "crystal's smoothed radial distribution (``gan_nets.radial_profile``, "
-                                      "distances in the data's atomic spacing) to the real batch's: a direct, "
-                                      "smooth pull towards real bond lengths that does not wait for the critic; "
-                                      "0 off.")
-    profile_bins: int = Field(16, ge=2, description="Gaussians exp(-((d - c) / w)^2) of the radial distribution, "
-                              "centres c evenly spaced from 0 to profile_max, w their spacing (with 32, a "
-                              "perovskite's B atom moved by 0.15 of the cell stuck in a local minimum of the gap; "
-                              "with 16 it returned).")
-    profile_max: float = Field(2.0, gt=0, description="Longest distance of the radial distribution, in the "
-                               "data's mean atomic spacing.")
-
-    def cond_dim(self) -> int:
-        return cond_dim(self)
 
 
 def gumbel(shape: torch.Size, generator: torch.Generator | None, device, dtype) -> torch.Tensor:
@@ -112,17 +51,17 @@ class CrystalGAN(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.normalizer = normalizer
-        c = cfg.cond_dim()
-        self.generator = CrystalGenerator(cfg.latent_dim, cfg.hidden_dim, cfg.generator_layers, cfg.heads, c,
-                                          cfg.max_atoms)
-        self.critic = CrystalCritic(cfg.hidden_dim, cfg.critic_layers, cfg.num_freqs, c, len(cfg.properties),
-                                    cfg.batch_spread, cfg.distance_rbf)
+        c, arch = cfg.cond_dim(), cfg.architecture
+        self.generator = CrystalGenerator(arch.latent_dim, arch.hidden_dim, arch.generator_layers, arch.heads, c,
+                                          arch.max_atoms)
+        self.critic = CrystalCritic(arch.hidden_dim, arch.critic_layers, arch.num_freqs, c, len(cfg.properties),
+                                    arch.batch_spread, arch.distance_rbf)
         self.float()
 
     def optimizer_groups(self) -> dict[str, tuple[list[nn.Parameter], dict]]:
-        cfg = self.cfg
-        return {"generator": (list(self.generator.parameters()), {"lr": cfg.generator_lr, "betas": cfg.betas}),
-                "critic": (list(self.critic.parameters()), {"lr": cfg.critic_lr, "betas": cfg.betas})}
+        opt = self.cfg.optimiser
+        return {"generator": (list(self.generator.parameters()), {"lr": opt.generator_lr, "betas": opt.betas}),
+                "critic": (list(self.critic.parameters()), {"lr": opt.critic_lr, "betas": opt.betas})}
 
     def generate(self, num_atoms: torch.Tensor, batch: torch.Tensor, cond: torch.Tensor | None,
                  allowed: torch.Tensor | None, generator: torch.Generator | None
@@ -131,9 +70,9 @@ class CrystalGAN(nn.Module):
 
         ``allowed``: (N, Z) bool, the elements each atom may take (the mask state is always banned).
         """
-        dev, dt = num_atoms.device, next(self.parameters()).dtype
-        z_crystal = torch.randn(num_atoms.shape[0], self.cfg.latent_dim, generator=generator, device=dev, dtype=dt)
-        z_atoms = torch.randn(batch.shape[0], self.cfg.latent_dim, generator=generator, device=dev, dtype=dt)
+        dev, dt, arch = num_atoms.device, next(self.parameters()).dtype, self.cfg.architecture
+        z_crystal = torch.randn(num_atoms.shape[0], arch.latent_dim, generator=generator, device=dev, dtype=dt)
+        z_atoms = torch.randn(batch.shape[0], arch.latent_dim, generator=generator, device=dev, dtype=dt)
         lattice, frac, logits = self.generator(z_crystal, z_atoms, num_atoms, batch, cond)
         ban = torch.zeros(MAX_Z + 1, dtype=torch.bool, device=dev)
         ban[MASK] = True
@@ -142,9 +81,9 @@ class CrystalGAN(nn.Module):
             allowed = support.to(dev).expand_as(logits)
         ban = ban.expand_as(logits) if allowed is None else ban | ~allowed
         noisy = logits.masked_fill(ban, -math.inf)
-        if self.cfg.species_noise > 0:
-            noisy = noisy + self.cfg.species_noise * gumbel(logits.shape, generator, dev, dt)
-        noisy = noisy / self.cfg.gumbel_tau
+        if arch.species_noise > 0:
+            noisy = noisy + arch.species_noise * gumbel(logits.shape, generator, dev, dt)
+        noisy = noisy / arch.gumbel_tau
         soft = torch.softmax(noisy, dim=-1)
         hard = nn.functional.one_hot(soft.argmax(-1), MAX_Z + 1).to(dt)
         return lattice, frac, hard - soft.detach() + soft
@@ -160,10 +99,10 @@ class CrystalGAN(nn.Module):
         return ((cond.elements > 0) | free)[batch]
 
     def _blur(self, frac: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        if self.cfg.instance_noise == 0:
+        if self.cfg.loss.instance_noise == 0:
             return frac
         noise = torch.randn(frac.shape, generator=generator, device=frac.device, dtype=frac.dtype)
-        return torch.remainder(frac + self.cfg.instance_noise * noise, 1.0)
+        return torch.remainder(frac + self.cfg.loss.instance_noise * noise, 1.0)
 
     def _aux_loss(self, estimate: torch.Tensor | None, cond: Condition) -> torch.Tensor:
         if estimate is None or cond.given is None or not cond.given.any():
@@ -186,18 +125,18 @@ class CrystalGAN(nn.Module):
         with torch.no_grad():
             fake = self.generate(b.num_atoms, b.batch, cvec, allowed, generator)
         real_frac, real_cell = self._blur(b.frac, generator), real_lattice
-        penalised = self.cfg.r1_gamma > 0
+        penalised = self.cfg.loss.r1_gamma > 0
         if penalised:  # R1 differentiates the score by the real inputs
             real_frac, real_cell = real_frac.detach().requires_grad_(), real_cell.detach().requires_grad_()
         d_real, aux_real, phi_real = self.critic(real_species, real_frac, real_cell, b.batch, edges, cvec)
         d_fake, _, _ = self.critic(fake[2], self._blur(fake[1], generator), fake[0], b.batch, edges, cvec)
         aux_d = self._aux_loss(aux_real, cond)
-        loss_d = torch.relu(1 - d_real).mean() + torch.relu(1 + d_fake).mean() + self.cfg.aux_weight * aux_d
+        loss_d = torch.relu(1 - d_real).mean() + torch.relu(1 + d_fake).mean() + self.cfg.loss.aux_weight * aux_d
         r1 = torch.zeros((), device=dev)
         if penalised:
             grads = torch.autograd.grad(d_real.sum(), [real_frac, real_cell], create_graph=True)
             r1 = sum(g.pow(2).sum() for g in grads) / n
-            loss_d = loss_d + 0.5 * self.cfg.r1_gamma * r1
+            loss_d = loss_d + 0.5 * self.cfg.loss.r1_gamma * r1
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         nn.utils.clip_grad_norm_(self.critic.parameters(), grad_clip)
@@ -213,11 +152,11 @@ class CrystalGAN(nn.Module):
         elements = (species.mean(0) - real_species.mean(0)).abs().sum()
         scale = self.normalizer.length_scale * b.num_atoms.to(frac.dtype).pow(1 / 3)  # model units -> Å
         dist = pair_distances(frac, lattice, b.batch, *edges) * scale[b.batch[edges[0]]]
-        overlap = (torch.relu(self.cfg.min_distance - dist) ** 2).mean() if dist.numel() else dist.sum()
+        overlap = (torch.relu(self.cfg.loss.min_distance - dist) ** 2).mean() if dist.numel() else dist.sum()
         structure = self._structure_gap(frac, lattice, b, edges, real_lattice)
-        loss_g = (-d_gen.mean() + self.cfg.aux_weight * aux_g + self.cfg.feature_matching * matching
-                  + self.cfg.lattice_matching * cells + self.cfg.repulsion * overlap
-                  + self.cfg.species_matching * elements + self.cfg.structure_matching * structure)
+        loss_g = (-d_gen.mean() + self.cfg.loss.aux_weight * aux_g + self.cfg.loss.feature_matching * matching
+                  + self.cfg.loss.lattice_matching * cells + self.cfg.loss.repulsion * overlap
+                  + self.cfg.loss.species_matching * elements + self.cfg.loss.structure_matching * structure)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         nn.utils.clip_grad_norm_(self.generator.parameters(), grad_clip)
@@ -230,9 +169,9 @@ class CrystalGAN(nn.Module):
     def _structure_gap(self, frac: torch.Tensor, lattice: torch.Tensor, b: CrystalBatch,
                        edges: tuple[torch.Tensor, torch.Tensor], real_lattice: torch.Tensor) -> torch.Tensor:
         """Moment gap of the generated crystals' radial distributions to the real batch's (0 when off)."""
-        if self.cfg.structure_matching == 0:
+        if self.cfg.loss.structure_matching == 0:
             return torch.zeros((), device=frac.device)
-        centers = torch.linspace(0.0, self.cfg.profile_max, self.cfg.profile_bins, device=frac.device,
+        centers = torch.linspace(0.0, self.cfg.loss.profile_max, self.cfg.loss.profile_bins, device=frac.device,
                                  dtype=frac.dtype)
         with torch.no_grad():
             real = radial_profile(b.frac, real_lattice, b.batch, *edges, b.num_atoms, centers)

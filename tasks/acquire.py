@@ -27,6 +27,7 @@ from conf.loop import AcquisitionConfig
 from tasks.acquisition.functions import acquisition_values, select
 from tasks.acquisition.surrogate import EnsembleSurrogate
 from tasks.errors import EvaluationError
+from tasks.results import TaskRecord
 
 
 def rank_candidates(candidates: Sequence[tuple[str, Structure]], train: Sequence[tuple[Structure, float | None]],
@@ -143,7 +144,7 @@ def campaign_training_set(store, campaign_id: str, candidates: bool = True, stru
 
 
 @task(name="acquire")
-def acquire_task(store_url: str, campaign_id: str, round_index: int, references_relaxed: int = 0) -> dict:
+def acquire_task(store_url: str, campaign_id: str, round_index: int, references_relaxed: int = 0) -> TaskRecord:
     """Rank the round's accepted candidates and store which are relaxed."""
     from tasks.context import round_seed
     from tasks.store import Store
@@ -154,7 +155,7 @@ def acquire_task(store_url: str, campaign_id: str, round_index: int, references_
     acq = cfg.acquisition
     if acq.function == "all":
         store.advance_round(campaign_id, round_index, "acquired", {"acquisition": "all"})
-        return {"start": start, "end": time.time(), "compute_s": 0.0}
+        return TaskRecord.since(start, compute_s=0.0)
     if not cfg.feedback.enabled:  # the control: what is relaxed does not depend on the campaign's results
         acq = acq.model_copy(update={"function": "random"})
     screen = acq.surrogate == "mlip"  # the control still screens: its record says what acquisition would pick
@@ -206,4 +207,4 @@ def acquire_task(store_url: str, campaign_id: str, round_index: int, references_
                                          if chosen else None, "ranked": float(np.mean(target_prob)),
                                          "predictor": predictor.hash}
     store.save_acquisition(campaign_id, round_index, rows, summary)
-    return {**summary, "start": start, "end": time.time(), "compute_s": time.time() - start}
+    return TaskRecord.since(start)

@@ -31,7 +31,7 @@ from typing import NamedTuple
 from prefect import task
 
 from conf.schema import FeedbackConfig, TargetRange
-from tasks.results import ArmStat, RoundFeedback
+from tasks.results import ArmStat, RoundFeedback, TaskRecord
 
 
 class Outcome(NamedTuple):
@@ -88,7 +88,7 @@ def _mean(xs: list[float]) -> float | None:
 
 
 @task(name="feedback")
-def feedback_task(store_url: str, campaign_id: str, round_index: int) -> dict:
+def feedback_task(store_url: str, campaign_id: str, round_index: int) -> TaskRecord:
     """Compute and store the round's feedback; completes the round."""
     from tasks.context import relax_context
     from tasks.store import Store
@@ -120,4 +120,4 @@ def feedback_task(store_url: str, campaign_id: str, round_index: int) -> dict:
     store.advance_round(campaign_id, round_index, "completed", {"top_arms": dict(top), "lab": lab_summary,
                                                                 "learning": "on" if cfg.feedback.enabled else "off"},
                         feedback=fb)
-    return {"arms": len(fb.arm_weights), "start": start, "end": time.time(), "compute_s": time.time() - start}
+    return TaskRecord.since(start)

@@ -14,7 +14,7 @@ from tasks.candidate import Candidate
 from tasks.context import make_conditions, round_seed
 from tasks.generators import build_generator
 from tasks.learn import current_checkpoint
-from tasks.results import Conditions, RoundFeedback
+from tasks.results import Conditions, RoundFeedback, TaskRecord
 from tasks.seeds import SeedSet
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def round_guide(cfg: CampaignConfig, conditions: Conditions, store, campaign_id:
 
 
 @task(name="generate")
-def generate_task(store_url: str, campaign_id: str, round_index: int) -> dict:
+def generate_task(store_url: str, campaign_id: str, round_index: int) -> TaskRecord:
     """Generate a round's batch and store it (candidates, proposals, conditions) in one transaction."""
     from tasks.store import Store
 
@@ -88,4 +88,4 @@ def generate_task(store_url: str, campaign_id: str, round_index: int) -> dict:
                "generated_formulas": dict(Counter(c.formula for c in candidates)), "generator_notes": notes,
                **({"conditions_learned": learned} if learned else {})}
     store.save_proposals(campaign_id, round_index, candidates, conditions, summary)
-    return {"generated": len(candidates), "start": start, "end": time.time(), "compute_s": compute}
+    return TaskRecord.since(start, compute_s=compute)

@@ -24,7 +24,7 @@ from pymatgen.core import Structure
 from conf.generator import CHECKPOINT_GENERATORS
 from conf.schema import CampaignConfig
 from tasks.errors import GeneratorError
-from tasks.results import PropertyValue
+from tasks.results import PropertyValue, TaskRecord
 
 
 def best_labels(properties: Sequence[PropertyValue]) -> dict[str, dict[str, float]]:
@@ -98,7 +98,7 @@ def fine_tune_round(checkpoint: Path, found: Sequence[tuple[Structure, dict[str,
 
 
 @task(name="learn")
-def learn_task(store_url: str, campaign_id: str, round_index: int) -> dict:
+def learn_task(store_url: str, campaign_id: str, round_index: int) -> TaskRecord:
     """Fine-tune the generator after the round (or record why not) and advance the round to ``learned``."""
     from tasks.candidate import structure_from_json
     from tasks.context import relax_context, round_seed
@@ -119,7 +119,7 @@ def learn_task(store_url: str, campaign_id: str, round_index: int) -> dict:
         why = "no converged relaxation yet"
     if why is not None:
         store.advance_round(campaign_id, round_index, "learned", {"learn": why})
-        return {"start": start, "end": time.time(), "compute_s": 0.0}
+        return TaskRecord.since(start, compute_s=0.0)
     seed = round_seed(cfg.seed, round_index)
     seeds = store.seed_set(campaign_id)
     pool = [s.structure for s in (*seeds.templates, *seeds.known_phases)
@@ -130,4 +130,4 @@ def learn_task(store_url: str, campaign_id: str, round_index: int) -> dict:
     out = Path(store.campaign(campaign_id).campaign_dir) / "generator" / f"round-{round_index}.pt"
     summary = fine_tune_round(checkpoint, found, replay, cfg, seed, out)
     store.advance_round(campaign_id, round_index, "learned", {"learn": summary})
-    return {"start": start, "end": time.time(), "compute_s": time.time() - start}
+    return TaskRecord.since(start)

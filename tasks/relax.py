@@ -19,7 +19,7 @@ from conf.schema import RelaxConfig
 from tasks.candidate import normalize_structure, structure_to_json
 from tasks.context import relax_context, relax_settings_hash
 from tasks.mlip import MLIPSpec, load_calculator
-from tasks.results import RelaxResult
+from tasks.results import RelaxChunkRecord, RelaxResult, TaskRecord
 
 DISTANCE_FLOOR = 0.5  # Å, the validity filter's hard floor
 
@@ -97,18 +97,18 @@ def relax_many(items: Sequence[tuple[str, Structure, bool]], spec: MLIPSpec, cfg
 
 
 @task(name="load-mlip")
-def load_mlip_task(spec: MLIPSpec) -> dict:
+def load_mlip_task(spec: MLIPSpec) -> TaskRecord:
     """Load the MLIP in a worker ahead of the first relaxation (workers keep it for the campaign)."""
     from tasks.logs import route_library_output
 
     route_library_output()  # this worker's library warnings and the model's banner: to the campaign log
     start = time.time()
     load_calculator(spec)
-    return {"start": start, "end": time.time()}
+    return TaskRecord.since(start)
 
 
 @task(name="relax-chunk")
-def relax_chunk_task(store_url: str, campaign_id: str, kind: str, hashes: list[str]) -> dict:
+def relax_chunk_task(store_url: str, campaign_id: str, kind: str, hashes: list[str]) -> RelaxChunkRecord:
     """Relax one chunk of candidates (``kind='candidate'``) or known phases (``kind='reference'``).
 
     Skips whatever the store already holds for the campaign's MLIP and settings, writes the rest in one
@@ -139,7 +139,6 @@ def relax_chunk_task(store_url: str, campaign_id: str, kind: str, hashes: list[s
     else:
         raise ValueError(f"unknown relax kind {kind!r}; allowed: candidate, reference")
     statuses = [r.status for r in results + reused]
-    return {"kind": kind, "relaxed": len(results), "reused": len(reused),
-            "skipped": len(hashes) - len(results) - len(reused),
-            "converged": statuses.count("converged"), "start": start, "end": time.time(),
-            "compute_s": sum(r.wall_time_s for r in results)}
+    return RelaxChunkRecord.since(start, compute_s=sum(r.wall_time_s for r in results), kind=kind,
+                               relaxed=len(results), reused=len(reused),
+                               skipped=len(hashes) - len(results) - len(reused), converged=statuses.count("converged"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any, Literal, NamedTuple
 
 from pydantic import Field
@@ -122,3 +123,28 @@ class PropertyValue(NamedTuple):
     unit: str
     source: str
     uncertainty: float | None = None  # 1 sigma in ``unit`` (the predictor's); None where unknown
+
+
+class TaskRecord(_Result):
+    """What one task body of a round step did: when it ran and what it computed (its summary is in the store)."""
+
+    start: float = Field(description="When the task body started, epoch seconds.")
+    end: float = Field(description="When it ended, epoch seconds.")
+    compute_s: float = Field(description="Compute time, s: the body's wall time, or the model's own time where a "
+                                         "task tells it apart from store I/O (relaxation, generation).")
+
+    @classmethod
+    def since(cls, start: float, compute_s: float | None = None, **fields: Any) -> TaskRecord:
+        """The run of a body that started at ``start`` and ends now (``compute_s`` default: its wall time)."""
+        end = time.time()
+        return cls(start=start, end=end, compute_s=end - start if compute_s is None else compute_s, **fields)
+
+
+class RelaxChunkRecord(TaskRecord):
+    """One relaxation chunk: what it relaxed, copied from another campaign, or found done already."""
+
+    kind: Literal["candidate", "reference"] = Field(description="Candidates or the campaign's known phases.")
+    relaxed: int = Field(description="Structures relaxed by this chunk.")
+    reused: int = Field(description="Relaxations copied from another campaign of the store (relax.reuse).")
+    skipped: int = Field(description="Structures the store held already for this MLIP and settings.")
+    converged: int = Field(description="Relaxed or reused structures that converged.")

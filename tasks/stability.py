@@ -22,7 +22,7 @@ from tasks.candidate import structure_from_json
 from tasks.errors import EvaluationError
 from tasks.metrics.hull import ReferenceHull, formation_energy_per_atom
 from tasks.metrics.matching import MatchIndex
-from tasks.results import Evaluation
+from tasks.results import Evaluation, TaskRecord
 
 Energy = tuple[str, str, float]  # (label or hash, formula, energy per atom in eV/atom)
 
@@ -157,7 +157,7 @@ def _with_target_properties(store, cfg, campaign_id: str, round_index: int, eval
 
 
 @task(name="evaluate")
-def evaluate_task(store_url: str, campaign_id: str, round_index: int) -> dict:
+def evaluate_task(store_url: str, campaign_id: str, round_index: int) -> TaskRecord:
     """Evaluate every converged candidate of the campaign against the current hull and store the properties."""
     from tasks.context import relax_context
     from tasks.store import Store
@@ -205,4 +205,4 @@ def evaluate_task(store_url: str, campaign_id: str, round_index: int) -> dict:
                "hull_phases": stable, "references_used": len(refs),
                "property_satisfaction": satisfied(this_round), **corrections}
     store.save_evaluations(campaign_id, round_index, evaluations, spec.identity, "evaluated", summary)
-    return {**summary, "start": start, "end": time.time(), "compute_s": time.time() - start}
+    return TaskRecord.since(start)

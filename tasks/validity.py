@@ -18,7 +18,7 @@ from conf.schema import FilterConfig
 from tasks.candidate import Candidate
 from tasks.metrics.matching import MatchIndex
 from tasks.metrics.validity import composition_valid, structure_valid
-from tasks.results import FilterVerdict, Rejection
+from tasks.results import FilterVerdict, Rejection, TaskRecord
 
 
 def geometry_rejections(structure: Structure, cfg: FilterConfig) -> list[Rejection]:
@@ -120,7 +120,7 @@ def filter_batch(proposals: Sequence[tuple[int, Candidate]], round_index: int, c
 
 
 @task(name="filter")
-def filter_task(store_url: str, campaign_id: str, round_index: int) -> dict:
+def filter_task(store_url: str, campaign_id: str, round_index: int) -> TaskRecord:
     """Filter a round's proposals against the seeds and every earlier candidate; store the verdicts."""
     from tasks.context import make_conditions
     from tasks.store import Store
@@ -147,4 +147,4 @@ def filter_task(store_url: str, campaign_id: str, round_index: int) -> dict:
                "cdvae_validity": sum(composition_valid(c.structure.composition) and structure_valid(c.structure)
                                      for _, _, c in proposals) / n}
     store.save_verdicts(campaign_id, round_index, [(pid, v) for (pid, _, _), v in zip(proposals, verdicts)], summary)
-    return {**summary, "start": start, "end": time.time(), "compute_s": time.time() - start}
+    return TaskRecord.since(start)

@@ -41,7 +41,7 @@ def _score(model, structures):
 def test_critic_is_invariant_to_permutation_rotation_and_translation(toy, distance_rbf):
     structures, model = toy
     if distance_rbf:  # with the distance message step
-        model = CrystalGAN(SMALL.model_copy(update={"distance_rbf": distance_rbf}), model.normalizer)
+        model = CrystalGAN(SMALL.updated(distance_rbf=distance_rbf), model.normalizer)
         assert model.critic.distances is not None
     model.eval()
     base = _score(model, structures)
@@ -55,7 +55,7 @@ def test_critic_is_invariant_to_permutation_rotation_and_translation(toy, distan
 
 def test_distance_messages_see_atom_positions_and_learn(toy):
     structures, model = toy
-    model = CrystalGAN(SMALL.model_copy(update={"distance_rbf": 16}), model.normalizer)
+    model = CrystalGAN(SMALL.updated(distance_rbf=16), model.normalizer)
     model.eval()
     moved = perovskite("Sr", "Ti", 3.9)
     moved.translate_sites([0], [0.1, 0.05, 0.0])  # same cell and species, one atom off its site
@@ -90,7 +90,28 @@ def test_gan_checkpoints_from_before_later_options_still_load(toy):
     again = CrystalGAN(GANConfig.model_validate(stored), model.normalizer)
     again.load_state_dict(model.state_dict())  # strict: the same modules
     assert again.critic.distances is None
-    assert again.cfg.species_noise == 1.0 and again.cfg.structure_matching == 0.0  # trained and sampled as before
+    assert again.cfg.architecture.species_noise == 1.0 and again.cfg.loss.structure_matching == 0.0  # as before
+
+
+def test_gan_config_groups_its_fields_and_stores_them_flat():
+    """Grouped in Python (architecture / optimiser / loss), flat in checkpoints and training configs, so the
+    shipped GAN's hash (which covers its config) is what it was."""
+    from models.checkpoint import builtin_checkpoint, load_checkpoint, state_hash
+
+    cfg = GANConfig(hidden_dim=32, generator_lr=1e-3, r1_gamma=2.0, properties=("band_gap",))
+    assert (cfg.architecture.hidden_dim, cfg.optimiser.generator_lr, cfg.loss.r1_gamma) == (32, 1e-3, 2.0)
+    flat = cfg.model_dump(mode="json")
+    assert flat["hidden_dim"] == 32 and "architecture" not in flat and GANConfig.model_validate(flat) == cfg
+    assert GANConfig(architecture={"hidden_dim": 32}).architecture.hidden_dim == 32
+    with pytest.raises(ValueError, match="hidden_dim given both flat and under architecture"):
+        GANConfig(hidden_dim=32, architecture={"hidden_dim": 64})
+    with pytest.raises(ValueError, match="hiden_dim"):
+        GANConfig(hiden_dim=32)
+    shipped = load_checkpoint(builtin_checkpoint("gan"))
+    stored = GANConfig.model_validate(shipped["model_config"]).model_dump(mode="json")
+    assert stored == shipped["model_config"]
+    meta = {"kind": shipped["kind"], "model_config": stored, "normalizer": shipped["normalizer"]}
+    assert state_hash(shipped["ema_state_dict"], meta) == shipped["hash"]
 
 
 def _rotation() -> np.ndarray:
@@ -133,7 +154,7 @@ def test_one_training_step_updates_generator_and_critic(toy):
 @pytest.mark.parametrize("distance_rbf", [0, 16])
 def test_r1_penalty_is_the_squared_critic_gradient_at_real_crystals_and_finite_on_cubic_cells(distance_rbf):
     cubic = [perovskite("Sr", "Ti", 3.9), perovskite("Ba", "Zr", 4.2)]  # shears 0 in every crystal: std 0
-    cfg = SMALL.model_copy(update={"r1_gamma": 10.0, "condition_on_elements": False, "distance_rbf": distance_rbf})
+    cfg = SMALL.updated(r1_gamma=10.0, condition_on_elements=False, distance_rbf=distance_rbf)
     torch.manual_seed(0)
     model = CrystalGAN(cfg, Normalizer.fit(cubic))
     b = batch_from_structures(cubic)
@@ -146,7 +167,7 @@ def test_r1_penalty_is_the_squared_critic_gradient_at_real_crystals_and_finite_o
     record = Trainer(model, TrainConfig(epochs=1, batch_size=2), training_meta(cfg, data)).fit(data)[-1]
     assert all(np.isfinite(v) for v in record.values())
     torch.manual_seed(0)  # the same critic and step without the penalty: the critic loss differs by gamma/2 r1
-    plain = CrystalGAN(cfg.model_copy(update={"r1_gamma": 0.0}), Normalizer.fit(cubic))
+    plain = CrystalGAN(cfg.updated(r1_gamma=0.0), Normalizer.fit(cubic))
     base = Trainer(plain, TrainConfig(epochs=1, batch_size=2), training_meta(plain.cfg, data)).fit(data)[-1]
     assert record["critic"] - base["critic"] == pytest.approx(5.0 * record["r1"], rel=1e-3) and base["r1"] == 0
     # (the training step runs one more spectral-norm power iteration: the critic differs a little)
@@ -177,7 +198,7 @@ def test_collapse_restores_the_last_healthy_state_then_stops(toy, tmp_path):
     healthy = trainer.last_good["state_dict"]
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in healthy.items())  # weights put back
     assert trainer.epoch == 4 and [r.get("restart") for r in trainer.history] == [None, 1, 2, 3]
-    assert trainer.optimizers["critic"].param_groups[0]["lr"] == pytest.approx(SMALL.critic_lr * 0.5**3)
+    assert trainer.optimizers["critic"].param_groups[0]["lr"] == pytest.approx(SMALL.optimiser.critic_lr * 0.5**3)
     saved = load_checkpoint(tmp_path / "g.pt")
     assert saved["epoch"] == 4 and all(torch.equal(v, healthy[k]) for k, v in saved["state_dict"].items())
 

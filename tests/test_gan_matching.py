@@ -45,7 +45,7 @@ def test_radial_profile_is_the_smoothed_histogram_of_nearest_image_distances_in_
 
 def test_structure_matching_is_zero_on_the_data_and_pulls_a_displaced_atom_back():
     structures = [perovskite("Sr", "Ti", 3.9), perovskite("Ba", "Zr", 4.2)]
-    model = CrystalGAN(SMALL.model_copy(update={"structure_matching": 1.0}), Normalizer.fit(structures))
+    model = CrystalGAN(SMALL.updated(structure_matching=1.0), Normalizer.fit(structures))
     b = batch_from_structures(structures)
     lattice, edges = _model_lattice(model, b), b.edges()
     assert model._structure_gap(b.frac, lattice, b, edges, lattice).item() == 0.0
@@ -72,15 +72,15 @@ def test_structure_matching_is_zero_on_the_data_and_pulls_a_displaced_atom_back(
 def test_without_species_noise_the_species_are_the_argmax_of_the_latent_driven_logits():
     structures = [perovskite("Sr", "Ti", 3.9), perovskite("Ba", "Zr", 4.2)]
     torch.manual_seed(0)
-    cfg = SMALL.model_copy(update={"species_noise": 0.0, "condition_on_elements": False})  # no condition input
+    cfg = SMALL.updated(species_noise=0.0, condition_on_elements=False)  # no condition input
     model = CrystalGAN(cfg, Normalizer.fit(structures))
     model.eval()
     counts = torch.tensor([5, 5, 3])
     batch = torch.repeat_interleave(torch.arange(3), counts)
     _, _, species = model.generate(counts, batch, None, None, torch.Generator().manual_seed(7))
     rng = torch.Generator().manual_seed(7)  # the same latents, drawn in generate's order
-    z_crystal = torch.randn(3, SMALL.latent_dim, generator=rng)
-    z_atoms = torch.randn(13, SMALL.latent_dim, generator=rng)
+    z_crystal = torch.randn(3, SMALL.architecture.latent_dim, generator=rng)
+    z_atoms = torch.randn(13, SMALL.architecture.latent_dim, generator=rng)
     _, _, logits = model.generator(z_crystal, z_atoms, counts, batch, None)
     banned = ~model.normalizer.element_support().expand_as(logits).clone()
     banned[:, MASK] = True
@@ -88,7 +88,7 @@ def test_without_species_noise_the_species_are_the_argmax_of_the_latent_driven_l
     assert torch.equal(species.argmax(-1), expected)
     assert species.shape == (13, MAX_Z + 1)
     # with noise (the default) the same latents give other draws for some atoms
-    noisy = CrystalGAN(cfg.model_copy(update={"species_noise": 1.0}), model.normalizer)
+    noisy = CrystalGAN(cfg.updated(species_noise=1.0), model.normalizer)
     noisy.load_state_dict(model.state_dict())
     drawn = noisy.generate(counts, batch, None, None, torch.Generator().manual_seed(7))[2].argmax(-1)
     assert (drawn != species.argmax(-1)).any()

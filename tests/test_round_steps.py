@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from flows.round_steps import ROUND_STEPS, STEP_OF_STATE, StepReport, TaskStep, chunks
+from tasks.results import RelaxChunkRecord, TaskRecord
 from tasks.store import ROUND_STATES
 
 
@@ -20,8 +21,9 @@ def test_the_steps_reach_the_store_states_in_order():
 
 
 def test_step_reports_add_and_record_their_timing():
-    a = StepReport.of({"start": 1.0, "end": 3.0, "compute_s": 2.0}, {"start": 2.0, "end": 5.0, "compute_s": 3.0})
-    b = StepReport.of({"start": 6.0, "end": 7.0, "compute_s": 1.0})
+    a = StepReport.of(TaskRecord(start=1.0, end=3.0, compute_s=2.0), TaskRecord(start=2.0, end=5.0, compute_s=3.0))
+    b = StepReport.of(RelaxChunkRecord(start=6.0, end=7.0, compute_s=1.0, kind="candidate", relaxed=2, reused=0,
+                                       skipped=1, converged=2))
     total = a + b
     assert total.intervals == ((1.0, 3.0), (2.0, 5.0), (6.0, 7.0)) and total.compute_s == 6.0
     assert total.timing(9.5) == {"wall_s": 9.5, "intervals": [[1.0, 3.0], [2.0, 5.0], [6.0, 7.0]], "compute_s": 6.0}
