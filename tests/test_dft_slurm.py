@@ -126,7 +126,8 @@ def _kill_and_resume(tmp_path, env):
     deadline, victim = time.time() + 300, None
     while time.time() < deadline and proc.poll() is None and victim is None:
         time.sleep(0.5)
-        if (out / "matloop.db").exists() and store.campaigns():
+        db = out / "matloop.db"
+        if db.exists() and db.stat().st_size > 0 and store.campaigns():  # the file exists before its schema
             cid = store.campaigns()[0].id
             running = [r for r in store.dft_calcs(cid, ["submitted", "running"]) if r.job_id]
             if running:

@@ -52,7 +52,8 @@ def _kill_mid_round(tmp_path, prefect_server):
     killed_at = None
     while time.time() < deadline and proc.poll() is None:
         time.sleep(0.5)
-        if not (tmp_path / "out" / "matloop.db").exists():
+        db = tmp_path / "out" / "matloop.db"
+        if not db.exists() or db.stat().st_size == 0:  # SQLite creates the file before it writes the schema
             continue
         with transaction(url) as s:
             n_relaxed = s.scalar(select(func.count()).select_from(RelaxationRow).join(CandidateRow)
@@ -141,7 +142,8 @@ def test_one_live_runner_per_campaign(tmp_path, prefect_server):
     cid = None
     while time.time() < deadline and first.poll() is None and cid is None:
         time.sleep(0.5)
-        if (tmp_path / "out" / "matloop.db").exists():
+        db = tmp_path / "out" / "matloop.db"
+        if db.exists() and db.stat().st_size > 0:  # SQLite creates the file before it writes the schema
             campaigns = Store(url).campaigns()
             if campaigns and Store(url).lease(campaigns[0].id) is not None:
                 cid = campaigns[0].id
