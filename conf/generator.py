@@ -122,13 +122,18 @@ class RandomGeneratorConfig(_Common):
         return self.random
 
 
-def _checkpoint_given(name: str, options: CheckpointSource) -> None:
-    if options.checkpoint is None:
-        raise ValueError(f"generator.name={name} needs generator.{name}.checkpoint (builtin, a file or a URL; "
-                         f"train one with `matloop train --generator {name}`)")
+class _FromCheckpoint(_Common):
+    """A generator that samples from a trained checkpoint: the checkpoint must be given."""
+
+    @model_validator(mode="after")
+    def _has_checkpoint(self) -> _FromCheckpoint:
+        if self.options.checkpoint is None:
+            raise ValueError(f"generator.name={self.name} needs generator.{self.name}.checkpoint (builtin, a file or "
+                             f"a URL; train one with `matloop train --generator {self.name}`)")
+        return self
 
 
-class DiffusionGeneratorConfig(_Common):
+class DiffusionGeneratorConfig(_FromCheckpoint):
     """The diffusion model (a matloop checkpoint)."""
 
     name: Literal["diffusion"]
@@ -138,13 +143,8 @@ class DiffusionGeneratorConfig(_Common):
     def options(self) -> DiffusionOptions:
         return self.diffusion
 
-    @model_validator(mode="after")
-    def _has_checkpoint(self) -> DiffusionGeneratorConfig:
-        _checkpoint_given(self.name, self.diffusion)
-        return self
 
-
-class GANGeneratorConfig(_Common):
+class GANGeneratorConfig(_FromCheckpoint):
     """The conditional GAN (a matloop checkpoint)."""
 
     name: Literal["gan"]
@@ -153,11 +153,6 @@ class GANGeneratorConfig(_Common):
     @property
     def options(self) -> GANOptions:
         return self.gan
-
-    @model_validator(mode="after")
-    def _has_checkpoint(self) -> GANGeneratorConfig:
-        _checkpoint_given(self.name, self.gan)
-        return self
 
 
 def _tag(value: Any) -> Any:

@@ -38,11 +38,12 @@ def preflight(cfg: CampaignConfig) -> SeedSet:
 def check_checkpoint(cfg: CampaignConfig) -> None:
     """A diffusion or GAN campaign's checkpoint exists (a URL is fetched and checked now) and loads as that
     family's matloop checkpoint: found before the campaign row is written, not at its first generate step."""
+    from conf.generator import CHECKPOINT_GENERATORS
     from tasks.errors import GeneratorError
     from tasks.generators.fetch import resolve_checkpoint
 
     name = cfg.generator.name
-    if name not in ("diffusion", "gan"):
+    if name not in CHECKPOINT_GENERATORS:
         return
     options = cfg.generator.options
     try:
