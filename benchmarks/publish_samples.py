@@ -152,12 +152,13 @@ def main() -> None:
         raise SystemExit(f"error: unknown entries {unknown}; allowed: {[e.name for e in ENTRIES]}")
     SAMPLES.mkdir(parents=True, exist_ok=True)
     manifest_path = SAMPLES / "MANIFEST.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     for entry in ENTRIES:
         if entry.name not in names:
             continue
         record = publish(entry, args.dry_run)
         if record is not None:
+            # read just before writing: two runs over different entries may share the manifest
+            manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
             manifest[entry.name] = record
             manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
             print(json.dumps({entry.name: record}, indent=2), flush=True)
