@@ -175,6 +175,10 @@ class RelaxConfig(Strict):
     fmax: float = Field(0.05, gt=0, description="Force convergence, eV/Å.")
     max_steps: int = Field(200, ge=1)
     optimizer: Literal["FIRE", "BFGS", "LBFGS"] = Field("FIRE", description="ASE optimizer.")
+    engine: Literal["ase", "batched"] = Field("ase", description="ase: one structure at a time (ASE optimizer on a "
+                                              "FrechetCellFilter; any backend). batched: a chunk's structures through "
+                                              "one model call per step (TorchSim FIRE on a Fréchet cell filter; "
+                                              "backend mace and optimizer FIRE only; set chunk_size to 32-256).")
     max_step: float = Field(0.2, gt=0, description="Largest step of the optimizer, Å.")
     max_volume_ratio: float = Field(2.5, gt=1, description="Cells whose volume grows or shrinks by more "
                                     "than this factor count as exploded.")
@@ -183,6 +187,14 @@ class RelaxConfig(Strict):
     reuse: bool = Field(True, description="Copy the relaxation of an identical structure (same hash, MLIP and "
                         "settings) that another campaign in the same store already ran, instead of running it "
                         "again; the copy records where it came from and still counts against the budget.")
+
+    @model_validator(mode="after")
+    def _batched_needs_mace_fire(self) -> RelaxConfig:
+        if self.engine == "batched" and (self.backend != "mace" or self.optimizer != "FIRE"):
+            raise ValueError(f"relax.engine 'batched' needs backend 'mace' and optimizer 'FIRE' (got backend "
+                             f"{self.backend!r}, optimizer {self.optimizer!r}): TorchSim batches MACE with FIRE only, "
+                             "and 'auto' may fall back to CHGNet; allowed engines otherwise: ase")
+        return self
 
 
 class StoreConfig(Strict):

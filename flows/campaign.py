@@ -92,7 +92,7 @@ def _run_rounds(store: Store, campaign_id: str, cfg: CampaignConfig) -> dict:
     warm_up = []
     if isinstance(runner, SharedProcessPool):
         # workers start and load the model while the first round generates and filters
-        warm_up = [load_mlip_task.submit(spec) for _ in range(cfg.runner.max_workers)]
+        warm_up = [load_mlip_task.submit(spec, cfg.relax.engine) for _ in range(cfg.runner.max_workers)]
     else:
         runner = make_task_runner(cfg.runner)
     round_flow = campaign_round.with_options(task_runner=runner)

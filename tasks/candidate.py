@@ -25,6 +25,17 @@ def normalize_structure(structure: Structure) -> Structure:
     return Structure(s.lattice, s.species, np.mod(s.frac_coords, 1.0), to_unit_cell=True)
 
 
+DISTANCE_FLOOR = 0.5  # Å, the validity filter's hard floor: a relaxation that ends with atoms closer has collapsed
+
+
+def collapse_reason(structure: Structure) -> str:
+    """Why a relaxed structure counts as exploded (two atoms closer than :data:`DISTANCE_FLOOR`), or ''."""
+    if len(structure) < 2:
+        return ""
+    dmin = float(structure.distance_matrix[np.triu_indices(len(structure), 1)].min())
+    return f"atoms {dmin:.2f} Å apart after relaxation" if dmin < DISTANCE_FLOOR else ""
+
+
 def structure_hash(structure: Structure, decimals: int = 3) -> str:
     """Canonical 16-hex hash of a structure, independent of site order and cell setting.
 

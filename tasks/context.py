@@ -42,9 +42,11 @@ def round_seed(campaign_seed: int, round_index: int) -> int:
 
 def relax_settings_hash(cfg: RelaxConfig) -> str:
     """Stable 12-hex hash of the settings that change a relaxation's outcome (not chunking, retries, reuse or
-    the backend name: the MLIP's identity is recorded beside it)."""
+    the backend name: the MLIP's identity is recorded beside it). The engine counts: batched FIRE is not ASE's
+    step for step."""
+    exclude = {"reuse"} | ({"engine"} if cfg.engine == "ase" else set())  # hashes from before engines existed hold
     dump = cfg.model_copy(update={"chunk_size": 1, "retries": 0, "backend": "auto"}).model_dump(mode="json",
-                                                                                               exclude={"reuse"})
+                                                                                               exclude=exclude)
     return hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()[:12]
 
 

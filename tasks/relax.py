@@ -16,12 +16,10 @@ from prefect import task
 from pymatgen.core import Structure
 
 from conf.schema import RelaxConfig
-from tasks.candidate import normalize_structure, structure_to_json
+from tasks.candidate import collapse_reason, normalize_structure, structure_to_json
 from tasks.context import relax_context, relax_settings_hash
 from tasks.mlip import MLIPSpec, load_calculator
 from tasks.results import RelaxChunkRecord, RelaxResult, TaskRecord
-
-DISTANCE_FLOOR = 0.5  # Å, the validity filter's hard floor
 
 
 def _finite(atoms) -> bool:
@@ -65,10 +63,8 @@ def relax_structure(structure: Structure, calc, cfg: RelaxConfig, *, hash: str, 
                            settings_hash=relax_settings_hash(cfg), n_steps=steps,
                            wall_time_s=time.perf_counter() - start)
     final = normalize_structure(AseAtomsAdaptor.get_structure(atoms))
-    if status == "converged" and len(final) > 1:
-        dmin = float(final.distance_matrix[np.triu_indices(len(final), 1)].min())
-        if dmin < DISTANCE_FLOOR:
-            status, reason = "exploded", f"atoms {dmin:.2f} Å apart after relaxation"
+    if status == "converged" and (collapsed := collapse_reason(final)):
+        status, reason = "exploded", collapsed
     finite = status != "nan"
     energy = float(atoms.get_potential_energy()) if finite else None
     return RelaxResult(
@@ -89,21 +85,31 @@ def worker_info() -> dict:
 
 
 def relax_many(items: Sequence[tuple[str, Structure, bool]], spec: MLIPSpec, cfg: RelaxConfig) -> list[RelaxResult]:
-    """Relax ``(hash, structure, relax_cell)`` items with one loaded model."""
-    calc = load_calculator(spec)
+    """Relax ``(hash, structure, relax_cell)`` items with one loaded model, by ``cfg.engine``."""
     where = worker_info()
+    if cfg.engine == "batched":
+        from tasks.relax_batched import relax_batched
+
+        return [r.model_copy(update={"worker": where}) for r in relax_batched(items, spec, cfg)]
+    calc = load_calculator(spec)
     return [relax_structure(s, calc, cfg, hash=h, mlip=spec.identity, relax_cell=rc).model_copy(
         update={"worker": where}) for h, s, rc in items]
 
 
 @task(name="load-mlip")
-def load_mlip_task(spec: MLIPSpec) -> TaskRecord:
-    """Load the MLIP in a worker ahead of the first relaxation (workers keep it for the campaign)."""
+def load_mlip_task(spec: MLIPSpec, engine: str = "ase") -> TaskRecord:
+    """Load the MLIP in a worker ahead of the first relaxation (workers keep it for the campaign): the ASE
+    calculator, or TorchSim's model for ``engine='batched'``."""
     from tasks.logs import route_library_output
 
     route_library_output()  # this worker's library warnings and the model's banner: to the campaign log
     start = time.time()
-    load_calculator(spec)
+    if engine == "batched":
+        from tasks.relax_batched import load_batched_model
+
+        load_batched_model(spec)
+    else:
+        load_calculator(spec)
     return TaskRecord.since(start)
 
 

@@ -1,4 +1,5 @@
-"""A real 2-round micro-campaign under Prefect: real generators, real MLIPs (CHGNet and a tiny MACE), SQLite."""
+"""A real 2-round micro-campaign under Prefect: real generators, real MLIPs (CHGNet and a tiny MACE, the ASE and the
+batched TorchSim engines), SQLite."""
 
 from pathlib import Path
 
@@ -23,14 +24,18 @@ def _counts(url):
                 for t in (CandidateRow, ProposalRow, VerdictRow, RelaxationRow, PropertyRow)}
 
 
-@pytest.fixture(scope="session", params=["chgnet-processes", "mace-threads"])
+@pytest.fixture(scope="session", params=["chgnet-processes", "mace-threads", "mace-batched-processes"])
 def finished_campaign(request, prefect_server, tiny_mace, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(request.param)
     if request.param == "chgnet-processes":
         cfg = micro_config(tmp, **{"runner.kind": "processes", "generator.name": "random",
                                    "relax.max_steps": 150})
-    else:
+    elif request.param == "mace-threads":
         cfg = micro_config(tmp, **{"relax.backend": "mace", "relax.mace_model": str(tiny_mace)})
+    else:  # TorchSim relaxes each chunk as one batch in the worker processes
+        cfg = micro_config(tmp, **{"runner.kind": "processes", "relax.backend": "mace",
+                                   "relax.mace_model": str(tiny_mace), "relax.engine": "batched",
+                                   "relax.chunk_size": 16})
     cid = start_campaign(cfg)
     out = run_campaign(cfg.store_url(), cid)
     return cfg, cid, out
