@@ -5,14 +5,13 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-from pymatgen.core import Composition
 from rich.markup import escape
 from rich.table import Table
 
 from conf.predictor import UNITS
 from tasks.properties.targets import describe
 from tasks.store import Store
-from tasks.store.views import candidate_frame
+from tasks.store.views import best_candidates, campaign_summary
 
 
 def _fmt(x: object, digits: int = 3) -> str:
@@ -39,12 +38,11 @@ def campaign_table(url: str) -> Table:
         table.add_column(col)
     for c in store.campaigns():
         rounds = store.rounds(c.id)
-        df = candidate_frame(url, c.id)
-        new = df[(df["relaxed_match"].fillna("") == "") & [len(Composition(f)) > 1 for f in df["formula"]]]
+        n = campaign_summary(url, c.id, c.config["evaluate"]["stability_threshold"])
         done = sum(r.status == "completed" for r in rounds)
-        table.add_row(c.id, escape(c.name), shown_status(store, c), f"{done}/{len(rounds)}", str(len(df)),
-                      str(int((df["relax_status"] == "converged").sum())), str(int(df["stable_new"].sum())),
-                      _fmt(new["e_above_hull"].min()), c.mlip or "-", c.created_at.strftime("%Y-%m-%d %H:%M"))
+        table.add_row(c.id, escape(c.name), shown_status(store, c), f"{done}/{len(rounds)}", str(n["candidates"]),
+                      str(n["converged"]), str(n["stable_new"]), _fmt(n["best_new_e_above_hull"]), c.mlip or "-",
+                      c.created_at.strftime("%Y-%m-%d %H:%M"))
     return table
 
 
@@ -95,14 +93,10 @@ def candidates_table(url: str, cid: str, top: int, include_known: bool = False) 
     """Best relaxed candidates by E_hull; those that relaxed into a known phase or an earlier candidate are
     left out unless ``include_known``."""
     Store(url).campaign(cid)
-    df = candidate_frame(url, cid)
-    relaxed = df[df["e_above_hull"].notna()]
-    if not include_known:
-        relaxed = relaxed[relaxed["relaxed_match"].fillna("") == ""]
-    relaxed = relaxed.head(top)
+    relaxed, total = best_candidates(url, cid, top, include_known)
     what = "relaxed" if include_known else "new relaxed"
-    table = Table(title=f"best {len(relaxed)} {what} of {len(df)} candidates of campaign {cid}")
-    targets = [c for c in df.columns if f"{c}_source" in df.columns]  # band_gap: best value, sigma, source
+    table = Table(title=f"best {len(relaxed)} {what} of {total} candidates of campaign {cid}")
+    targets = [c for c in relaxed.columns if f"{c}_source" in relaxed.columns]  # band_gap: value, sigma, source
     for col in ("#", "formula", "hash", "round", "from", "E_hull (eV/atom)", "predicted ± σ (eV/atom)",
                 "E_form (eV/atom)", "E (eV/atom)", "sites", "relaxed into", "stable new",
                 *(f"{name} ({UNITS.get(name, '')})" for name in targets)):

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from pymatgen.core import Structure
+from pymatgen.core import Composition, Structure
 
 from conf.base import Strict
 
@@ -34,6 +35,16 @@ def collapse_reason(structure: Structure) -> str:
         return ""
     dmin = float(structure.distance_matrix[np.triu_indices(len(structure), 1)].min())
     return f"atoms {dmin:.2f} Å apart after relaxation" if dmin < DISTANCE_FLOOR else ""
+
+
+def is_new_stable(e_above_hull: float | None, relaxed_match: str | None, formula: str, threshold: float) -> bool:
+    """The campaign's one definition of a hit: relaxed, E_hull at most ``threshold`` (eV/atom), still new after
+    relaxation (it matches no known phase and no earlier candidate), and not a single-element cell (elemental
+    cells are references, never discoveries). ``matloop status``, ``matloop candidates``, the round summaries
+    and the discovery benchmark all count with it."""
+    if e_above_hull is None or (isinstance(e_above_hull, float) and math.isnan(e_above_hull)):
+        return False
+    return e_above_hull <= threshold and not relaxed_match and len(Composition(formula).elements) > 1
 
 
 def structure_hash(structure: Structure, decimals: int = 3) -> str:

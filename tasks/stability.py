@@ -18,7 +18,7 @@ from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition, Structure
 
 from conf.schema import MatcherConfig, TargetRange
-from tasks.candidate import structure_from_json
+from tasks.candidate import is_new_stable, structure_from_json
 from tasks.errors import EvaluationError
 from tasks.metrics.hull import ReferenceHull, formation_energy_per_atom
 from tasks.metrics.matching import MatchIndex
@@ -35,16 +35,6 @@ def _entry(label: str, formula: str, energy_per_atom: float) -> PDEntry:
 def meets_targets(values: dict[str, float], targets: dict[str, TargetRange]) -> bool:
     """All targets satisfied; a target on a property without a value is not met."""
     return all(name in values and target.contains(values[name], tolerance=0.05) for name, target in targets.items())
-
-
-def is_new_stable(e_above_hull: float | None, relaxed_match: str | None, formula: str, threshold: float) -> bool:
-    """The campaign's one definition of a hit: relaxed, E_hull at most ``threshold`` (eV/atom), still new after
-    relaxation (it matches no known phase and no earlier candidate), and not a single-element cell (elemental
-    cells are references, never discoveries). ``matloop status``, ``matloop candidates``, the round summaries
-    and the discovery benchmark all count with it."""
-    if e_above_hull is None or (isinstance(e_above_hull, float) and math.isnan(e_above_hull)):
-        return False
-    return e_above_hull <= threshold and not relaxed_match and len(Composition(formula).elements) > 1
 
 
 def build_hull(references: Sequence[Energy], candidates: Sequence[Energy]) -> tuple[PhaseDiagram, list[PDEntry]]:

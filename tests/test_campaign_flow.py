@@ -227,3 +227,29 @@ def test_round_artifacts_are_in_the_prefect_api(finished_campaign):
             progress = versions(f"round-{r}-progress")
             latest = max(progress, key=lambda a: a.created)  # an interrupted run leaves a version below 100
             assert latest.type == "progress" and float(latest.data) == 100.0
+
+
+def test_status_and_top_candidates_read_only_what_they_show(finished_campaign):
+    """`matloop status` and `matloop candidates` query counts and the top rows instead of the whole campaign:
+    the same numbers and rows as the full candidate frame."""
+    from pymatgen.core import Composition
+
+    from tasks.store.views import best_candidates, campaign_summary
+
+    cfg, cid, _ = finished_campaign
+    url = cfg.store_url()
+    df = candidate_frame(url, cid)
+    summary = campaign_summary(url, cid, cfg.evaluate.stability_threshold)
+    new = df[(df["relaxed_match"].fillna("") == "") & df["formula"].map(lambda f: len(Composition(f)) > 1)]
+    best = new["e_above_hull"].min()
+    assert summary == {"candidates": len(df), "converged": int((df["relax_status"] == "converged").sum()),
+                       "stable_new": int(df["stable_new"].sum()),
+                       "best_new_e_above_hull": None if np.isnan(best) else pytest.approx(best)}
+    for include_known in (False, True):
+        top, total = best_candidates(url, cid, 3, include_known)
+        relaxed = df[df["e_above_hull"].notna()]
+        if not include_known:
+            relaxed = relaxed[relaxed["relaxed_match"].fillna("") == ""]
+        assert total == len(df)
+        assert list(top["hash"]) == list(relaxed["hash"].head(3))
+        assert top.reset_index(drop=True).equals(relaxed.head(3).reset_index(drop=True))

@@ -17,7 +17,6 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.stats import norm
 
 from conf.schema import CampaignConfig, TargetRange
 from tasks.results import PropertyValue
@@ -142,6 +141,8 @@ def target_probability(predictor: PropertyPredictor, formulas: Sequence[str],
     low, high = ((target.value - 0.05, target.value + 0.05) if target.value is not None
                  else (target.min if target.min is not None else -np.inf, target.max if target.max is not None
                        else np.inf))
+    from scipy.stats import norm  # here, not at import: `matloop status` has no use for scipy.stats
+
     return norm.cdf((high - mean) / sigma) - norm.cdf((low - mean) / sigma)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -74,7 +74,11 @@ class SeedRow(Base):
 
 class CandidateRow(Base):
     __tablename__ = "candidates"
-    __table_args__ = (UniqueConstraint("campaign_id", "hash"),)
+    __table_args__ = (UniqueConstraint("campaign_id", "hash"),
+                      # the read commands at scale (migration 0005): counts by status, ranking without structures
+                      Index("ix_candidates_campaign_status", "campaign_id", "status"),
+                      Index("ix_candidates_campaign_match", "campaign_id", "relaxed_match", "formula", "round_index",
+                            "hash"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
