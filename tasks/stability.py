@@ -51,10 +51,12 @@ def build_hull(references: Sequence[Energy], candidates: Sequence[Energy]) -> tu
 
 
 def relaxed_matches(known: Sequence[tuple[str, Structure]], candidates: Sequence[tuple[str, Structure]],
-                    matcher: MatcherConfig) -> dict[str, str]:
-    """For each relaxed candidate (in proposal order): the known phase or earlier candidate it matches, or ''."""
+                    matcher: MatcherConfig, earlier: Sequence[tuple[str, Structure]] = ()) -> dict[str, str]:
+    """For each relaxed candidate (in proposal order): the known phase or earlier candidate it matches, or ''.
+    ``earlier``: candidates judged new ('') by an earlier evaluation, in proposal order; they join the pool after
+    the known phases, as they would if ``candidates`` started with them."""
     pool = MatchIndex(matcher)
-    for label, structure in known:
+    for label, structure in (*known, *earlier):
         pool.add(label, structure)
     out = {}
     for h, structure in candidates:
@@ -161,9 +163,16 @@ def evaluate_task(store_url: str, campaign_id: str, round_index: int) -> TaskRec
     refs = [(known[h].id, row.formula, row.energy_per_atom) for h, row in ref_rows.items()]
     relaxed = [(c, r) for c, r in store.relaxations(campaign_id, spec.identity, shash) if r.status == "converged"]
     cands = [(c.hash, c.formula, r.energy_per_atom) for c, r in relaxed]
-    matches = relaxed_matches([(known[h].id, structure_from_json(row.final_structure)) for h, row in ref_rows.items()],
-                              [(c.hash, structure_from_json(r.final_structure)) for c, r in relaxed],
-                              cfg.filter.matcher)
+    # a candidate's relaxed match is decided once, at its first evaluation: only the new ones are matched, against
+    # the known phases and the earlier new candidates of their own formulas (a match needs the same formula)
+    pending = [(c, r) for c, r in relaxed if c.relaxed_match is None]
+    formulas = {c.formula for c, _ in pending}
+    matches = {c.hash: c.relaxed_match for c, _ in relaxed if c.relaxed_match is not None}
+    matches.update(relaxed_matches(
+        [(known[h].id, structure_from_json(row.final_structure)) for h, row in ref_rows.items()],
+        [(c.hash, structure_from_json(r.final_structure)) for c, r in pending], cfg.filter.matcher,
+        [(c.hash, structure_from_json(r.final_structure)) for c, r in relaxed
+         if c.relaxed_match == "" and c.formula in formulas]))
     ev = cfg.evaluate
     if ev.reference_hull is None:
         evaluations, stable = evaluate_candidates(refs, cands, ev.stability_threshold, dict(cfg.target.properties),

@@ -132,10 +132,10 @@ def filter_task(store_url: str, campaign_id: str, round_index: int) -> TaskRecor
     seeds = store.seed_set(campaign_id)
     for seed in {s.id: s for s in seeds.templates + seeds.known_phases}.values():
         references.add(seed.id, seed.structure)
-    seen = MatchIndex(cfg.filter.matcher)
-    for h, structure in store.structures_before(campaign_id, round_index):
-        seen.add(h, structure)
     proposals = store.proposals(campaign_id, round_index)
+    seen = MatchIndex(cfg.filter.matcher)  # earlier candidates that share a reduced formula with this round's
+    for h, structure in store.structures_before(campaign_id, round_index, [c.formula for _, _, c in proposals]):
+        seen.add(h, structure)
     conditions = make_conditions(cfg.target, round_index)
     verdicts = filter_batch([(first, cand) for _, first, cand in proposals], round_index, cfg.filter,
                             conditions.chemical_system, conditions.max_atoms, references, seen)

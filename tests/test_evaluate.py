@@ -43,3 +43,18 @@ def test_relaxed_structures_matching_known_phases_or_earlier_candidates():
     matches = relaxed_matches([("seed-rs", rs)], [("a", rs.get_primitive_structure()), ("b", cs), ("c", cs)],
                               MatcherConfig())
     assert matches == {"a": "seed-rs", "b": "", "c": "b"}
+
+
+def test_matching_only_the_new_candidates_gives_the_same_answer():
+    """The evaluate step matches only a round's new relaxations, with the earlier new ones in the pool: the same
+    as matching every candidate from scratch."""
+    rs = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.21), ["Mg", "O"], [[0, 0, 0], [.5, .5, .5]])
+    cs = Structure(Lattice.cubic(2.6), ["Mg", "O"], [[0, 0, 0], [.5, .5, .5]])
+    zb = Structure.from_spacegroup("F-43m", Lattice.cubic(4.6), ["Mg", "O"], [[0, 0, 0], [.25, .25, .25]])
+    known = [("seed-rs", rs)]
+    cands = [("a", rs.get_primitive_structure()), ("b", cs), ("c", zb), ("d", cs), ("e", zb), ("f", rs)]
+    whole = relaxed_matches(known, cands, MatcherConfig())
+    first = relaxed_matches(known, cands[:3], MatcherConfig())
+    earlier = [(h, s) for h, s in cands[:3] if first[h] == ""]
+    assert {**first, **relaxed_matches(known, cands[3:], MatcherConfig(), earlier)} == whole
+    assert whole == {"a": "seed-rs", "b": "", "c": "", "d": "b", "e": "c", "f": "seed-rs"}

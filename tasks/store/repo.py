@@ -159,11 +159,13 @@ class CampaignRepo:
                 ProposalRow.campaign_id == cid, ProposalRow.round_index == r).order_by(ProposalRow.position)).all()
         return [(pid, c.round_index, candidate_from_row(c)) for pid, c in rows]
 
-    def structures_before(self, cid: str, r: int) -> list[tuple[str, Any]]:
-        """``(hash, Structure)`` of every candidate first proposed before round ``r``."""
+    def structures_before(self, cid: str, r: int, formulas: Sequence[str] | None = None) -> list[tuple[str, Any]]:
+        """``(hash, Structure)`` of every candidate first proposed before round ``r`` (only those of the reduced
+        ``formulas`` when given: a structure can only match one of its own formula)."""
+        where = [CandidateRow.campaign_id == cid, CandidateRow.round_index < r]
+        where += [CandidateRow.formula.in_(sorted(set(formulas)))] if formulas is not None else []
         with transaction(self.url) as s:
-            rows = s.execute(select(CandidateRow.hash, CandidateRow.structure).where(
-                CandidateRow.campaign_id == cid, CandidateRow.round_index < r)).all()
+            rows = s.execute(select(CandidateRow.hash, CandidateRow.structure).where(*where)).all()
         return [(h, structure_from_json(js)) for h, js in rows]
 
     def proposal_keys(self, cid: str) -> list[str]:

@@ -150,9 +150,9 @@ class ResultsRepo:
                          source="mlip", model=model, round_index=r)
                     for e in evaluations for name in ("energy_per_atom", "formation_energy_per_atom", "e_above_hull")]
             upsert(s, PropertyRow, rows, ["candidate_id", "name", "source", "model"], ["value", "round_index"])
-            for e in evaluations:
-                s.execute(update(CandidateRow).where(CandidateRow.id == ids[e.hash]).values(
-                    relaxed_match=e.relaxed_match))
+            if evaluations:  # one executemany by primary key
+                s.execute(update(CandidateRow), [{"id": ids[e.hash], "relaxed_match": e.relaxed_match}
+                                                 for e in evaluations])
             self._advance(s, cid, r, round_status, summary)  # type: ignore[attr-defined]
 
     def save_predictions(self, cid: str, r: int, predictions: Sequence[PropertyValue], model: str) -> None:
