@@ -167,8 +167,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"speed-up at chunks of {best}: {result['speedup_at_largest_batch']:.2f}x; different minima: "
-          f"{len(different)} of {len(rows)}; max |dE| {result['comparison_at_largest_batch']['max_abs_d_energy_per_atom']}"
-          f" eV/atom -> {args.out}", flush=True)
+          f"{len(different)} of {len(rows)}; max |dE| "
+          f"{result['comparison_at_largest_batch']['max_abs_d_energy_per_atom']} eV/atom -> {args.out}", flush=True)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,10 @@
 
 Each size is a real campaign in its own process (Prefect, 2 worker processes, SQLite store, DFT off): the random
 generator (pyxtal) proposes 1.5 x size + 8 Mg-O structures a round, the filter (validity, dedupe against every
-earlier candidate, novelty against the seeds) judges them, acquisition ``random`` (composition surrogate, no MLIP
-screen) picks ``size`` of the accepted ones, the MLIP (the tests' tiny MACE, trained on Mg-O, unless ``--model``) relaxes them in chunks of
-``--chunk-size`` (the same for every size, so the compute per relaxation is comparable), evaluate builds the hull
-and matches every relaxed structure against the earlier ones.
+earlier candidate, novelty against the seeds) judges them, acquisition ``random`` (composition surrogate, no
+MLIP screen) picks ``size`` of the accepted ones, the MLIP (the tests' tiny MACE, trained on Mg-O, unless
+``--model``) relaxes them in chunks of ``--chunk-size`` (the same for every size, so the compute per relaxation
+is comparable), evaluate builds the hull and matches the new relaxed structures against the earlier ones.
 
 Reported per size and step: wall time, time per relaxed candidate, Prefect overhead (flow wall time outside every
 task body, as benchmarks/campaign.py measures it), the filter's share of the round, peak memory of the flow

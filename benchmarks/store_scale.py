@@ -63,15 +63,17 @@ def fill_round(store, cid: str, r: int, cands, rng, cfg) -> float:
     start = time.perf_counter()
     store.save_proposals(cid, r, cands, make_conditions(cfg.target, r), {"generated": len(cands)})
     pids = [pid for pid, _, _ in store.proposals(cid, r)]
-    store.save_verdicts(cid, r, list(zip(pids, verdicts_in, strict=True)), {"accepted": sum(v.passed for v in verdicts_in)})
+    store.save_verdicts(cid, r, list(zip(pids, verdicts_in, strict=True)),
+                        {"accepted": sum(v.passed for v in verdicts_in)})
     elapsed = time.perf_counter() - start
     passed = [c for c, v in zip(cands, verdicts_in, strict=True) if v.passed]
     results = []
     for c in passed:
         ok = rng.random() < 0.95
         e = float(rng.normal(-6.5, 0.3))
-        results.append(RelaxResult(hash=c.hash, status="converged" if ok else "not_converged", energy=e * len(c.structure),
-                                   energy_per_atom=e, max_force=0.03, n_steps=int(rng.integers(20, 200)),
+        results.append(RelaxResult(hash=c.hash, status="converged" if ok else "not_converged",
+                                   energy=e * len(c.structure), energy_per_atom=e, max_force=0.03,
+                                   n_steps=int(rng.integers(20, 200)),
                                    volume_ratio=1.02, final_structure=c.structure.to_json(), mlip="chgnet:0.3.0@bench",
                                    settings_hash="51ace56b5dbb", wall_time_s=0.5))
     evaluations = [Evaluation(hash=x.hash, formula=c.formula, energy_per_atom=x.energy_per_atom,
