@@ -114,15 +114,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from conf.schema import RelaxConfig
     from tasks.mlip import resolve_mlip
+    from tests.mace_tiny import tiny_mace_model
 
-    model = args.model
-    if model is None:
-        from tests.mace_tiny import train_tiny_mace
-
-        model = args.workdir / "mace" / "tiny.model"
-        if not model.is_file():
-            train_tiny_mace(model.parent)
-        model = str(model)
+    model = args.model or tiny_mace_model(args.workdir)
     cells = (mgo_cells if args.cells == "mgo" else mp20_cells)(args.n, args.max_atoms)
     items = [(f"cell{i:03d}", s, True) for i, s in enumerate(cells)]
     base = RelaxConfig(backend="mace", mace_model=model, device=args.device, fmax=0.05, max_steps=300)

@@ -97,14 +97,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scale.json")
     args = parser.parse_args()
 
-    model = args.model
-    if model is None:
-        model = args.workdir / "mace" / "tiny.model"
-        if not model.is_file():
-            from tests.mace_tiny import train_tiny_mace
+    from tests.mace_tiny import tiny_mace_model
 
-            train_tiny_mace(model.parent)
-        model = str(model)
+    model = args.model or tiny_mace_model(args.workdir)
     if args.one is not None:
         print("RESULT " + json.dumps(one_size(args.one, args.rounds, args.engine, args.chunk_size, model)))
         return

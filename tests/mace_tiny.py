@@ -65,3 +65,9 @@ def train_tiny_mace(workdir: Path, seed: int = 0) -> Path:
     if proc.returncode != 0 or not model.is_file():
         raise RuntimeError(f"mace_run_train failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return model
+
+
+def tiny_mace_model(workdir: Path) -> str:
+    """Path of the tiny MACE under ``workdir/mace``, trained there the first time (the benchmarks' default model)."""
+    model = workdir / "mace" / "tiny.model"
+    return str(model if model.is_file() else train_tiny_mace(model.parent))
