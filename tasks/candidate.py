@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,13 @@ def is_new_stable(e_above_hull: float | None, relaxed_match: str | None, formula
     and the discovery benchmark all count with it."""
     if e_above_hull is None or (isinstance(e_above_hull, float) and math.isnan(e_above_hull)):
         return False
-    return e_above_hull <= threshold and not relaxed_match and len(Composition(formula).elements) > 1
+    return e_above_hull <= threshold and not relaxed_match and is_compound(formula)
+
+
+@lru_cache(maxsize=4096)
+def is_compound(formula: str) -> bool:
+    """More than one element (a formula of one element is a reference phase, never a discovery)."""
+    return len(Composition(formula).elements) > 1
 
 
 def structure_hash(structure: Structure, decimals: int = 3) -> str:

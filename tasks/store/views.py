@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pandas as pd
-from pymatgen.core import Composition
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import defer
 
-from tasks.candidate import is_new_stable
+from tasks.candidate import is_compound, is_new_stable
 from tasks.store.engine import transaction
 from tasks.store.tables import (
     AcquisitionRow,
@@ -168,23 +167,16 @@ def best_candidates(url: str, cid: str, top: int, include_known: bool = False) -
 def campaign_summary(url: str, cid: str, threshold: float) -> dict[str, object]:
     """Counts for ``matloop status``: candidates, converged relaxations, stable new (``is_new_stable`` at
     ``threshold``, eV/atom) and the best new E_hull (a multi-element candidate that relaxed into nothing known)."""
-    elements: dict[str, int] = {}
-
-    def compound(formula: str) -> bool:
-        if formula not in elements:
-            elements[formula] = len(Composition(formula).elements)
-        return elements[formula] > 1
-
     with transaction(url) as s:
         n = s.scalar(select(func.count()).select_from(CandidateRow).where(CandidateRow.campaign_id == cid)) or 0
         converged = s.scalar(select(func.count()).select_from(CandidateRow).where(
             CandidateRow.campaign_id == cid, CandidateRow.status == "relaxed")) or 0
         best = next((value for _, formula, value in s.execute(_e_hull_rows(cid, include_known=False).limit(1000))
-                     if compound(formula)), None)
+                     if is_compound(formula)), None)  # LIMIT: SQLite keeps a bounded sorter, not all rows
         if best is None:  # the first thousand were all elemental cells: read on
             best = next((value for _, formula, value in s.execute(_e_hull_rows(cid, include_known=False))
-                         if compound(formula)), None)
+                         if is_compound(formula)), None)
         new = _e_hull_rows(cid, include_known=False).where(PropertyRow.value <= threshold).order_by(None).subquery()
         stable = sum(k for formula, k in s.execute(select(new.c.formula, func.count()).group_by(new.c.formula))
-                     if compound(formula))  # is_new_stable, counted per formula
+                     if is_compound(formula))  # is_new_stable, counted per formula
     return {"candidates": n, "converged": converged, "stable_new": stable, "best_new_e_above_hull": best}
