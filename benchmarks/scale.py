@@ -29,8 +29,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager as ContextManager
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -40,8 +44,13 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 TARGETS = {"per_candidate_growth_max": 1.2, "prefect_overhead_share_max": 0.05, "filter_share_max": 0.05}
 
 
-def one_size(size: int, rounds: int, engine: str, chunk: int, model: str) -> dict:
-    """Run one campaign with ``size`` relaxations a round; return its measurements."""
+def one_size(size: int, rounds: int, engine: str, chunk: int, model: str, extra: Sequence[str] = (),
+             observe: Callable[[str, str], ContextManager[Any]] | None = None) -> dict:
+    """Run one campaign with ``size`` relaxations a round; return its measurements.
+
+    ``extra`` config overrides apply after this benchmark's own (another generator, proposal count or runner);
+    ``observe(store_url, campaign_id)`` is a context manager held open while the campaign runs (watchers that
+    poll the store or the scheduler: benchmarks/slurm_scale.py)."""
     from benchmarks.campaign import union_length
     from conf import load_config
     from flows.campaign import run_campaign, start_campaign
@@ -54,10 +63,11 @@ def one_size(size: int, rounds: int, engine: str, chunk: int, model: str) -> dic
                  f"generator.n_per_round={int(1.5 * size) + 8}", "acquisition.function=random",
                  "acquisition.surrogate=formation_energy",
                  f"acquisition.relax_per_round={size}", "relax.backend=mace", f"relax.mace_model={model}",
-                 f"relax.engine={engine}", f"relax.chunk_size={chunk}", "runner.kind=processes", "runner.max_workers=2"]
+                 f"relax.engine={engine}", f"relax.chunk_size={chunk}", "runner.kind=processes", "runner.max_workers=2",
+                 *extra]
     cfg = load_config(None, overrides)
     cid = start_campaign(cfg)
-    with prefect_api():
+    with prefect_api(), (observe(cfg.store_url(), cid) if observe else nullcontext()):
         t0 = time.perf_counter()
         out = run_campaign(cfg.store_url(), cid)
         flow_s = time.perf_counter() - t0
@@ -82,7 +92,8 @@ def one_size(size: int, rounds: int, engine: str, chunk: int, model: str) -> dic
             "accepted": sum(int(r.summary.get("accepted") or 0) for r in store.rounds(cid)),
             "peak_rss_mb": {"flow": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                             "workers": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024},
-            "mlip": store.campaign(cid).mlip, "workdir": str(workdir)}
+            "mlip": store.campaign(cid).mlip, "workdir": str(workdir), "store_url": cfg.store_url(),
+            "campaign_id": cid, "overrides": list(extra)}
 
 
 def main() -> None:
