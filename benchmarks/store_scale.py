@@ -1,6 +1,7 @@
 """How the store and the CLI's read commands scale with a campaign's size.
 
     python benchmarks/store_scale.py [--n 100000] [--per-round 1000] [--url sqlite|postgresql+psycopg://...]
+                                     [--existing] [--baseline-url URL]
                                      [--out benchmarks/results/store_scale-<backend>.json]
 
 Fills a real campaign through the campaign's own store calls (``save_proposals``, ``save_verdicts``,
@@ -12,6 +13,8 @@ so its growth with the campaign's size shows.
 Then times what a user runs, each as its own process (``matloop status``, ``matloop status <id>``,
 ``matloop candidates <id> --top 20``), on this store and, as the baseline measured in the same run, on a store
 holding one 16-candidate round: the difference is what the size costs. Target: each under 2 s at 100 000.
+``--existing`` skips the filling and re-times the commands on the largest campaign of a store an earlier run
+filled (after a change to the read path).
 """
 
 from __future__ import annotations
@@ -110,66 +113,99 @@ def cli_seconds(args: list[str], url: str, repeats: int = 3) -> float:
     return best
 
 
+def largest_campaign(url: str) -> tuple[str, int]:
+    """The campaign of the store at ``url`` holding the most candidates, and how many."""
+    from sqlalchemy import func, select
+
+    from tasks.store import transaction
+    from tasks.store.tables import CandidateRow
+
+    with transaction(url) as s:
+        row = s.execute(select(CandidateRow.campaign_id, func.count()).group_by(CandidateRow.campaign_id)
+                        .order_by(func.count().desc()).limit(1)).first()
+    if row is None:
+        raise SystemExit(f"error: --existing: the store at {url.split('@')[-1]} holds no candidates")
+    return row[0], row[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--per-round", type=int, default=1000)
     parser.add_argument("--url", default=None, help="Store URL (default: a SQLite file in a temporary folder).")
+    parser.add_argument("--existing", action="store_true", help="--url is a store an earlier run filled: only time "
+                        "the read commands on its largest campaign (after a code change), against a new baseline "
+                        "store (--baseline-url).")
+    parser.add_argument("--baseline-url", default=None, help="Where the 16-candidate baseline campaign goes (default: "
+                        "a new SQLite file; for PostgreSQL without --existing: the same database, timed before the "
+                        "big campaign exists).")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.existing and not args.url:
+        parser.error("--existing needs --url")
 
+    from benchmarks.campaign import git_commit
     from tasks.store import Store
     from tasks.store.secrets import public_url
 
     workdir = Path(tempfile.mkdtemp(prefix="matloop-store-scale-"))
     url = args.url or f"sqlite:///{workdir / 'big.db'}"
-    small_url = f"sqlite:///{workdir / 'small.db'}" if url.startswith("sqlite") else url
+    small_url = args.baseline_url or (f"sqlite:///{workdir / 'small.db'}" if url.startswith("sqlite") or args.existing
+                                      else url)
     rng = np.random.default_rng(0)
     rounds = -(-args.n // args.per_round)
 
-    # the baseline: one 16-candidate round (for PostgreSQL the same database, a second campaign)
+    # the baseline: one 16-candidate round, timed before the big campaign exists (PostgreSQL may share a database)
     small_cfg, small_cid = make_campaign(small_url, 1, workdir / "small")
     small = Store(small_url)
     bases = [s.structure for s in small.seed_set(small_cid).known_phases if len(s.structure) <= 20]
     fill_round(small, small_cid, 0, _candidates(bases, rng, 16, 0), rng, small_cfg)
+    small_commands = {"status": ["status"], "status <id>": ["status", small_cid],
+                      "candidates --top 20": ["candidates", small_cid, "--top", "20"]}
+    baseline = {name: cli_seconds(cmd, small_url) for name, cmd in small_commands.items()}
 
-    cfg, cid = make_campaign(url, rounds, workdir / "big")
-    store = Store(url)
     per_round, build_s = [], 0.0
-    for r in range(rounds):
-        t = time.perf_counter()
-        cands = _candidates(bases, rng, min(args.per_round, args.n - r * args.per_round), r)
-        build_s += time.perf_counter() - t
-        per_round.append(fill_round(store, cid, r, cands, rng, cfg))
-        if r % 10 == 0 or r == rounds - 1:
-            print(f"round {r}: store {per_round[-1]:.2f} s for {len(cands)} candidates", flush=True)
+    if args.existing:
+        cid, n = largest_campaign(url)
+    else:
+        cfg, cid = make_campaign(url, rounds, workdir / "big")
+        store, n = Store(url), args.n
+        for r in range(rounds):
+            t = time.perf_counter()
+            cands = _candidates(bases, rng, min(args.per_round, args.n - r * args.per_round), r)
+            build_s += time.perf_counter() - t
+            per_round.append(fill_round(store, cid, r, cands, rng, cfg))
+            if r % 10 == 0 or r == rounds - 1:
+                print(f"round {r}: store {per_round[-1]:.2f} s for {len(cands)} candidates", flush=True)
 
     commands = {"status": ["status"], "status <id>": ["status", cid], "candidates --top 20": ["candidates", cid,
                                                                                               "--top", "20"]}
-    small_commands = {"status": ["status"], "status <id>": ["status", small_cid],
-                      "candidates --top 20": ["candidates", small_cid, "--top", "20"]}
     timings = {}
     for name in commands:
-        base = cli_seconds(small_commands[name], small_url)
+        base = baseline[name]
         big = cli_seconds(commands[name], url)
         timings[name] = {"seconds": big, "baseline_seconds": base, "ratio": big / base, "meets_target": big < TARGET_S}
-        print(f"matloop {name:<20} {big:6.2f} s at {args.n} candidates; {base:5.2f} s at 16 (x{big / base:.2f})",
+        print(f"matloop {name:<20} {big:6.2f} s at {n} candidates; {base:5.2f} s at 16 (x{big / base:.2f})",
               flush=True)
-    first, last = np.mean(per_round[:5]), np.mean(per_round[-5:])
     result = {
-        "benchmark": "store_scale", "date": datetime.now(timezone.utc).isoformat(),
+        "benchmark": "store_scale", "date": datetime.now(timezone.utc).isoformat(), "commit": git_commit(),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "backend": url.split(":", 1)[0], "url": public_url(url), "candidates": args.n, "per_round": args.per_round,
-        "rounds": rounds, "build_candidates_s": build_s,
-        "store_write_s_per_round": {"first_5_mean": first, "last_5_mean": last, "growth": last / first,
-                                    "all": per_round},
-        "store_write_s_per_candidate": {"first_5": first / args.per_round, "last_5": last / args.per_round},
-        "cli": timings, "target_s": TARGET_S,
+        "backend": url.split(":", 1)[0], "url": public_url(url), "baseline_url": public_url(small_url),
+        "candidates": n, "existing_store": args.existing, "cli": timings, "target_s": TARGET_S,
     }
-    out = args.out or ROOT / "benchmarks" / "results" / f"store_scale-{result['backend'].split('+')[0]}.json"
+    if per_round:
+        first, last = np.mean(per_round[:5]), np.mean(per_round[-5:])
+        result.update({
+            "per_round": args.per_round, "rounds": rounds, "build_candidates_s": build_s,
+            "store_write_s_per_round": {"first_5_mean": first, "last_5_mean": last, "growth": last / first,
+                                        "all": per_round},
+            "store_write_s_per_candidate": {"first_5": first / args.per_round, "last_5": last / args.per_round}})
+        print(f"store writes per round: {first:.2f} s (first 5) -> {last:.2f} s (last 5), x{last / first:.2f}")
+    backend = result["backend"].split("+")[0]
+    out = args.out or ROOT / "benchmarks" / "results" / f"store_scale-{backend}{'-cli' if args.existing else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"store writes per round: {first:.2f} s (first 5) -> {last:.2f} s (last 5), x{last / first:.2f}; wrote {out}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

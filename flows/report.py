@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
@@ -12,6 +11,16 @@ from conf.predictor import UNITS
 from tasks.properties.targets import describe
 from tasks.store import Store
 from tasks.store.views import best_candidates, campaign_summary
+
+
+def _missing(value: object) -> bool:
+    """None or NaN (what pandas' isna says of a scalar; pandas itself is not imported by `matloop status`)."""
+    if value is None:
+        return True
+    try:
+        return math.isnan(value)
+    except TypeError:  # a text or other non-number: present
+        return False
 
 
 def _fmt(x: object, digits: int = 3) -> str:
@@ -102,7 +111,7 @@ def candidates_table(url: str, cid: str, top: int, include_known: bool = False) 
                 *(f"{name} ({UNITS.get(name, '')})" for name in targets)):
         table.add_column(col, justify="right" if col.startswith(("E", "#", "round", "sites")) else "left")
     for i, row in enumerate(relaxed.itertuples(), start=1):
-        predicted = "-" if pd.isna(row.sigma) else f"{row.predicted_e_above_hull:.3f} ± {row.sigma:.3f}"
+        predicted = "-" if _missing(row.sigma) else f"{row.predicted_e_above_hull:.3f} ± {row.sigma:.3f}"
         table.add_row(str(i), row.formula, row.hash, str(row.round), row.origin, _fmt(row.e_above_hull),
                       predicted, _fmt(row.formation_energy_per_atom), _fmt(row.energy_per_atom), str(row.nsites),
                       row.relaxed_match or "-", "yes" if row.stable_new else "no",
@@ -113,7 +122,7 @@ def candidates_table(url: str, cid: str, top: int, include_known: bool = False) 
 def _target_cell(row: tuple, name: str) -> str:
     """``2.31 ± 0.42 (predictor)``, ``4.25 (dft)`` or ``-`` (``row``: a candidate frame's named tuple)."""
     value, sigma, source = (getattr(row, c) for c in (name, f"{name}_sigma", f"{name}_source"))
-    if pd.isna(value):
+    if _missing(value):
         return "-"
-    spread = f" ± {sigma:.2f}" if sigma is not None and not pd.isna(sigma) else ""
+    spread = f" ± {sigma:.2f}" if sigma is not None and not _missing(sigma) else ""
     return f"{value:.2f}{spread} ({source})"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import defer
 
@@ -19,6 +19,9 @@ from tasks.store.tables import (
     RelaxationRow,
     VerdictRow,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CANDIDATE_COLUMNS = ["hash", "formula", "round", "generator", "arm", "origin", "status", "nsites",
                      "e_above_hull", "formation_energy_per_atom", "energy_per_atom", "relax_status", "relax_reason",
@@ -67,6 +70,8 @@ def candidate_frame(url: str, cid: str, hashes: Sequence[str] | None = None) -> 
                          stable_new=is_new_stable(v.get("e_above_hull"), c.relaxed_match, c.formula, threshold),
                          rejection=rejected.get(c.id, "") if c.status == "rejected" else "",
                          **_acquired(acquired.get(c.id))))
+    import pandas as pd  # here: `matloop status` needs no pandas (its import is a third of the command's time)
+
     df = pd.DataFrame(rows, columns=CANDIDATE_COLUMNS)
     formulas = {c.hash: c.formula for c in cands} if hashes is None else None  # None: all of them, read there
     for name, column in _target_values(url, cid, campaign.config if campaign is not None else {}, formulas).items():
