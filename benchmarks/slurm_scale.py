@@ -4,13 +4,13 @@
                                      [--out benchmarks/results/slurm_scale.json]
 
 Needs a SLURM (``.ci/slurm.sh`` starts a single-node one). For each chunk size: one round of benchmarks/scale.py's
-campaign (random generator, filter without dedupe, acquisition ``random`` picking ``--size``, the tests' tiny MACE
-on the batched engine) with ``runner.kind=dask-slurm``: worker jobs of one core each, adaptive between 1 and
+campaign (random generator, filter without dedupe, acquisition ``random`` picking ``--size``, the tests' tiny MACE on
+the batched engine) with ``runner.kind=dask-slurm``: worker jobs of one core each, adaptive between 1 and
 ``--maximum``. While it runs, a watcher polls ``squeue`` every second (every worker job: when first seen pending,
 running, and gone: jobs started and stopped by adaptive scaling), and, unless ``--no-cancel``, ``scancel``s the
-worker job that has relaxed the most once a quarter of the round is in the store. Afterwards the store says which job relaxed
-each candidate; the benchmark checks that every candidate acquisition selected was relaxed exactly once (none lost
-to the cancelled job, none written twice when Dask reran the lost job's tasks elsewhere).
+worker job that has relaxed the most once a quarter of the round is in the store. Afterwards the store says which job
+relaxed each candidate; the benchmark checks that every candidate acquisition selected was relaxed exactly once (none
+lost to the cancelled job, none written twice when Dask reran the lost job's tasks elsewhere).
 
 Reported per chunk size: round wall time, time per relaxed candidate, Prefect + Dask overhead share (flow time
 outside every task body, as benchmarks/scale.py), the job timeline, relaxations per job, lost and duplicated
