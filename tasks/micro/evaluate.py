@@ -1,0 +1,116 @@
+"""Statistics matching: generated images of one process condition against the real images of that condition.
+
+Per condition (:func:`score_condition`): the error of the mean volume fraction, of the mean S2 curve and of the mean
+lineal-path curve (root mean square over r, in probability units), of the mean chord length (relative), of the
+effective diffusivity (relative, when computed), the diversity of the generated images against that of the real
+ones, and memorisation: each generated image's distance to its nearest training image, translation-invariant
+(a periodic image shifted is the same microstructure), as a fraction of pixels that differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from tasks.micro.stats import chord_lengths, lineal_path, two_point_correlation, volume_fraction
+
+
+@dataclass(frozen=True)
+class ImageStats:
+    """Statistics of a set of images (means over the set)."""
+
+    volume_fraction: np.ndarray  # (n,)
+    s2: np.ndarray  # (r_max + 1,)
+    lineal_path: np.ndarray  # (z_max + 1,)
+    mean_chord: float  # pixels, along rows and columns
+    d_eff: np.ndarray | None  # (n,) effective diffusivity along axis 0, when asked
+
+
+def image_stats(images: np.ndarray, with_property: bool = False) -> ImageStats:
+    imgs = np.asarray(images, dtype=bool)
+    if imgs.ndim != 3 or len(imgs) == 0:
+        raise ValueError(f"expected a non-empty stack of 2D images, got shape {imgs.shape}")
+    s2 = np.mean([two_point_correlation(i)[1] for i in imgs], axis=0)
+    lp = np.mean([lineal_path(i)[1] for i in imgs], axis=0)
+    chords = np.concatenate([np.concatenate([chord_lengths(i, 0), chord_lengths(i, 1)]) for i in imgs])
+    d_eff = None
+    if with_property:
+        from tasks.micro.transport import effective_diffusivity
+
+        d_eff = np.array([effective_diffusivity(i).d_eff for i in imgs])
+    return ImageStats(np.array([volume_fraction(i) for i in imgs]), s2, lp,
+                      float(chords.mean()) if chords.size else 0.0, d_eff)
+
+
+def translation_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fraction of pixels that differ between ``a`` and ``b`` at the periodic shift that aligns them best."""
+    x = np.where(np.asarray(a, dtype=bool), 1.0, -1.0)
+    y = np.where(np.asarray(b, dtype=bool), 1.0, -1.0)
+    # agreements - disagreements at every shift, by FFT cross-correlation of the ±1 images
+    corr = np.fft.irfft2(np.fft.rfft2(x) * np.conj(np.fft.rfft2(y)), s=x.shape)
+    return float((x.size - np.rint(corr.max())) / (2 * x.size))  # integer pixel counts: no rounding residue
+
+
+def nearest_distances(generated: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """Each generated image's translation-invariant distance to its nearest training image."""
+    g = np.where(np.asarray(generated, dtype=bool), 1.0, -1.0)
+    t = np.where(np.asarray(train, dtype=bool), 1.0, -1.0)
+    tf = np.conj(np.fft.rfft2(t))
+    n = g[0].size
+    out = np.empty(len(g))
+    for i, img in enumerate(g):
+        corr = np.fft.irfft2(np.fft.rfft2(img)[None] * tf, s=img.shape)
+        out[i] = (n - np.rint(corr.reshape(len(t), -1).max())) / (2 * n)
+    return out
+
+
+def diversity(images: np.ndarray, max_pairs: int = 200, seed: int = 0) -> float:
+    """Mean translation-invariant distance between pairs of the set (at most ``max_pairs`` random pairs)."""
+    imgs = np.asarray(images, dtype=bool)
+    if len(imgs) < 2:
+        return 0.0
+    pairs = [(i, j) for i in range(len(imgs)) for j in range(i + 1, len(imgs))]
+    if len(pairs) > max_pairs:
+        rng = np.random.default_rng(seed)
+        pairs = [pairs[k] for k in rng.choice(len(pairs), size=max_pairs, replace=False)]
+    return float(np.mean([translation_distance(imgs[i], imgs[j]) for i, j in pairs]))
+
+
+@dataclass(frozen=True)
+class ConditionScore:
+    """Generated vs real images of one condition; errors are 0 for a perfect match."""
+
+    n_real: int
+    n_generated: int
+    volume_fraction_real: float
+    volume_fraction_error: float  # |mean generated - mean real|
+    s2_rmse: float  # over r = 0 ... size/2
+    lineal_path_rmse: float
+    mean_chord_rel_error: float
+    d_eff_real: float | None
+    d_eff_rel_error: float | None
+    diversity_ratio: float  # diversity of the generated set / that of the real set (1: as varied as the real)
+    nearest_train_distance: float | None  # median over generated images; 0 = a copy of a training image
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def score_condition(real: np.ndarray, generated: np.ndarray, train: np.ndarray | None = None,
+                    with_property: bool = False) -> ConditionScore:
+    r, g = image_stats(real, with_property), image_stats(generated, with_property)
+    d_real = diversity(real)
+    d_eff_real = d_eff_err = None
+    if with_property:
+        d_eff_real = float(r.d_eff.mean())
+        d_eff_err = float(abs(g.d_eff.mean() - d_eff_real) / d_eff_real) if d_eff_real > 0 else None
+    return ConditionScore(
+        n_real=len(real), n_generated=len(generated), volume_fraction_real=float(r.volume_fraction.mean()),
+        volume_fraction_error=float(abs(g.volume_fraction.mean() - r.volume_fraction.mean())),
+        s2_rmse=float(np.sqrt(np.mean((g.s2 - r.s2) ** 2))),
+        lineal_path_rmse=float(np.sqrt(np.mean((g.lineal_path - r.lineal_path) ** 2))),
+        mean_chord_rel_error=float(abs(g.mean_chord - r.mean_chord) / r.mean_chord) if r.mean_chord else 0.0,
+        d_eff_real=d_eff_real, d_eff_rel_error=d_eff_err,
+        diversity_ratio=float(diversity(generated) / d_real) if d_real > 0 else 0.0,
+        nearest_train_distance=float(np.median(nearest_distances(generated, train))) if train is not None else None)
