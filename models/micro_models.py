@@ -1,0 +1,114 @@
+"""The two microstructure generators, trainable by the shared :class:`models.training.Trainer`.
+
+* :class:`MicroGAN` (a ``SteppedModel``): conditional GAN, hinge loss with a spectrally normalised projection
+  critic, ``n_critic`` critic steps per generator step; samples are thresholded logits.
+* :class:`MicroDiffusion` (a ``LossModel``): conditional DDPM on images in {-1, +1}, ε-prediction on the cosine
+  schedule, the condition dropped with probability ``p_uncond`` in training; sampled by DDIM with classifier-free
+  guidance, then thresholded at 0.
+
+A batch is ``(images, conditions)``: images ``(B, 1, H, W)`` in {-1, +1}, conditions ``(B, n)`` normalised.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.micro_nets import MicroCritic, MicroGenerator, MicroUNet
+from models.schedules import cosine_alpha_bar
+from models.strict import Strict
+
+
+class MicroGANConfig(Strict):
+    n_conditions: int = 2
+    size: int = 64
+    z_channels: int = 16
+    generator_width: int = 64
+    critic_width: int = 32
+    n_critic: int = 2
+    lr_generator: float = 2e-4
+    lr_critic: float = 2e-4
+
+
+class MicroGAN(nn.Module):
+    def __init__(self, cfg: MicroGANConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.generator = MicroGenerator(cfg.n_conditions, cfg.size, z_channels=cfg.z_channels,
+                                        width=cfg.generator_width)
+        self.critic = MicroCritic(cfg.n_conditions, cfg.size, width=cfg.critic_width)
+
+    def optimizer_groups(self) -> dict[str, tuple[list[nn.Parameter], dict]]:
+        return {"generator": (list(self.generator.parameters()), {"lr": self.cfg.lr_generator, "betas": (0.0, 0.9)}),
+                "critic": (list(self.critic.parameters()), {"lr": self.cfg.lr_critic, "betas": (0.0, 0.9)})}
+
+    def fake(self, c: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Generated images in (-1, 1) (tanh of the logits), differentiable."""
+        return torch.tanh(self.generator(self.generator.latent(len(c), generator), c))
+
+    def train_step(self, batch, generator: torch.Generator, optimizers: dict[str, torch.optim.Optimizer],
+                   grad_clip: float) -> dict[str, float]:
+        x, c = batch
+        d_opt, g_opt = optimizers["critic"], optimizers["generator"]
+        for _ in range(self.cfg.n_critic):
+            with torch.no_grad():
+                fake = self.fake(c, generator)
+            d_loss = (nn.functional.relu(1 - self.critic(x, c)).mean()
+                      + nn.functional.relu(1 + self.critic(fake, c)).mean())
+            d_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            nn.utils.clip_grad_norm_(self.critic.parameters(), grad_clip)
+            d_opt.step()
+        g_loss = -self.critic(self.fake(c, generator), c).mean()
+        g_opt.zero_grad(set_to_none=True)
+        g_loss.backward()
+        nn.utils.clip_grad_norm_(self.generator.parameters(), grad_clip)
+        g_opt.step()
+        return {"loss": d_loss.item() + g_loss.item(), "critic": d_loss.item(), "generator": g_loss.item()}
+
+    @torch.no_grad()
+    def sample(self, c: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Binary images ``(B, H, W)`` (True where the logit is positive)."""
+        return self.generator(self.generator.latent(len(c), generator), c)[:, 0] > 0
+
+
+class MicroDiffusionConfig(Strict):
+    n_conditions: int = 2
+    widths: tuple[int, ...] = (32, 64, 128)
+    emb_dim: int = 128
+    p_uncond: float = 0.15
+
+
+class MicroDiffusion(nn.Module):
+    def __init__(self, cfg: MicroDiffusionConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.denoiser = MicroUNet(cfg.n_conditions, tuple(cfg.widths), cfg.emb_dim)
+
+    def loss(self, batch, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        x, c = batch
+        t = torch.rand(len(x), generator=generator).clamp(min=1e-3)
+        abar = cosine_alpha_bar(t)[:, None, None, None]
+        eps = torch.randn(x.shape, generator=generator)
+        x_t = abar.sqrt() * x + (1 - abar).sqrt() * eps
+        drop = torch.rand(len(x), generator=generator) < self.cfg.p_uncond
+        loss = nn.functional.mse_loss(self.denoiser(x_t, t, c, drop), eps)
+        return loss, {"eps_mse": loss.item()}
+
+    @torch.no_grad()
+    def sample(self, c: torch.Tensor, size: int, steps: int = 50, guidance: float = 1.0,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Binary images ``(B, size, size)`` by deterministic DDIM over ``steps`` steps; ``guidance`` w mixes
+        ε = ε(∅) + w (ε(c) − ε(∅)) (1: the conditional model alone, 0: unconditional)."""
+        x = torch.randn(len(c), 1, size, size, generator=generator)
+        times = torch.linspace(1.0, 0.0, steps + 1)
+        for t_now, t_next in zip(times[:-1], times[1:]):
+            t = torch.full((len(c),), float(t_now))
+            eps = self.denoiser(x, t, c)
+            if guidance != 1.0:
+                plain = self.denoiser(x, t, None)
+                eps = plain + guidance * (eps - plain)
+            a_now, a_next = cosine_alpha_bar(t_now), cosine_alpha_bar(t_next) if t_next > 0 else torch.tensor(1.0)
+            x0 = ((x - (1 - a_now).sqrt() * eps) / a_now.sqrt()).clamp(-1, 1)
+            x = a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
+        return x[:, 0] > 0
