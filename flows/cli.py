@@ -17,6 +17,7 @@ from flows.deploy_cmd import deploy
 from flows.dft_cmd import dft_app
 from flows.evaluate_cmd import evaluate
 from flows.lab_cmd import lab_app
+from flows.micro_cmd import micro_app
 from flows.predictor_cmd import train_predictor_cmd
 from flows.rerun_cmd import rerun_failed_cmd
 from flows.store_cmd import store_app
@@ -165,6 +166,7 @@ app.command("release-checkpoint")(release_checkpoint_cmd)
 app.command("train-predictor")(train_predictor_cmd)
 app.add_typer(dft_app, name="dft")
 app.add_typer(lab_app, name="lab")
+app.add_typer(micro_app, name="micro")
 app.add_typer(store_app, name="store")
 app.command("rerun-failed")(rerun_failed_cmd)
 app.command()(deploy)

@@ -3,6 +3,8 @@ user's own folder of images validated with errors that name the file and row."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -112,3 +114,41 @@ def test_images_of_another_size_are_refused(tmp_path):
     folder = write_folder(tmp_path, size=16)
     with pytest.raises(MicroDataError, match="16x16 pixels, the config says size=32"):
         load_dataset(folder_cfg(tmp_path, folder))
+
+
+SMALL_SET = ["size=32", "per_condition=2", "test_conditions=1", "source.mean_composition=[0.4, 0.5, 0.6]",
+             "source.anneal_time=[10, 20, 40]"]
+
+
+def test_matloop_micro_data_simulates_caches_and_lists_the_conditions(tmp_path):
+    from typer.testing import CliRunner
+
+    from conf.micro import MicroDataConfig
+    from flows.cli import app
+    from flows.micro_cmd import load_micro_config
+
+    cfg_file = Path(__file__).parents[1] / "conf" / "micro_data.yaml"
+    assert load_micro_config(cfg_file, []) == MicroDataConfig()  # the shipped file states the defaults
+    args = ["micro", "data", "-c", str(cfg_file), *(x for s in SMALL_SET for x in ("--set", s)),
+            "--set", f"cache_dir={tmp_path}"]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "spinodal dataset: 18 images of 32x32" in result.output and "splits: train 16, val 0, test 2" in result.output
+    assert len(list(tmp_path.glob("spinodal-*.npz"))) == 1
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "size=100"], "size: Input should be 32, 64, 128 or 256"),
+    (["--set", "source.kind=lattice"], "source: Input tag 'lattice'"),
+    (["--set", "test_conditions=5"], "test_conditions=5 but only 1 of the 9 conditions are interior"),
+])
+def test_matloop_micro_data_refuses_bad_settings_in_one_line_and_writes_nothing(tmp_path, extra, message):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    args = ["micro", "data", *(x for s in SMALL_SET for x in ("--set", s)), "--set", f"cache_dir={tmp_path}", *extra]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert message in " ".join(result.output.split()), result.output
+    assert not list(tmp_path.iterdir())

@@ -49,6 +49,11 @@ def config_hash(cfg: MicroDataConfig) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def cache_path(cfg: MicroDataConfig) -> Path:
+    """Where a simulated dataset of ``cfg`` is cached."""
+    return Path(cfg.cache_dir) / f"{cfg.source.kind}-{config_hash(cfg)}.npz"
+
+
 def held_out_conditions(points: list[tuple[float, ...]], n: int, seed: int) -> set[tuple[float, ...]]:
     """``n`` of the interior ``points`` (no coordinate at the smallest or largest value of its axis)."""
     lows, highs = np.min(points, axis=0), np.max(points, axis=0)
@@ -96,7 +101,7 @@ def load_dataset(cfg: MicroDataConfig) -> MicroDataset:
     source is read and validated."""
     if isinstance(cfg.source, FolderSource):
         return read_folder(cfg)
-    path = Path(cfg.cache_dir) / f"{cfg.source.kind}-{config_hash(cfg)}.npz"
+    path = cache_path(cfg)
     if path.is_file():
         columns = tuple(cfg.source.grid())
         with np.load(path, allow_pickle=False) as data:

@@ -1,0 +1,74 @@
+"""``matloop micro``: microstructure datasets (issue 22; the generators' commands come next)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+micro_app = typer.Typer(help="Microstructure images: datasets from physical models or your own images.",
+                        no_args_is_help=True)
+
+
+def load_micro_config(config: Path | None, overrides: list[str]):
+    """A MicroDataConfig from YAML and ``--set`` overrides; every problem a ConfigError naming the key."""
+    import yaml
+    from pydantic import ValidationError
+
+    from conf.loader import ConfigError, apply_override
+    from conf.micro import MicroDataConfig
+
+    raw = {}
+    if config is not None:
+        try:
+            raw = yaml.safe_load(config.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"--config {config}: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--config {config} is not YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"--config {config}: expected a mapping of microstructure data settings")
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    if isinstance(raw.get("source"), dict):  # source options given without a kind: the default kind's
+        raw["source"].setdefault("kind", "spinodal")
+    try:
+        return MicroDataConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
+                             for e in exc.errors())
+        raise ConfigError(f"{config or 'micro data settings'}: {problems}") from None
+
+
+@micro_app.command("data")
+def data_cmd(config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML of the dataset "
+                                                          "(conf/micro_data.yaml; default: its values).")] = None,
+             set_: Annotated[list[str] | None, typer.Option("--set", help="Override: dotted.key=value.")] = None
+             ) -> None:
+    """Simulate (or read and validate) a microstructure dataset, cache it, and print its conditions and splits."""
+    from rich.table import Table
+
+    from conf.loader import ConfigError
+    from flows.cli_common import console, fail
+    from tasks.errors import MatloopError
+    from tasks.micro.dataset import cache_path, load_dataset
+
+    try:
+        cfg = load_micro_config(config, list(set_ or []))
+        data = load_dataset(cfg)
+    except (ConfigError, MatloopError) as exc:
+        fail(exc)
+    table = Table(title=f"{cfg.source.kind} dataset: {len(data.images)} images of {cfg.size}x{cfg.size}")
+    for col in (*data.condition_columns, "split", "images", "volume fraction"):
+        table.add_column(col, justify="left" if col == "split" else "right")
+    frame = data.table.assign(vf=data.images.mean(axis=(1, 2)))
+    for _, group in frame.groupby("condition", sort=True):
+        split = "test" if (group["split"] == "test").all() else "train/val"
+        table.add_row(*(f"{group[c].iloc[0]:g}" for c in data.condition_columns), split, str(len(group)),
+                      f"{group['vf'].mean():.3f} ± {group['vf'].std(ddof=0):.3f}")
+    console.print(table)
+    counts = data.table["split"].value_counts().to_dict()
+    console.print("splits: " + ", ".join(f"{k} {counts.get(k, 0)}" for k in ("train", "val", "test")))
+    if cfg.source.kind != "folder":
+        console.print(f"cached: {cache_path(cfg)}")
