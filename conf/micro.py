@@ -14,6 +14,8 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, model_validator
 
 from conf.base import Strict
+from models.micro_models import MicroDiffusionConfig, MicroGANConfig
+from models.training import TrainConfig
 
 
 class SpinodalSource(Strict):
@@ -82,3 +84,14 @@ class MicroDataConfig(Strict):
                                 "validation (per condition).")
     seed: int = 0
     cache_dir: Path = Field(Path("data/micro"), description="Generated datasets are cached here by content hash.")
+
+
+class MicroTrainConfig(Strict):
+    """A microstructure generator's training run (``matloop micro train``): the dataset, the model family and its
+    options, the shared training loop's settings. ``n_conditions`` and ``size`` come from the dataset."""
+
+    data: MicroDataConfig = Field(default_factory=MicroDataConfig)
+    model: Literal["gan", "diffusion"] = "diffusion"
+    gan: MicroGANConfig = Field(default_factory=MicroGANConfig)
+    diffusion: MicroDiffusionConfig = Field(default_factory=MicroDiffusionConfig)
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=100, batch_size=32, lr=1e-3))

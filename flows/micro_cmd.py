@@ -11,13 +11,16 @@ micro_app = typer.Typer(help="Microstructure images: datasets from physical mode
                         no_args_is_help=True)
 
 
-def load_micro_config(config: Path | None, overrides: list[str]):
-    """A MicroDataConfig from YAML and ``--set`` overrides; every problem a ConfigError naming the key."""
+def load_micro_config(config: Path | None, overrides: list[str], schema: type | None = None):
+    """A ``schema`` (default MicroDataConfig) from YAML and ``--set`` overrides; every problem a ConfigError
+    naming the key."""
     import yaml
     from pydantic import ValidationError
 
     from conf.loader import ConfigError, apply_override
     from conf.micro import MicroDataConfig
+
+    schema = schema or MicroDataConfig
 
     raw = {}
     if config is not None:
@@ -31,10 +34,11 @@ def load_micro_config(config: Path | None, overrides: list[str]):
             raise ConfigError(f"--config {config}: expected a mapping of microstructure data settings")
     for assignment in overrides:
         apply_override(raw, assignment)
-    if isinstance(raw.get("source"), dict):  # source options given without a kind: the default kind's
-        raw["source"].setdefault("kind", "spinodal")
+    data = raw.get("data") if schema is not MicroDataConfig else raw
+    if isinstance(data, dict) and isinstance(data.get("source"), dict):  # source options without a kind: the default's
+        data["source"].setdefault("kind", "spinodal")
     try:
-        return MicroDataConfig.model_validate(raw)
+        return schema.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
                              for e in exc.errors())
@@ -72,3 +76,29 @@ def data_cmd(config: Annotated[Path | None, typer.Option("--config", "-c", help=
     console.print("splits: " + ", ".join(f"{k} {counts.get(k, 0)}" for k in ("train", "val", "test")))
     if cfg.source.kind != "folder":
         console.print(f"cached: {cache_path(cfg)}")
+
+
+@micro_app.command("train")
+def train_cmd(config: Annotated[Path | None, typer.Option(
+                  "--config", "-c", help="YAML of a MicroTrainConfig (data, model gan|diffusion, gan, diffusion, "
+                  "train).")] = None,
+              out: Annotated[Path, typer.Option(help="Checkpoint path.")] = Path("checkpoints/micro.pt"),
+              set_: Annotated[list[str] | None, typer.Option("--set", help="Override: dotted.key=value.")] = None,
+              resume: Annotated[bool, typer.Option(help="Continue from the checkpoint at --out.")] = False) -> None:
+    """Train a conditional GAN or DDPM on a microstructure dataset's train split (simulated first if needed)."""
+    from conf.loader import ConfigError
+    from conf.micro import MicroTrainConfig
+    from flows.cli_common import console, fail
+    from tasks.errors import MatloopError
+    from tasks.micro.train import train_micro
+
+    if resume and not out.is_file():
+        fail(ConfigError(f"--resume: no checkpoint at {out}"))
+    try:
+        cfg = load_micro_config(config, list(set_ or []), MicroTrainConfig)
+        path = train_micro(cfg, out, resume, log=lambda r: console.print(
+            f"epoch {r['epoch']} ({r['seconds']:.1f} s): " + ", ".join(
+                f"{k} {v:.4f}" for k, v in r.items() if k not in ("epoch", "seconds") and isinstance(v, float))))
+    except (ConfigError, MatloopError, ValueError) as exc:
+        fail(exc)
+    console.print(f"checkpoint: {path}")

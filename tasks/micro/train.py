@@ -1,0 +1,92 @@
+"""Train a microstructure generator on a dataset's train split; load it back and sample it by process condition.
+
+The checkpoint is the shared Trainer's (EMA weights, resume, content hash) with what sampling needs: the model
+family and config, the condition columns and their scaling, the dataset config it was trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from conf.micro import MicroTrainConfig
+from models.checkpoint import load_checkpoint
+from models.micro_data import ConditionScaler, ImageDataset
+from models.micro_models import MicroDiffusion, MicroDiffusionConfig, MicroGAN, MicroGANConfig
+from models.training import Trainer, resume_trainer
+from tasks.micro.dataset import MicroDataError, load_dataset
+
+KINDS = {"micro-gan": (MicroGAN, MicroGANConfig), "micro-diffusion": (MicroDiffusion, MicroDiffusionConfig)}
+
+
+def build_model(cfg: MicroTrainConfig, n_conditions: int):
+    if cfg.model == "gan":
+        model_cfg = cfg.gan.model_copy(update={"n_conditions": n_conditions, "size": cfg.data.size})
+        return "micro-gan", MicroGAN(model_cfg), model_cfg
+    model_cfg = cfg.diffusion.model_copy(update={"n_conditions": n_conditions})
+    return "micro-diffusion", MicroDiffusion(model_cfg), model_cfg
+
+
+def train_micro(cfg: MicroTrainConfig, out: Path, resume: bool = False,
+                log: Callable[[dict], None] | None = None) -> Path:
+    """Train on the train split of ``cfg.data`` and checkpoint to ``out`` (``resume``: continue from it)."""
+    data = load_dataset(cfg.data)
+    images, table = data.split("train")
+    if len(images) == 0:
+        raise MicroDataError("the dataset's train split is empty")
+    conditions = table[list(data.condition_columns)].to_numpy(dtype=float)
+    torch.manual_seed(cfg.train.seed)
+    kind, model, model_cfg = build_model(cfg, conditions.shape[1])
+    if resume:
+        trainer = resume_trainer(model, out, cfg.train)
+        scaler = ConditionScaler(**trainer.meta["normalizer"])
+    else:
+        scaler = ConditionScaler.fit(conditions)
+        meta = {"kind": kind, "model_config": model_cfg.model_dump(mode="json"), "normalizer": scaler.state(),
+                "condition_columns": list(data.condition_columns), "size": cfg.data.size,
+                "data_config": cfg.data.model_dump(mode="json")}
+        trainer = Trainer(model, cfg.train, meta)
+    trainer.fit(ImageDataset(images, conditions, scaler), checkpoint=Path(out), log=log)
+    return Path(out)
+
+
+@dataclass
+class MicroGenerator:
+    """A trained generator ready to sample (EMA weights, eval mode)."""
+
+    kind: str
+    model: MicroGAN | MicroDiffusion
+    scaler: ConditionScaler
+    columns: tuple[str, ...]
+    size: int
+    hash: str
+
+    def sample(self, conditions: dict[str, float], n: int, seed: int = 0, steps: int = 50,
+               guidance: float = 1.0) -> np.ndarray:
+        """``n`` binary images for one process condition (a value for every condition column)."""
+        missing = [c for c in self.columns if c not in conditions]
+        if missing:
+            raise MicroDataError(f"condition needs {', '.join(self.columns)}; missing {', '.join(missing)}")
+        c = self.scaler(np.array([[float(conditions[k]) for k in self.columns]] * n))
+        gen = torch.Generator().manual_seed(seed)
+        if isinstance(self.model, MicroGAN):
+            return self.model.sample(c, gen).numpy()
+        return self.model.sample(c, self.size, steps=steps, guidance=guidance, generator=gen).numpy()
+
+
+def load_micro_generator(path: Path) -> MicroGenerator:
+    ckpt = load_checkpoint(path)
+    if ckpt.get("kind") not in KINDS:
+        raise MicroDataError(f"{path} is not a microstructure generator (kind {ckpt.get('kind')!r}; allowed: "
+                             f"{', '.join(KINDS)})")
+    cls, cfg_cls = KINDS[ckpt["kind"]]
+    model = cls(cfg_cls.model_validate(ckpt["model_config"]))
+    model.load_state_dict(ckpt["ema_state_dict"])  # the EMA weights sample best
+    model.eval()
+    return MicroGenerator(ckpt["kind"], model, ConditionScaler(**ckpt["normalizer"]),
+                          tuple(ckpt["condition_columns"]), int(ckpt["size"]), ckpt["hash"])
+
