@@ -54,3 +54,21 @@ def test_the_shipped_training_config_is_valid():
 
     cfg = load_micro_config(Path(__file__).parents[1] / "conf" / "micro_train.yaml", [], MicroTrainConfig)
     assert cfg.model == "diffusion" and cfg.data.size == 64 and cfg.train.epochs == 100
+
+
+def test_micro_evaluate_scores_the_held_out_conditions_and_draws_them(tmp_path):
+    import json
+
+    out = tmp_path / "gan.pt"
+    assert CliRunner().invoke(app, ["micro", "train", "--out", str(out), *settings(tmp_path, "gan", 1)]).exit_code == 0
+    result = CliRunner().invoke(app, ["micro", "evaluate", str(out), "--n", "3", "--property",
+                                      "--out", str(tmp_path / "eval")], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert [r["condition"] for r in metrics["test_conditions"]] == [{"porosity": 0.5, "blobiness": 1.0}]
+    row = metrics["test_conditions"][0]
+    assert row["n_generated"] == 3 and row["n_real"] == 4 and row["d_eff_real"] > 0
+    assert 0 <= row["nearest_train_distance"] <= 0.5 and metrics["images_per_second"] > 0
+    assert {"s2.png", "samples.png", "d_eff.png"} <= {p.name for p in (tmp_path / "eval").iterdir()}
+    missing = CliRunner().invoke(app, ["micro", "evaluate", str(tmp_path / "none.pt")])
+    assert missing.exit_code == 2 and "no checkpoint at" in missing.output
