@@ -4,8 +4,8 @@
   dφ/dt = ∇²(φ³ − φ − γ∇²φ) (mobility 1, free energy (φ² − 1)²/4, order parameter φ ∈ [−1, 1]), integrated by the
   semi-implicit Fourier-spectral scheme of Chen & Shen (Comput. Phys. Commun. 108, 147, 1998): the stiff linear
   terms implicit, the nonlinear term explicit, so large time steps are stable. Periodic by construction; the mean
-  composition (the k = 0 mode) is conserved exactly. PyMKS ships the same scheme but no longer installs on
-  Python ≥ 3.11 with current setuptools (it imports ``pkg_resources``), hence these few lines.
+  composition (the k = 0 mode) is conserved exactly. PyMKS ships the same scheme, but its package imports
+  ``pkg_resources`` (gone from current setuptools; read from its source, not installed), hence these few lines.
 * :func:`spinodal_images`: quench from the homogeneous state at a mean composition, anneal, threshold at φ = 0.
 * :func:`porous_images`: porespy's ``blobs`` (Gaussian-filtered noise thresholded at a porosity), periodic.
 """
