@@ -27,7 +27,7 @@ class SpinodalSource(Strict):
                                           "is 0.21-0.79.")
     anneal_time: list[float] = Field([25.0, 50.0, 100.0, 200.0, 400.0], min_length=2,
                                      description="Dimensionless annealing times (steps x dt).")
-    dt: float = Field(1.0, gt=0, le=5, description="Time step of the semi-implicit solver.")
+    dt: float = Field(1.0, gt=0, le=5, description="Time step of the semi-implicit solver (stable below 2 gamma).")
     gamma: float = Field(1.0, gt=0, description="Gradient-energy coefficient (interface width ~ sqrt(gamma) px).")
 
     def grid(self) -> dict[str, list[float]]:
@@ -39,6 +39,12 @@ class SpinodalSource(Strict):
         if bad or any(t <= 0 for t in self.anneal_time):
             raise ValueError("mean_composition must lie in (0, 1) and anneal_time be > 0 "
                              f"(got {bad or self.anneal_time})")
+        if self.dt >= 2 * self.gamma:  # the explicit φ³ − φ term: stable around φ = ±1 only for dt < 2 gamma
+            raise ValueError(f"dt={self.dt} is unstable for gamma={self.gamma}: the scheme needs dt < 2 gamma")
+        steps = [max(int(round(t / self.dt)), 1) for t in self.anneal_time]
+        if len(set(steps)) < len(steps):
+            raise ValueError(f"anneal_time {self.anneal_time} rounds to {steps} steps of dt={self.dt}: two "
+                             "conditions would be the same simulation; space them by at least dt")
         return self
 
 

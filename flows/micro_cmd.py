@@ -11,9 +11,18 @@ micro_app = typer.Typer(help="Microstructure images: datasets from physical mode
                         no_args_is_help=True)
 
 
-def load_micro_config(config: Path | None, overrides: list[str], schema: type | None = None):
-    """A ``schema`` (default MicroDataConfig) from YAML and ``--set`` overrides; every problem a ConfigError
-    naming the key."""
+def _merge(base: dict, top: dict) -> dict:
+    """``top`` over ``base``, mappings merged key by key."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_micro_config(config: Path | None, overrides: list[str], schema: type | None = None,
+                      base: dict | None = None):
+    """A ``schema`` (default MicroDataConfig) from ``base``, YAML over it and ``--set`` overrides; every problem a
+    ConfigError naming the key."""
     import yaml
     from pydantic import ValidationError
 
@@ -26,12 +35,13 @@ def load_micro_config(config: Path | None, overrides: list[str], schema: type | 
     if config is not None:
         try:
             raw = yaml.safe_load(config.read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(f"--config {config}: {exc.strerror or exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--config {config}: {getattr(exc, 'strerror', None) or exc}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"--config {config} is not YAML: {str(exc).splitlines()[0]}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"--config {config}: expected a mapping of microstructure data settings")
+    raw = _merge(base or {}, raw)
     for assignment in overrides:
         apply_override(raw, assignment)
     data = raw.get("data") if schema is not MicroDataConfig else raw
@@ -61,7 +71,7 @@ def data_cmd(config: Annotated[Path | None, typer.Option("--config", "-c", help=
     try:
         cfg = load_micro_config(config, list(set_ or []))
         data = load_dataset(cfg)
-    except (ConfigError, MatloopError) as exc:
+    except (ConfigError, MatloopError, OSError) as exc:
         fail(exc)
     table = Table(title=f"{cfg.source.kind} dataset: {len(data.images)} images of {cfg.size}x{cfg.size}")
     for col in (*data.condition_columns, "split", "images", "volume fraction"):
@@ -85,21 +95,23 @@ def train_cmd(config: Annotated[Path | None, typer.Option(
               out: Annotated[Path, typer.Option(help="Checkpoint path.")] = Path("checkpoints/micro.pt"),
               set_: Annotated[list[str] | None, typer.Option("--set", help="Override: dotted.key=value.")] = None,
               resume: Annotated[bool, typer.Option(help="Continue from the checkpoint at --out.")] = False) -> None:
-    """Train a conditional GAN or DDPM on a microstructure dataset's train split (simulated first if needed)."""
+    """Train a conditional GAN or DDPM on a microstructure dataset's train split (simulated first if needed).
+    With --resume the run continues from its checkpoint's own settings (--config/--set may change train.*)."""
     from conf.loader import ConfigError
     from conf.micro import MicroTrainConfig
     from flows.cli_common import console, fail
     from tasks.errors import MatloopError
-    from tasks.micro.train import train_micro
+    from tasks.micro.train import resume_config, train_micro
 
     if resume and not out.is_file():
         fail(ConfigError(f"--resume: no checkpoint at {out}"))
     try:
-        cfg = load_micro_config(config, list(set_ or []), MicroTrainConfig)
+        base = resume_config(out) if resume else None
+        cfg = load_micro_config(config, list(set_ or []), MicroTrainConfig, base)
         path = train_micro(cfg, out, resume, log=lambda r: console.print(
             f"epoch {r['epoch']} ({r['seconds']:.1f} s): " + ", ".join(
                 f"{k} {v:.4f}" for k, v in r.items() if k not in ("epoch", "seconds") and isinstance(v, float))))
-    except (ConfigError, MatloopError, ValueError) as exc:
+    except (ConfigError, MatloopError, ValueError, OSError) as exc:
         fail(exc)
     console.print(f"checkpoint: {path}")
 
@@ -112,9 +124,12 @@ def evaluate_cmd(checkpoint: Path,
                                                              "(taufactor, ~0.2 s an image).")] = False,
                  steps: Annotated[int, typer.Option(min=1, help="DDIM steps (diffusion).")] = 50,
                  guidance: Annotated[float, typer.Option(help="Classifier-free guidance (diffusion; 1 = none).")] = 1.0,
+                 split: Annotated[str, typer.Option(help="test: the held-out conditions (the claim); val: the "
+                                                    "training conditions' held-out images (model selection).")
+                                  ] = "test",
                  seed: int = 0) -> None:
     """Score a trained generator on its dataset's held-out test conditions (statistics, property, diversity,
-    memorisation); write metrics.json, s2.png, samples.png (and d_eff.png)."""
+    memorisation); write metrics.json (last), s2.png, samples.png (and d_eff.png)."""
     from flows.cli_common import console, fail
     from tasks.errors import MatloopError
     from tasks.micro.report import evaluate_generator
@@ -122,8 +137,8 @@ def evaluate_cmd(checkpoint: Path,
     if not checkpoint.is_file():
         fail(FileNotFoundError(f"no checkpoint at {checkpoint}"))
     try:
-        result = evaluate_generator(checkpoint, out, n, with_property, steps, guidance, seed)
-    except (MatloopError, ValueError) as exc:
+        result = evaluate_generator(checkpoint, out, n, with_property, steps, guidance, seed, split)
+    except (MatloopError, ValueError, OSError) as exc:
         fail(exc)
-    console.print(f"{result['kind']} on {len(result['test_conditions'])} held-out conditions: "
+    console.print(f"{result['kind']} on {len(result['conditions'])} {split} conditions: "
                   + ", ".join(f"{k} {v:.3f}" for k, v in result["mean"].items()) + f" -> {out / 'metrics.json'}")

@@ -20,7 +20,8 @@ class ConditionScaler:
     @classmethod
     def fit(cls, conditions: np.ndarray) -> ConditionScaler:
         c = np.asarray(conditions, dtype=np.float64)
-        return cls(c.mean(axis=0).tolist(), c.std(axis=0).tolist())
+        std = c.std(axis=0)
+        return cls(c.mean(axis=0).tolist(), np.where(std > 0, std, 1.0).tolist())  # a constant column: centred only
 
     def __call__(self, conditions) -> torch.Tensor:
         return (torch.as_tensor(np.asarray(conditions, dtype=np.float32)) - self.mean) / self.std

@@ -11,23 +11,31 @@ A batch is ``(images, conditions)``: images ``(B, 1, H, W)`` in {-1, +1}, condit
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import Field, field_validator
 from torch import nn
 
 from models.micro_nets import MicroCritic, MicroGenerator, MicroUNet
 from models.schedules import cosine_alpha_bar
 from models.strict import Strict
 
+WIDTH = "a multiple of 8 (the group norm's groups)"
+
 
 class MicroGANConfig(Strict):
-    n_conditions: int = 2
-    size: int = 64
-    z_channels: int = 16
-    generator_width: int = 64
-    critic_width: int = 32
-    n_critic: int = 2
-    lr_generator: float = 2e-4
-    lr_critic: float = 2e-4
+    """The conditional GAN's architecture and optimiser (``n_conditions`` and ``size`` come from the dataset)."""
+
+    n_conditions: int = Field(2, ge=1, description="Process conditions the images are generated from.")
+    size: Literal[32, 64, 128, 256] = Field(64, description="Image edge in pixels (upsampled from a 4 x 4 latent).")
+    z_channels: int = Field(16, ge=1, le=512, description="Channels of the 4 x 4 spatial latent.")
+    generator_width: Literal[16, 32, 64, 128, 256, 512] = Field(64, description="Generator channels after the latent "
+                                                                "(halved per level, at least 16).")
+    critic_width: int = Field(32, ge=8, le=256, description="Critic channels at its first level (doubled per level).")
+    n_critic: int = Field(2, ge=1, le=10, description="Critic steps per generator step.")
+    lr_generator: float = Field(2e-4, gt=0, le=1e-1)
+    lr_critic: float = Field(2e-4, gt=0, le=1e-1)
 
 
 class MicroGAN(nn.Module):
@@ -73,10 +81,22 @@ class MicroGAN(nn.Module):
 
 
 class MicroDiffusionConfig(Strict):
-    n_conditions: int = 2
-    widths: tuple[int, ...] = (32, 64, 128)
-    emb_dim: int = 128
-    p_uncond: float = 0.15
+    """The conditional DDPM's UNet (``n_conditions`` comes from the dataset) and its condition dropout."""
+
+    n_conditions: int = Field(2, ge=1, description="Process conditions the images are generated from.")
+    widths: tuple[int, ...] = Field((32, 64, 128), min_length=1, max_length=5,
+                                    description=f"UNet channels per level (each halves the resolution), each {WIDTH}.")
+    emb_dim: int = Field(128, ge=8, le=1024, multiple_of=2, description="Time and condition embedding size (even).")
+    p_uncond: float = Field(0.15, ge=0, lt=1, description="Probability that a training condition is dropped "
+                            "(the unconditional model classifier-free guidance needs).")
+
+    @field_validator("widths")
+    @classmethod
+    def _widths(cls, widths: tuple[int, ...]) -> tuple[int, ...]:
+        bad = [w for w in widths if w < 8 or w % 8 or w > 1024]
+        if bad:
+            raise ValueError(f"widths must each be {WIDTH} in 8-1024 (got {bad})")
+        return widths
 
 
 class MicroDiffusion(nn.Module):

@@ -65,6 +65,10 @@ def test_config_refuses_unknown_keys_and_bad_values(tmp_path):
         MicroDataConfig.model_validate({"source": {"kind": "spinodal", "mean_composition": [0.5, 1.5]}})
     with pytest.raises(ValidationError):
         MicroDataConfig.model_validate({"size": 100})
+    with pytest.raises(ValidationError, match="unstable for gamma=1.0"):
+        MicroDataConfig.model_validate({"source": {"kind": "spinodal", "dt": 2.5}})
+    with pytest.raises(ValidationError, match="rounds to"):
+        MicroDataConfig.model_validate({"source": {"kind": "spinodal", "dt": 1.5, "anneal_time": [10, 10.5]}})
 
 
 def write_folder(tmp_path, n=9, size=32):
@@ -102,6 +106,14 @@ def test_a_users_folder_of_images_is_read_with_its_conditions(tmp_path):
      r"row 2: time='late' is not a number"),
     (lambda t, f: pd.read_csv(t / "conditions.csv").drop(columns="file").to_csv(t / "conditions.csv", index=False),
      r"needs a 'file' column"),
+    (lambda t, f: pd.read_csv(t / "conditions.csv").assign(condition=1).to_csv(t / "conditions.csv", index=False),
+     r"'condition' is reserved"),
+    (lambda t, f: (t / "conditions.csv").write_bytes(b"file,t\n\xff\xfe,1\n"), r"conditions file .*conditions.csv"),
+    (lambda t, f: (t / "conditions.csv").write_text(""), r"conditions file .*conditions.csv"),
+    (lambda t, f: pd.read_csv(t / "conditions.csv").assign(time=10.0, split=["test"] + ["train"] * 8).to_csv(
+        t / "conditions.csv", index=False), r"row 5: this condition also has test images"),
+    (lambda t, f: pd.read_csv(t / "conditions.csv").assign(split="holdout").to_csv(t / "conditions.csv", index=False),
+     r"split must be one of train, val, test \(got holdout\)"),
 ])
 def test_a_bad_folder_is_refused_naming_the_file_and_row(tmp_path, damage, message):
     folder = write_folder(tmp_path)

@@ -49,3 +49,11 @@ def test_effective_diffusivity_error_when_asked():
     assert score.d_eff_real > 0 and score.d_eff_rel_error < 0.25
     assert blocked.d_eff_rel_error == pytest.approx(1.0)
     assert score_condition(real, real).d_eff_rel_error is None  # not computed unless asked
+
+
+def test_a_ratio_against_uniform_real_images_is_unknown_not_perfect():
+    real = np.zeros((4, 16, 16), bool)  # an alloy still homogeneous after a short anneal: no chord, no variety
+    generated = np.random.default_rng(0).random((4, 16, 16)) < 0.3
+    score = score_condition(real, generated)
+    assert score.mean_chord_rel_error is None and score.diversity_ratio is None
+    assert score.volume_fraction_error > 0.2

@@ -83,3 +83,19 @@ def test_condition_scaling_round_trips_and_mismatched_rows_are_refused():
     assert ConditionScaler(**scaler.state())(np.array([[3.0, 30.0]])).tolist() == [[1.0, 1.0]]
     with pytest.raises(ValueError, match="3 images but 2 condition rows"):
         ImageDataset(np.zeros((3, 8, 8), bool), np.zeros((2, 1)))
+
+
+@pytest.mark.parametrize("cls, bad, message", [
+    ("MicroGANConfig", {"n_critic": 0}, "greater than or equal to 1"),
+    ("MicroGANConfig", {"generator_width": 40}, "Input should be 16, 32"),
+    ("MicroDiffusionConfig", {"widths": (12, 24)}, "multiple of 8"),
+    ("MicroDiffusionConfig", {"widths": ()}, "at least 1 item"),
+    ("MicroDiffusionConfig", {"emb_dim": 15}, "multiple of 2"),
+])
+def test_model_configs_refuse_what_the_networks_cannot_build(cls, bad, message):
+    from pydantic import ValidationError
+
+    import models.micro_models as mm
+
+    with pytest.raises(ValidationError, match=message):
+        getattr(mm, cls).model_validate(bad)

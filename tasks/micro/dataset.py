@@ -147,11 +147,16 @@ def read_folder(cfg: MicroDataConfig) -> MicroDataset:
         raise MicroDataError(f"image folder {source.folder} does not exist")
     try:
         table = pd.read_csv(source.conditions_csv)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise MicroDataError(f"conditions file {source.conditions_csv}: {exc}") from None
     if "file" not in table.columns:
         raise MicroDataError(f"conditions file {source.conditions_csv} needs a 'file' column (has: "
                              f"{', '.join(map(str, table.columns))})")
+    if "condition" in table.columns:
+        raise MicroDataError(f"conditions file {source.conditions_csv}: 'condition' is reserved (matloop numbers the "
+                             "conditions itself); rename that column")
+    if table.empty:
+        raise MicroDataError(f"conditions file {source.conditions_csv} has no rows")
     columns = tuple(c for c in table.columns if c not in ("file", "split"))
     if not columns:
         raise MicroDataError(f"conditions file {source.conditions_csv} has no condition column besides 'file'")
@@ -178,6 +183,20 @@ def read_folder(cfg: MicroDataConfig) -> MicroDataset:
         rng = np.random.default_rng(cfg.seed)
         table["split"] = ["test" if k in test else "val" if rng.random() < cfg.val_fraction else "train"
                           for k in keys]
-    elif not table["split"].isin(SPLITS).all():
-        raise MicroDataError(f"conditions file {source.conditions_csv}: split must be one of {', '.join(SPLITS)}")
+    else:
+        _check_split_column(table, source.conditions_csv)
     return MicroDataset(np.stack(images), table.drop(columns=["file"]), columns)
+
+
+def _check_split_column(table: pd.DataFrame, csv: Path) -> None:
+    """A user's own ``split`` column: known names, and test conditions held out whole (a condition with images in
+    test and in train or val would let the test score a condition the generator was trained on)."""
+    bad = sorted(set(map(str, table["split"])) - set(SPLITS))
+    if bad:
+        raise MicroDataError(f"conditions file {csv}: split must be one of {', '.join(SPLITS)} (got {', '.join(bad)})")
+    test = set(table.loc[table["split"] == "test", "condition"])
+    shared = test & set(table.loc[table["split"] != "test", "condition"])
+    if shared:
+        row = int(table.index[table["condition"].isin(shared) & (table["split"] != "test")][0])
+        raise MicroDataError(f"conditions file {csv}, row {row + 2}: this condition also has test images; the test "
+                             "holds out whole conditions (put all of its images in test, or none)")

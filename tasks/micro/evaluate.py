@@ -4,7 +4,8 @@ Per condition (:func:`score_condition`): the error of the mean volume fraction, 
 lineal-path curve (root mean square over r, in probability units), of the mean chord length (relative), of the
 effective diffusivity (relative, when computed), the diversity of the generated images against that of the real
 ones, and memorisation: each generated image's distance to its nearest training image, translation-invariant
-(a periodic image shifted is the same microstructure), as a fraction of pixels that differ.
+(a periodic image shifted is the same microstructure), as a fraction of pixels that differ. A ratio whose real
+denominator is zero (uniform real images: no chord, no diversity) is ``None``, not a perfect score.
 """
 
 from __future__ import annotations
@@ -52,17 +53,20 @@ def translation_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float((x.size - np.rint(corr.max())) / (2 * x.size))  # integer pixel counts: no rounding residue
 
 
-def nearest_distances(generated: np.ndarray, train: np.ndarray) -> np.ndarray:
-    """Each generated image's translation-invariant distance to its nearest training image."""
+def nearest_distances(generated: np.ndarray, train: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Each generated image's translation-invariant distance to its nearest training image (the training set's
+    transforms are taken ``chunk`` images at a time, so memory stays flat in its size)."""
     g = np.where(np.asarray(generated, dtype=bool), 1.0, -1.0)
-    t = np.where(np.asarray(train, dtype=bool), 1.0, -1.0)
-    tf = np.conj(np.fft.rfft2(t))
-    n = g[0].size
-    out = np.empty(len(g))
-    for i, img in enumerate(g):
-        corr = np.fft.irfft2(np.fft.rfft2(img)[None] * tf, s=img.shape)
-        out[i] = (n - np.rint(corr.reshape(len(t), -1).max())) / (2 * n)
-    return out
+    shape, n = g.shape[1:], g[0].size
+    g_hat = np.fft.rfft2(g)
+    best = np.full(len(g), -np.inf)
+    train = np.asarray(train, dtype=bool)
+    for start in range(0, len(train), chunk):
+        t_hat = np.conj(np.fft.rfft2(np.where(train[start:start + chunk], 1.0, -1.0)))
+        for i in range(len(g)):
+            corr = np.fft.irfft2(g_hat[i][None] * t_hat, s=shape)
+            best[i] = max(best[i], corr.reshape(len(t_hat), -1).max())
+    return (n - np.rint(best)) / (2 * n)
 
 
 def diversity(images: np.ndarray, max_pairs: int = 200, seed: int = 0) -> float:
@@ -87,10 +91,10 @@ class ConditionScore:
     volume_fraction_error: float  # |mean generated - mean real|
     s2_rmse: float  # over r = 0 ... size/2
     lineal_path_rmse: float
-    mean_chord_rel_error: float
+    mean_chord_rel_error: float | None  # None when the real images have no chord (uniform)
     d_eff_real: float | None
     d_eff_rel_error: float | None
-    diversity_ratio: float  # diversity of the generated set / that of the real set (1: as varied as the real)
+    diversity_ratio: float | None  # generated diversity / real diversity (1: as varied); None: the real are identical
     nearest_train_distance: float | None  # median over generated images; 0 = a copy of a training image
 
     def as_dict(self) -> dict:
@@ -99,10 +103,16 @@ class ConditionScore:
 
 def score_condition(real: np.ndarray, generated: np.ndarray, train: np.ndarray | None = None,
                     with_property: bool = False) -> ConditionScore:
-    r, g = image_stats(real, with_property), image_stats(generated, with_property)
+    return compare(real, generated, image_stats(real, with_property), image_stats(generated, with_property), train)
+
+
+def compare(real: np.ndarray, generated: np.ndarray, r: ImageStats, g: ImageStats,
+            train: np.ndarray | None = None) -> ConditionScore:
+    """The score of ``generated`` against ``real`` from their statistics ``g`` and ``r`` (computed once by the
+    caller, who may plot them too); the property is compared when both carry it."""
     d_real = diversity(real)
     d_eff_real = d_eff_err = None
-    if with_property:
+    if r.d_eff is not None and g.d_eff is not None:
         d_eff_real = float(r.d_eff.mean())
         d_eff_err = float(abs(g.d_eff.mean() - d_eff_real) / d_eff_real) if d_eff_real > 0 else None
     return ConditionScore(
@@ -110,7 +120,7 @@ def score_condition(real: np.ndarray, generated: np.ndarray, train: np.ndarray |
         volume_fraction_error=float(abs(g.volume_fraction.mean() - r.volume_fraction.mean())),
         s2_rmse=float(np.sqrt(np.mean((g.s2 - r.s2) ** 2))),
         lineal_path_rmse=float(np.sqrt(np.mean((g.lineal_path - r.lineal_path) ** 2))),
-        mean_chord_rel_error=float(abs(g.mean_chord - r.mean_chord) / r.mean_chord) if r.mean_chord else 0.0,
+        mean_chord_rel_error=float(abs(g.mean_chord - r.mean_chord) / r.mean_chord) if r.mean_chord else None,
         d_eff_real=d_eff_real, d_eff_rel_error=d_eff_err,
-        diversity_ratio=float(diversity(generated) / d_real) if d_real > 0 else 0.0,
+        diversity_ratio=float(diversity(generated) / d_real) if d_real > 0 else None,
         nearest_train_distance=float(np.median(nearest_distances(generated, train))) if train is not None else None)

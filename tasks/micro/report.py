@@ -9,14 +9,15 @@ sampling speed. Files: ``metrics.json``, ``s2.png`` (S2 curves, real vs generate
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 
 from conf.micro import MicroDataConfig
-from tasks.micro.dataset import load_dataset
-from tasks.micro.evaluate import image_stats, score_condition
+from tasks.micro.dataset import MicroDataError, load_dataset
+from tasks.micro.evaluate import compare, image_stats
 from tasks.micro.train import load_micro_generator
 
 SCORES = ("volume_fraction_error", "s2_rmse", "lineal_path_rmse", "mean_chord_rel_error", "d_eff_rel_error",
@@ -24,31 +25,44 @@ SCORES = ("volume_fraction_error", "s2_rmse", "lineal_path_rmse", "mean_chord_re
 
 
 def evaluate_generator(checkpoint: Path, out: Path, n: int = 32, with_property: bool = False, steps: int = 50,
-                       guidance: float = 1.0, seed: int = 0) -> dict:
+                       guidance: float = 1.0, seed: int = 0, split: str = "test") -> dict:
+    """Score the generator at ``checkpoint`` on every condition of its dataset's ``split`` (``test``: the held-out
+    conditions, for the claim; ``val``: the training conditions' held-out images, for model selection)."""
+    if split not in ("test", "val"):
+        raise MicroDataError(f"unknown split {split!r}; allowed: test, val")
     gen = load_micro_generator(checkpoint)
     data = load_dataset(MicroDataConfig.model_validate(_data_config(checkpoint)))
-    test_images, test_table = data.split("test")
+    real_images, real_table = data.split(split)
     train_images, _ = data.split("train")
+    if len(real_images) == 0:
+        raise MicroDataError(f"the dataset of {checkpoint} has no {split} images: nothing to score")
     rows, panels, seconds = [], [], 0.0
-    for cond_id, group in test_table.groupby("condition", sort=True):
+    for cond_id, group in real_table.groupby("condition", sort=True):
         condition = {c: float(group[c].iloc[0]) for c in gen.columns}
         start = time.perf_counter()
         fake = gen.sample(condition, n, seed=seed + int(cond_id), steps=steps, guidance=guidance)
         seconds += time.perf_counter() - start
-        real = test_images[group.index.to_numpy()]
-        score = score_condition(real, fake, train_images, with_property)
-        rows.append({"condition": condition, **score.as_dict()})
-        panels.append((condition, real, fake, image_stats(real, with_property), image_stats(fake, with_property)))
+        real = real_images[group.index.to_numpy()]
+        r_stats, g_stats = image_stats(real, with_property), image_stats(fake, with_property)
+        rows.append({"condition": condition, **compare(real, fake, r_stats, g_stats, train_images).as_dict()})
+        panels.append((condition, real, fake, r_stats, g_stats))
     mean = {k: float(np.mean([r[k] for r in rows if r[k] is not None])) for k in SCORES
             if any(r[k] is not None for r in rows)}
-    result = {"checkpoint": str(checkpoint), "checkpoint_hash": gen.hash, "kind": gen.kind, "n_per_condition": n,
-              "steps": steps if gen.kind == "micro-diffusion" else None, "guidance": guidance,
+    diffusion = gen.kind == "micro-diffusion"
+    result = {"checkpoint": str(checkpoint), "checkpoint_hash": gen.hash, "kind": gen.kind, "split": split,
+              "n_per_condition": n, "steps": steps if diffusion else None, "guidance": guidance if diffusion else None,
               "images_per_second": n * len(rows) / seconds if seconds else None,
-              "test_conditions": rows, "mean": mean}
+              "conditions": rows, "mean": mean}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     _plots(panels, out, with_property)
+    write_json_atomic(out / "metrics.json", result)  # last: a metrics.json means the evaluation finished
     return result
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def _data_config(checkpoint: Path) -> dict:

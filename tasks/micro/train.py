@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from conf.micro import MicroTrainConfig
+from conf.micro import FolderSource, MicroDataConfig, MicroTrainConfig
 from models.checkpoint import load_checkpoint
 from models.micro_data import ConditionScaler, ImageDataset
 from models.micro_models import MicroDiffusion, MicroDiffusionConfig, MicroGAN, MicroGANConfig
@@ -31,9 +31,28 @@ def build_model(cfg: MicroTrainConfig, n_conditions: int):
     return "micro-diffusion", MicroDiffusion(model_cfg), model_cfg
 
 
+def resume_config(checkpoint: Path) -> dict:
+    """The run in ``checkpoint`` as a raw MicroTrainConfig (its dataset, model and training settings): what
+    ``--resume`` starts from before the user's overrides."""
+    ckpt = _micro_checkpoint(checkpoint)
+    family = "gan" if ckpt["kind"] == "micro-gan" else "diffusion"
+    model = {k: v for k, v in ckpt["model_config"].items() if k not in ("n_conditions", "size")}
+    return {"data": ckpt["data_config"], "model": family, family: model, "train": ckpt["train_config"]}
+
+
+def portable_data_config(cfg: MicroDataConfig) -> dict:
+    """``cfg`` with its paths absolute, so the checkpoint finds its dataset from any working directory."""
+    source = cfg.source
+    if isinstance(source, FolderSource):
+        source = source.model_copy(update={"folder": source.folder.resolve(),
+                                           "conditions_csv": source.conditions_csv.resolve()})
+    return cfg.model_copy(update={"source": source, "cache_dir": Path(cfg.cache_dir).resolve()}).model_dump(mode="json")
+
+
 def train_micro(cfg: MicroTrainConfig, out: Path, resume: bool = False,
                 log: Callable[[dict], None] | None = None) -> Path:
-    """Train on the train split of ``cfg.data`` and checkpoint to ``out`` (``resume``: continue from it)."""
+    """Train on the train split of ``cfg.data`` and checkpoint to ``out``. ``resume``: continue the run in ``out``,
+    whose dataset and model ``cfg`` must repeat (only its ``train`` settings, e.g. more epochs, may differ)."""
     data = load_dataset(cfg.data)
     images, table = data.split("train")
     if len(images) == 0:
@@ -41,17 +60,31 @@ def train_micro(cfg: MicroTrainConfig, out: Path, resume: bool = False,
     conditions = table[list(data.condition_columns)].to_numpy(dtype=float)
     torch.manual_seed(cfg.train.seed)
     kind, model, model_cfg = build_model(cfg, conditions.shape[1])
+    meta = {"kind": kind, "model_config": model_cfg.model_dump(mode="json"),
+            "condition_columns": list(data.condition_columns), "size": cfg.data.size,
+            "data_config": portable_data_config(cfg.data)}
     if resume:
+        ckpt = _micro_checkpoint(out)
+        changed = [k for k in ("kind", "model_config", "condition_columns", "size", "data_config")
+                   if ckpt[k] != meta[k]]
+        if changed:
+            raise MicroDataError(f"--resume continues the run in {out}, whose {' and '.join(changed)} differ from the "
+                                 "config given: only train settings may change (or train a new checkpoint)")
         trainer = resume_trainer(model, out, cfg.train)
         scaler = ConditionScaler(**trainer.meta["normalizer"])
     else:
         scaler = ConditionScaler.fit(conditions)
-        meta = {"kind": kind, "model_config": model_cfg.model_dump(mode="json"), "normalizer": scaler.state(),
-                "condition_columns": list(data.condition_columns), "size": cfg.data.size,
-                "data_config": cfg.data.model_dump(mode="json")}
-        trainer = Trainer(model, cfg.train, meta)
+        trainer = Trainer(model, cfg.train, {**meta, "normalizer": scaler.state()})
     trainer.fit(ImageDataset(images, conditions, scaler), checkpoint=Path(out), log=log)
     return Path(out)
+
+
+def _micro_checkpoint(path: Path) -> dict:
+    ckpt = load_checkpoint(path)
+    if ckpt.get("kind") not in KINDS:
+        raise MicroDataError(f"{path} is not a microstructure generator (kind {ckpt.get('kind')!r}; allowed: "
+                             f"{', '.join(KINDS)})")
+    return ckpt
 
 
 @dataclass
@@ -79,14 +112,10 @@ class MicroGenerator:
 
 
 def load_micro_generator(path: Path) -> MicroGenerator:
-    ckpt = load_checkpoint(path)
-    if ckpt.get("kind") not in KINDS:
-        raise MicroDataError(f"{path} is not a microstructure generator (kind {ckpt.get('kind')!r}; allowed: "
-                             f"{', '.join(KINDS)})")
+    ckpt = _micro_checkpoint(path)
     cls, cfg_cls = KINDS[ckpt["kind"]]
     model = cls(cfg_cls.model_validate(ckpt["model_config"]))
     model.load_state_dict(ckpt["ema_state_dict"])  # the EMA weights sample best
     model.eval()
     return MicroGenerator(ckpt["kind"], model, ConditionScaler(**ckpt["normalizer"]),
                           tuple(ckpt["condition_columns"]), int(ckpt["size"]), ckpt["hash"])
-
