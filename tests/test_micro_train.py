@@ -60,7 +60,7 @@ def test_the_shipped_training_config_is_valid():
     from flows.micro_cmd import load_micro_config
 
     cfg = load_micro_config(Path(__file__).parents[1] / "conf" / "micro_train.yaml", [], MicroTrainConfig)
-    assert cfg.model == "diffusion" and cfg.data.size == 64 and cfg.train.epochs == 100
+    assert cfg.model == "diffusion" and cfg.data.size == 64 and cfg.train.epochs == 60
 
 
 def test_micro_evaluate_scores_the_held_out_conditions_and_draws_them(tmp_path):
