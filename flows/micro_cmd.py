@@ -142,3 +142,100 @@ def evaluate_cmd(checkpoint: Path,
         fail(exc)
     console.print(f"{result['kind']} on {len(result['conditions'])} {split} conditions: "
                   + ", ".join(f"{k} {v:.3f}" for k, v in result["mean"].items()) + f" -> {out / 'metrics.json'}")
+
+
+def _micro_store(store: str | None) -> str:
+    import os
+
+    from conf.micro_campaign import MicroCampaignConfig
+    from tasks.store import adopt_credentials
+    from tasks.store.engine import require_store
+
+    url = store or os.environ.get("MATLOOP_STORE_URL") or MicroCampaignConfig.model_fields["output_dir"].default
+    if "://" not in str(url):
+        url = f"sqlite:///{(Path(url) / 'matloop.db').resolve()}"
+    return require_store(adopt_credentials(str(url)))
+
+
+@micro_app.command("run")
+def run_cmd(config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML of a MicroCampaignConfig "
+                                                        "(conf/micro_campaign.yaml).")] = None,
+            set_: Annotated[list[str] | None, typer.Option("--set", help="Override: dotted.key=value.")] = None,
+            resume: Annotated[str | None, typer.Option(help="Continue the campaign with this id.")] = None,
+            store: Annotated[str | None, typer.Option(help="Store URL for --resume (default: MATLOOP_STORE_URL "
+                                                      "or runs/micro/matloop.db).")] = None) -> None:
+    """Run a microstructure campaign: rounds of conditions proposed for a target property band, images generated
+    and checked, their property computed; every result in the store, each round's summary in the Prefect UI."""
+    from conf.loader import ConfigError
+    from conf.micro_campaign import MicroCampaignConfig
+    from flows.cli_common import console, fail
+    from flows.micro_campaign import micro_campaign, start_micro_campaign
+    from flows.server import prefect_api
+    from tasks.errors import MatloopError
+
+    try:
+        if resume:
+            url = _micro_store(store)
+            from tasks.store import Store
+
+            Store(url).micro_campaign(resume)
+            cid = resume
+        else:
+            if config is None:
+                raise ConfigError("--config is required (a campaign needs its generator and target: see "
+                                  "conf/micro_campaign.yaml)")
+            cfg = load_micro_config(config, list(set_ or []), MicroCampaignConfig)
+            url = cfg.url()
+            cid = start_micro_campaign(cfg)
+            console.print(f"microstructure campaign {cid} in {url}")
+    except (ConfigError, MatloopError, ValueError, OSError) as exc:
+        fail(exc)
+    with prefect_api():
+        result = micro_campaign(url, cid)
+    last = result["rounds"][-1] if result["rounds"] else {}
+    console.print(f"campaign {cid}: {last.get('in_band_total', 0)} of {last.get('evaluations_total', 0)} conditions "
+                  f"in the target band; first at evaluation {last.get('first_hit_evaluation')}; best "
+                  f"{(last.get('best') or {}).get('conditions')}")
+
+
+@micro_app.command("status")
+def status_cmd(campaign_id: str,
+               store: Annotated[str | None, typer.Option(help="Store URL (default: MATLOOP_STORE_URL or "
+                                                         "runs/micro/matloop.db).")] = None) -> None:
+    """Every condition a microstructure campaign asked for: why, its images' validity, its property."""
+    from rich.table import Table
+
+    from flows.cli_common import console, fail
+    from flows.micro_campaign import evaluation_rows
+    from tasks.errors import MatloopError
+    from tasks.store import Store
+
+    try:
+        st = Store(_micro_store(store))
+        campaign = st.micro_campaign(campaign_id)
+        rows = evaluation_rows(st, campaign_id)
+    except (MatloopError, ValueError, OSError) as exc:
+        fail(exc)
+    table = Table(title=f"{campaign.name} ({campaign_id}): {campaign.status}")
+    for col in rows[0] if rows else ("round",):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str("" if v is None else v) for v in row.values()))
+    console.print(table)
+
+
+@micro_app.command("rerun-failed")
+def rerun_cmd(campaign_id: str,
+              store: Annotated[str | None, typer.Option(help="Store URL (default: MATLOOP_STORE_URL or "
+                                                        "runs/micro/matloop.db).")] = None) -> None:
+    """Compute the property of a campaign's failed conditions again (their images are kept)."""
+    from flows.cli_common import console, fail
+    from tasks.errors import MatloopError
+    from tasks.micro.campaign import rerun_failed
+    from tasks.store import Store
+
+    try:
+        ok, still = rerun_failed(Store(_micro_store(store)), campaign_id)
+    except (MatloopError, ValueError, OSError) as exc:
+        fail(exc)
+    console.print(f"{ok} failed condition(s) evaluated again, {still} still failing")
