@@ -14,6 +14,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, model_validator
 
 from conf.base import Strict
+from models.micro_collapse import MicroCollapseConfig
 from models.micro_models import MicroDiffusionConfig, MicroGANConfig
 from models.training import TrainConfig
 
@@ -100,4 +101,6 @@ class MicroTrainConfig(Strict):
     model: Literal["gan", "diffusion"] = "diffusion"
     gan: MicroGANConfig = Field(default_factory=MicroGANConfig)
     diffusion: MicroDiffusionConfig = Field(default_factory=MicroDiffusionConfig)
+    monitor: MicroCollapseConfig = Field(default_factory=MicroCollapseConfig,
+                                         description="The GAN's mode-collapse monitor (every: 0 turns it off).")
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=100, batch_size=32, lr=1e-3))

@@ -100,6 +100,7 @@ def train_cmd(config: Annotated[Path | None, typer.Option(
     from conf.loader import ConfigError
     from conf.micro import MicroTrainConfig
     from flows.cli_common import console, fail
+    from models.training import TrainingStopped
     from tasks.errors import MatloopError
     from tasks.micro.train import resume_config, train_micro
 
@@ -111,7 +112,7 @@ def train_cmd(config: Annotated[Path | None, typer.Option(
         path = train_micro(cfg, out, resume, log=lambda r: console.print(
             f"epoch {r['epoch']} ({r['seconds']:.1f} s): " + ", ".join(
                 f"{k} {v:.4f}" for k, v in r.items() if k not in ("epoch", "seconds") and isinstance(v, float))))
-    except (ConfigError, MatloopError, ValueError, OSError) as exc:
+    except (ConfigError, MatloopError, ValueError, OSError, TrainingStopped) as exc:
         fail(exc)
     console.print(f"checkpoint: {path}")
 

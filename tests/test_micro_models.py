@@ -99,3 +99,54 @@ def test_model_configs_refuse_what_the_networks_cannot_build(cls, bad, message):
 
     with pytest.raises(ValidationError, match=message):
         getattr(mm, cls).model_validate(bad)
+
+
+def test_the_collapse_monitor_tells_a_collapsed_generator_from_real_variety():
+    from types import SimpleNamespace
+
+    from models.micro_collapse import MicroCollapseConfig, MicroCollapseMonitor, shift_distances
+    from tasks.micro.physics import porous_images
+
+    images = torch.as_tensor(np.concatenate([porous_images(p, 1.0, n=8, size=32, seed=i)
+                                             for i, p in enumerate((0.4, 0.6))]))
+    conditions = torch.tensor([[0.4]] * 8 + [[0.6]] * 8)
+    shifted = torch.roll(images[:1], shifts=(5, 7), dims=(1, 2))
+    assert float(shift_distances(torch.cat([images[:1], shifted]))[0, 1]) == 0.0  # a shifted copy is a copy
+    monitor = MicroCollapseMonitor(images, conditions, MicroCollapseConfig(warmup=2, conditions=2, per_condition=8))
+
+    class Collapsed:  # every z gives the first real image of the condition: the collapse the monitor is for
+        def sample(self, c, generator):
+            return images[0 if float(c[0, 0]) < 0.5 else 8].expand(len(c), -1, -1)
+
+    class Varied:  # other real images of the same conditions
+        def sample(self, c, generator):
+            pool = porous_images(float(c[0, 0]), 1.0, n=len(c), size=32, seed=99)
+            return torch.as_tensor(pool)
+
+    def trainer(model, epoch):
+        return SimpleNamespace(ema=SimpleNamespace(module=model), epoch=epoch)
+
+    early = monitor(trainer(Collapsed(), 1))
+    assert early.healthy and not early.judged  # warming up
+    bad = monitor(trainer(Collapsed(), 5))
+    assert not bad.healthy and bad.metrics["diversity_ratio"] == 0.0 and "differ 0.00 as much" in bad.reason
+    good = monitor(trainer(Varied(), 5))
+    assert good.healthy and 0.7 < good.metrics["diversity_ratio"] < 1.3, good.metrics
+
+
+def test_gan_training_runs_the_monitor_and_records_it():
+    import tempfile
+    from pathlib import Path
+
+    from conf.micro import MicroTrainConfig
+    from models.checkpoint import load_checkpoint
+    from tasks.micro.train import train_micro
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = MicroTrainConfig.model_validate({
+            "data": {"source": {"kind": "porous", "porosity": [0.3, 0.5, 0.7], "blobiness": [0.5, 1.0, 2.0]},
+                     "size": 32, "per_condition": 4, "test_conditions": 1, "cache_dir": tmp},
+            "model": "gan", "gan": {"generator_width": 16, "critic_width": 8, "z_channels": 4},
+            "monitor": {"every": 1, "warmup": 5, "per_condition": 3}, "train": {"epochs": 2, "batch_size": 8}})
+        history = load_checkpoint(train_micro(cfg, Path(tmp) / "g.pt"))["history"]
+    assert all("monitor.diversity_ratio" in h and h["healthy"] for h in history)

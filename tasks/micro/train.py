@@ -75,7 +75,13 @@ def train_micro(cfg: MicroTrainConfig, out: Path, resume: bool = False,
     else:
         scaler = ConditionScaler.fit(conditions)
         trainer = Trainer(model, cfg.train, {**meta, "normalizer": scaler.state()})
-    trainer.fit(ImageDataset(images, conditions, scaler), checkpoint=Path(out), log=log)
+    dataset = ImageDataset(images, conditions, scaler)
+    monitor = None
+    if cfg.model == "gan" and cfg.monitor.every:
+        from models.micro_collapse import MicroCollapseMonitor
+
+        monitor = MicroCollapseMonitor(torch.as_tensor(images), dataset.c, cfg.monitor)
+    trainer.fit(dataset, checkpoint=Path(out), log=log, monitor=monitor)
     return Path(out)
 
 
