@@ -70,6 +70,9 @@ class MicroCollapseMonitor:
         groups = [g[: cfg.per_condition] for g in groups if len(g) >= 2][: cfg.conditions]
         self.conditions = [conditions[g[0]] for g in groups]
         self.sizes = [len(g) for g in groups]
+        if not groups:  # no condition has two training images: nothing to compare variety with, no checks
+            self.every, self.data_diversity, self.data_uniqueness = 0, 0.0, 0.0
+            return
         self.data_diversity, self.data_uniqueness = _stats([images[g] for g in groups], cfg.duplicate_distance)
 
     def __call__(self, trainer: Trainer) -> MonitorReport:
