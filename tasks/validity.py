@@ -16,9 +16,12 @@ from pymatgen.core import Structure
 
 from conf.schema import FilterConfig
 from tasks.candidate import Candidate
-from tasks.metrics.matching import MatchIndex
+from tasks.metrics.matching import MatchIndex, ReducedCache, reduce_structure
 from tasks.metrics.validity import composition_valid, structure_valid
 from tasks.results import FilterVerdict, Rejection, TaskRecord
+
+# earlier candidates' reduced cells, by hash, kept between the rounds a process filters (tasks/metrics/matching.py)
+REDUCED = ReducedCache(max_size=20_000)
 
 
 def geometry_rejections(structure: Structure, cfg: FilterConfig) -> list[Rejection]:
@@ -104,16 +107,17 @@ def filter_batch(proposals: Sequence[tuple[int, Candidate]], round_index: int, c
         batch_hashes.add(cand.hash)
         rejections = cheap_rejections(cand.structure, cfg, elements, max_atoms)
         matched = None
+        red = reduce_structure(cand.hash, cand.structure) if not rejections and (cfg.novelty or cfg.dedupe) else None
         if not rejections and cfg.novelty:
-            matched = references.find(cand.structure)
+            matched = references.find(red)
             if matched:
                 rejections.append(Rejection(check="novelty", detail=f"matches seed {matched}"))
         if not rejections and cfg.dedupe:
-            matched = seen.find(cand.structure)
+            matched = seen.find(red)
             if matched:
                 rejections.append(Rejection(check="duplicate", detail=f"matches candidate {matched}"))
         if not rejections:
-            seen.add(cand.hash, cand.structure)
+            seen.add(cand.hash, red or cand.structure)
         verdicts.append(FilterVerdict(hash=cand.hash, passed=not rejections, rejections=rejections,
                                       matched_hash=matched))
     return verdicts
@@ -133,7 +137,7 @@ def filter_task(store_url: str, campaign_id: str, round_index: int) -> TaskRecor
     for seed in {s.id: s for s in seeds.templates + seeds.known_phases}.values():
         references.add(seed.id, seed.structure)
     proposals = store.proposals(campaign_id, round_index)
-    seen = MatchIndex(cfg.filter.matcher)  # earlier candidates that share a reduced formula with this round's
+    seen = MatchIndex(cfg.filter.matcher, cache=REDUCED)  # earlier candidates sharing a formula with this round's
     for h, structure in store.structures_before(campaign_id, round_index, [c.formula for _, _, c in proposals]):
         seen.add(h, structure)
     conditions = make_conditions(cfg.target, round_index)

@@ -79,6 +79,25 @@ def test_earlier_round_structures_are_duplicates():
     assert "round 0" in verdicts[1].rejections[0].detail
 
 
+def test_a_later_round_reuses_the_reduced_cells_of_earlier_candidates(monkeypatch):
+    import tasks.metrics.matching as matching
+    from tasks.metrics.matching import ReducedCache
+
+    calls = []
+    real = matching.reduce_structure
+    monkeypatch.setattr(matching, "reduce_structure", lambda label, s: calls.append(label) or real(label, s))
+    cache = ReducedCache(max_size=2)
+    strained = rocksalt(4.5).get_primitive_structure()
+    for round_index in range(2):  # each round's filter builds its index of earlier candidates afresh
+        seen = MatchIndex(MatcherConfig(), cache=cache)
+        seen.add("old", rocksalt().get_primitive_structure())
+        seen.add("other", Structure(Lattice.cubic(3.0), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]))
+        assert seen.find(real("new", strained)) == "old"  # the same decision either way
+    assert calls == ["old", "other"]  # reduced in the first round only
+    cache.put("third", real("third", strained))
+    assert list(cache) == ["other", "third"]  # bounded: the least recently used went
+
+
 def _rotation(theta):
     c, s = np.cos(theta), np.sin(theta)
     return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])

@@ -19,7 +19,7 @@ pair. :func:`fast_decisions` gives the same decisions far faster:
 from __future__ import annotations
 
 import multiprocessing
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -86,6 +86,28 @@ def reduce_structure(label: object, s: Structure) -> Reduced:
     return Reduced(label, reduced, (reduced.composition.reduced_formula, len(reduced)), minima)
 
 
+class ReducedCache(OrderedDict):
+    """Reduced structures by a label that names one structure for good (a candidate's canonical hash), kept
+    across lookups and rounds in one process, the least recently used dropped beyond ``max_size``: a campaign's
+    filter then reduces each earlier candidate once per process, not once per round."""
+
+    def __init__(self, max_size: int = 100_000) -> None:
+        super().__init__()
+        self.max_size = max_size
+
+    def get_reduced(self, label: object) -> Reduced | None:
+        red = self.get(label)
+        if red is not None:
+            self.move_to_end(label)
+        return red
+
+    def put(self, label: object, red: Reduced) -> None:
+        self[label] = red
+        self.move_to_end(label)
+        while len(self) > self.max_size:
+            self.popitem(last=False)
+
+
 class MatchIndex:
     """A growing set of labelled structures answering "which of yours does this one fit?".
 
@@ -95,7 +117,10 @@ class MatchIndex:
     their reduced formula is looked up: an index of thousands of seeds costs nothing for formulas never asked.
     """
 
-    def __init__(self, cfg: MatcherConfig, prefilter_factor: float = 1.5) -> None:
+    def __init__(self, cfg: MatcherConfig, prefilter_factor: float = 1.5, cache: ReducedCache | None = None) -> None:
+        """``cache``: reduced structures by label, shared with other indexes, for labels that name one structure
+        for good (candidate hashes; not seed ids, which campaigns choose)."""
+        self._cache = cache
         self._matcher = make_matcher(cfg)
         self._factor = prefilter_factor
         self._buckets: dict[tuple[str, int], list[Reduced]] = defaultdict(list)
@@ -106,14 +131,22 @@ class MatchIndex:
         return sum(len(b) for b in self._buckets.values()) + sum(len(p) for p in self._pending.values())
 
     def add(self, label: object, structure: Structure | Reduced) -> None:
-        formula = (structure.key[0] if isinstance(structure, Reduced)
-                   else structure.composition.reduced_formula)
+        if isinstance(structure, Reduced):
+            formula = structure.key[0]
+            if self._cache is not None:
+                self._cache.put(label, structure)
+        else:
+            formula = structure.composition.reduced_formula
+            cached = self._cache.get_reduced(label) if self._cache is not None else None
+            structure = cached or structure
         self._pending[formula].append((label, structure))
 
     def _flush(self, formula: str) -> None:
         for label, structure in self._pending.pop(formula, ()):
             self._formulas.add(formula)
             red = structure if isinstance(structure, Reduced) else reduce_structure(label, structure)
+            if self._cache is not None and not isinstance(structure, Reduced):
+                self._cache.put(label, red)
             self._buckets[red.key].append(Reduced(label, red.structure, red.key, red.minima))
 
     def find(self, structure: Structure | Reduced) -> object | None:
