@@ -15,8 +15,8 @@ from prefect import flow, get_run_logger, task
 from prefect.context import FlowRunContext
 
 from conf.schema import CampaignConfig, RelaxConfig
-from flows.artifacts import Progress, publish_round
-from flows.round_steps import ROUND_STEPS, RoundRun
+from flows.artifacts import Progress, publish_task
+from flows.round_steps import ROUND_STEPS, RoundRun, StepReport
 from flows.runners import SharedProcessPool, make_task_runner
 from tasks.lease import CampaignLease, check_lease
 from tasks.mlip import MLIPSpec, resolve_mlip
@@ -62,7 +62,10 @@ def campaign_round(store_url: str, campaign_id: str, round_index: int) -> dict:
     previous = store.round(campaign_id, round_index).summary.get("timings", {})
     store.advance_round(campaign_id, round_index, "completed", {"timings": {**previous, **timings}})
     progress.set(100.0)
-    publish_round(store, campaign_id, round_index)
+    t0 = time.time()
+    published = StepReport.of(publish_task(store_url, campaign_id, round_index)).timing(time.time() - t0)
+    store.advance_round(campaign_id, round_index, "completed", {"timings": {**previous, **timings,
+                                                                            "publish": published}})
     return store.round(campaign_id, round_index).summary
 
 
