@@ -10,7 +10,6 @@ import time
 from uuid import UUID
 
 from prefect import task
-
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
