@@ -110,6 +110,18 @@ def test_a_campaign_runs_its_rounds_and_the_surrogate_takes_over(prefect_server,
         assert e.in_band == (0.45 <= e.mean <= 0.55)
     assert store.micro_campaign(cid).status == "completed"
     assert result["rounds"][-1]["evaluations_total"] == 6 and "best" in result["rounds"][-1]
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        def versions(what):
+            return client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
+                any_=[f"matloop-micro-{cid}-{what}"])))
+
+        tables, summaries = versions("evaluations"), versions("round-summary")
+    assert len(tables) == len(summaries) == 2  # one version per round
+    assert any("round 1" in a.data and "volume_fraction in [0.45, 0.55]" in a.data for a in summaries)
+    assert "porosity" in max(tables, key=lambda a: a.created).data
 
 
 def test_a_killed_round_resumes_where_it_stopped_and_failures_are_rerun(prefect_server, tmp_path, tiny_gan,
