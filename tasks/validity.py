@@ -113,7 +113,7 @@ def filter_batch(proposals: Sequence[tuple[int, Candidate]], round_index: int, c
             if matched:
                 rejections.append(Rejection(check="novelty", detail=f"matches seed {matched}"))
         if not rejections and cfg.dedupe:
-            matched = seen.find(red)
+            matched = seen.find(red, nearest_first=True)  # any earlier match rejects it: try the likeliest first
             if matched:
                 rejections.append(Rejection(check="duplicate", detail=f"matches candidate {matched}"))
         if not rejections:
