@@ -173,12 +173,11 @@ def run_cmd(config: Annotated[Path | None, typer.Option("--config", "-c", help="
     from flows.micro_campaign import micro_campaign, start_micro_campaign
     from flows.server import prefect_api
     from tasks.errors import MatloopError
+    from tasks.store import Store, public_url
 
     try:
         if resume:
             url = _micro_store(store)
-            from tasks.store import Store
-
             Store(url).micro_campaign(resume)
             cid = resume
         else:
@@ -186,9 +185,9 @@ def run_cmd(config: Annotated[Path | None, typer.Option("--config", "-c", help="
                 raise ConfigError("--config is required (a campaign needs its generator and target: see "
                                   "conf/micro_campaign.yaml)")
             cfg = load_micro_config(config, list(set_ or []), MicroCampaignConfig)
-            url = cfg.url()
+            url = Store(cfg.url()).url  # its password (if any) stays in this process's environment
             cid = start_micro_campaign(cfg)
-            console.print(f"microstructure campaign {cid} in {url}")
+            console.print(f"microstructure campaign {cid} in {public_url(url)}")
     except (ConfigError, MatloopError, ValueError, OSError) as exc:
         fail(exc)
     with prefect_api():

@@ -191,3 +191,35 @@ def test_matloop_micro_run_refuses_bad_campaigns_and_writes_nothing(tmp_path, ti
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert message in " ".join(result.output.split()), result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_micro_campaign_on_postgres_keeps_its_password_out_of_output_store_and_flow_runs(prefect_server, tmp_path,
+                                                                                        tiny_gan):
+    """A real PostgreSQL store (.ci/postgres.sh): the campaign runs there, and its URL's password is in no output,
+    no stored config and no Prefect flow run parameter."""
+    import json
+
+    from prefect.client.orchestration import get_client
+    from sqlalchemy import select
+    from sqlalchemy.engine import make_url
+
+    from tasks.store import transaction
+    from tasks.store.tables import MicroCampaignRow
+    from tests.conftest import fresh_postgres_url
+
+    url = fresh_postgres_url()
+    password = make_url(url).password
+    result = CliRunner().invoke(app, ["micro", "run", "-c", str(write_config(tmp_path, tiny_gan, {"store_url": url}))],
+                                env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert password not in result.output and "matloop@127.0.0.1" in result.output
+    with transaction(url) as s:
+        rows = list(s.scalars(select(MicroCampaignRow)))
+        configs, ids = [r.config for r in rows], [r.id for r in rows]
+    assert len(ids) == 1 and password not in json.dumps(configs)
+    assert len(Store(url).micro_evaluations(ids[0])) == 2
+    with get_client(sync_client=True) as client:
+        params = json.dumps([r.parameters for r in client.read_flow_runs()], default=str)
+    assert ids[0] in params and password not in params
+    status = CliRunner().invoke(app, ["micro", "status", ids[0], "--store", url], env={"COLUMNS": "250"})
+    assert status.exit_code == 0 and password not in status.output and "evaluated" in status.output
