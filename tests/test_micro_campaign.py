@@ -204,7 +204,7 @@ def test_a_micro_campaign_on_postgres_keeps_its_password_out_of_output_store_and
     from sqlalchemy.engine import make_url
 
     from tasks.store import transaction
-    from tasks.store.tables import MicroCampaignRow
+    from tasks.store.micro_tables import MicroCampaignRow
     from tests.conftest import fresh_postgres_url
 
     url = fresh_postgres_url()

@@ -12,8 +12,8 @@ from sqlalchemy import select, update
 
 from tasks.errors import StoreError
 from tasks.store.engine import transaction
+from tasks.store.micro_tables import MicroCampaignRow, MicroEvaluationRow, MicroRoundRow
 from tasks.store.secrets import without_password
-from tasks.store.tables import MicroCampaignRow, MicroEvaluationRow, MicroRoundRow
 
 MICRO_ROUND_STATES = ("pending", "proposed", "generated", "checked", "evaluated", "completed")
 EVALUATION_STATES = ("proposed", "generated", "checked", "evaluated", "failed")

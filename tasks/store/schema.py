@@ -26,6 +26,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
 from tasks.errors import StoreError
+from tasks.store.micro_tables import MicroCampaignRow  # noqa: F401 - the micro tables join Base.metadata
 from tasks.store.tables import Base
 
 HEAD = "0006"  # the newest revision in migrations/versions (a test keeps the two equal)
