@@ -35,11 +35,10 @@ from flows.micro_cmd import load_micro_config
 from models.checkpoint import load_checkpoint
 from tasks.micro.dataset import load_dataset
 from tasks.micro.evaluate import compare, image_stats
+from tasks.micro.report import SCORES
 from tasks.micro.train import load_micro_generator, train_micro
 
 ROOT = Path(__file__).resolve().parents[1]
-SCORES = ("volume_fraction_error", "s2_rmse", "lineal_path_rmse", "mean_chord_rel_error", "d_eff_rel_error",
-          "diversity_ratio", "nearest_train_distance")
 
 
 def train(cfg: MicroTrainConfig, model: str, out: Path) -> dict:

@@ -28,6 +28,9 @@ def test_a_generator_that_samples_the_real_distribution_scores_near_zero_and_a_w
     assert wrong.s2_rmse > 3 * good.s2_rmse and wrong.mean_chord_rel_error > 3 * good.mean_chord_rel_error  # S2 can
     assert bad.s2_rmse > wrong.s2_rmse * 0.5 and bad.lineal_path_rmse > good.lineal_path_rmse
     assert 0.8 < good.diversity_ratio < 1.2
+    # connectivity: white noise at porosity 0.5 shatters into many small clusters, the real blobs do not
+    assert bad.components_rel_error > 5 * good.components_rel_error and bad.largest_cluster_error > 0.2
+    assert good.percolation_error <= 0.25 and good.largest_cluster_error < 0.1
 
 
 def test_memorisation_and_collapse_are_visible():

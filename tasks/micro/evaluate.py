@@ -2,6 +2,8 @@
 
 Per condition (:func:`score_condition`): the error of the mean volume fraction, of the mean S2 curve and of the mean
 lineal-path curve (root mean square over r, in probability units), of the mean chord length (relative), of the
+connectivity (mean cluster count, relative; share of the phase in its largest cluster; share of images that
+percolate along axis 0), of the
 effective diffusivity (relative, when computed), the diversity of the generated images against that of the real
 ones, and memorisation: each generated image's distance to its nearest training image, translation-invariant
 (a periodic image shifted is the same microstructure), as a fraction of pixels that differ. A ratio whose real
@@ -14,7 +16,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from tasks.micro.stats import chord_lengths, lineal_path, two_point_correlation, volume_fraction
+from tasks.micro.stats import (
+    chord_lengths,
+    components,
+    lineal_path,
+    percolates,
+    two_point_correlation,
+    volume_fraction,
+)
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,9 @@ class ImageStats:
     lineal_path: np.ndarray  # (z_max + 1,)
     mean_chord: float  # pixels, along rows and columns
     d_eff: np.ndarray | None  # (n,) effective diffusivity along axis 0, when asked
+    n_components: float  # mean number of clusters of the phase (periodic, 4-connected)
+    largest_fraction: float  # mean share of the phase in its largest cluster
+    percolating: float  # share of the images whose phase connects the faces along axis 0
 
 
 def image_stats(images: np.ndarray, with_property: bool = False) -> ImageStats:
@@ -40,8 +52,12 @@ def image_stats(images: np.ndarray, with_property: bool = False) -> ImageStats:
         from tasks.micro.transport import effective_diffusivity
 
         d_eff = np.array([effective_diffusivity(i).d_eff for i in imgs])
+    clusters = [components(i) for i in imgs]
     return ImageStats(np.array([volume_fraction(i) for i in imgs]), s2, lp,
-                      float(chords.mean()) if chords.size else 0.0, d_eff)
+                      float(chords.mean()) if chords.size else 0.0, d_eff,
+                      float(np.mean([c["n_components"] for c in clusters])),
+                      float(np.mean([c["largest_fraction"] for c in clusters])),
+                      float(np.mean([percolates(i, axis=0) for i in imgs])))
 
 
 def translation_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -92,6 +108,9 @@ class ConditionScore:
     s2_rmse: float  # over r = 0 ... size/2
     lineal_path_rmse: float
     mean_chord_rel_error: float | None  # None when the real images have no chord (uniform)
+    components_rel_error: float | None  # mean cluster count, relative; None when the real images have no cluster
+    largest_cluster_error: float  # |share of the phase in its largest cluster, generated - real|
+    percolation_error: float  # |share of images percolating along axis 0, generated - real|
     d_eff_real: float | None
     d_eff_rel_error: float | None
     diversity_ratio: float | None  # generated diversity / real diversity (1: as varied); None: the real are identical
@@ -121,6 +140,9 @@ def compare(real: np.ndarray, generated: np.ndarray, r: ImageStats, g: ImageStat
         s2_rmse=float(np.sqrt(np.mean((g.s2 - r.s2) ** 2))),
         lineal_path_rmse=float(np.sqrt(np.mean((g.lineal_path - r.lineal_path) ** 2))),
         mean_chord_rel_error=float(abs(g.mean_chord - r.mean_chord) / r.mean_chord) if r.mean_chord else None,
+        components_rel_error=float(abs(g.n_components - r.n_components) / r.n_components) if r.n_components else None,
+        largest_cluster_error=float(abs(g.largest_fraction - r.largest_fraction)),
+        percolation_error=float(abs(g.percolating - r.percolating)),
         d_eff_real=d_eff_real, d_eff_rel_error=d_eff_err,
         diversity_ratio=float(diversity(generated) / d_real) if d_real > 0 else None,
         nearest_train_distance=float(np.median(nearest_distances(generated, train))) if train is not None else None)

@@ -20,8 +20,8 @@ from tasks.micro.dataset import MicroDataError, load_dataset
 from tasks.micro.evaluate import compare, image_stats
 from tasks.micro.train import load_micro_generator
 
-SCORES = ("volume_fraction_error", "s2_rmse", "lineal_path_rmse", "mean_chord_rel_error", "d_eff_rel_error",
-          "diversity_ratio", "nearest_train_distance")
+SCORES = ("volume_fraction_error", "s2_rmse", "lineal_path_rmse", "mean_chord_rel_error", "components_rel_error",
+          "largest_cluster_error", "percolation_error", "d_eff_rel_error", "diversity_ratio", "nearest_train_distance")
 
 
 def evaluate_generator(checkpoint: Path, out: Path, n: int = 32, with_property: bool = False, steps: int = 50,
