@@ -74,7 +74,7 @@ def main() -> None:
     if data_cfg.source.kind == "folder":
         raise SystemExit("the truth needs the physical model: a generator trained on simulated images")
     budget = base.rounds * base.per_round
-    result = {"config": base.model_dump(mode="json"), "budget": budget, "truth_images": args.truth_images,
+    result = {"config": base.model_dump(mode="json", exclude={"store_url"}), "budget": budget, "truth_images": args.truth_images,
               "arms": {}}
     with prefect_api():
         for function in ("band", "random"):

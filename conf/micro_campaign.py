@@ -40,16 +40,24 @@ class TargetConfig(Strict):
 class MicroAcquisitionConfig(Strict):
     function: Literal["band", "random"] = Field("band", description="band: most probable to land in the target "
                                                 "band under the Gaussian process; random: uniform conditions.")
-    initial: int = Field(4, ge=1, description="Conditions of the first round's space-filling (Sobol) design; the "
-                         "surrogate takes over once this many are evaluated.")
-    min_distance: float = Field(0.05, ge=0, lt=1, description="Conditions chosen in one round are at least this far "
-                                "apart (in the unit box of scaled conditions).")
+    initial: int = Field(4, ge=1, description="Conditions of the space-filling (Sobol) design; the surrogate takes "
+                         "over once this many were asked for and at least 2 have a property value.")
+    min_distance: float = Field(0.05, ge=0, lt=1, description="The surrogate's picks are at least this far from each "
+                                "other and from conditions asked for before (in the unit box of scaled conditions), "
+                                "unless the box is too crowded for that.")
     pool: int = Field(2048, ge=64, le=1_000_000, description="Candidate conditions scored per round (Sobol points).")
 
 
 class ValidityConfig(Strict):
     volume_fraction: tuple[float, float] = Field((0.02, 0.98), description="An image's True-phase fraction must lie "
                                                  "in this range (a near-uniform image is no microstructure).")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ValidityConfig:
+        lo, hi = self.volume_fraction
+        if not 0 <= lo < hi <= 1:
+            raise ValueError(f"validity.volume_fraction must be [low, high] with 0 <= low < high <= 1 (got {lo}, {hi})")
+        return self
 
 
 class MicroCampaignConfig(Strict):
@@ -66,7 +74,7 @@ class MicroCampaignConfig(Strict):
     guidance: float = Field(1.0, ge=0, le=20, description="Classifier-free guidance (diffusion; 1: none).")
     acquisition: MicroAcquisitionConfig = Field(default_factory=MicroAcquisitionConfig)
     validity: ValidityConfig = Field(default_factory=ValidityConfig)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=100_000, description="Seeds the design, the surrogate and the generator's draws.")
     output_dir: Path = Field(Path("runs/micro"), description="Campaign folders (generated images) go here.")
     store_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite matloop.db in output_dir.")
 

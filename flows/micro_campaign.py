@@ -29,11 +29,11 @@ class MicroStep:
     retries: int = 0
 
 
-MICRO_STEPS = (MicroStep("propose", "proposed", steps.propose),
-               MicroStep("generate", "generated", steps.generate, retries=1),
-               MicroStep("check", "checked", steps.check),
+MICRO_STEPS = (MicroStep("propose", "proposed", steps.propose, retries=1),  # each step may run again safely:
+               MicroStep("generate", "generated", steps.generate, retries=1),  # it works on the rows its state
+               MicroStep("check", "checked", steps.check, retries=1),  # has not reached
                MicroStep("evaluate", "evaluated", steps.evaluate, retries=1),
-               MicroStep("update", "completed", steps.update))
+               MicroStep("update", "completed", steps.update, retries=1))
 STEPS_BY_NAME = {s.name: s for s in MICRO_STEPS}
 
 
@@ -74,8 +74,9 @@ def micro_campaign(store_url: str, campaign_id: str) -> dict:
     return {"campaign_id": campaign_id, "rounds": [row.summary for row in store.micro_rounds(campaign_id)]}
 
 
-def start_micro_campaign(cfg: MicroCampaignConfig) -> str:
-    """Check the generator and the space, then write the campaign; nothing is written if either fails."""
+def start_micro_campaign(cfg: MicroCampaignConfig, store_url: str | None = None) -> str:
+    """Check the generator and the space, then write the campaign (to ``store_url``, default the config's); nothing
+    is written if either fails."""
     from tasks.micro.train import load_micro_generator
 
     if not cfg.generator.is_file():
@@ -86,7 +87,7 @@ def start_micro_campaign(cfg: MicroCampaignConfig) -> str:
         raise MicroDataError(f"the generator's conditions {gen.columns} differ from its dataset's {space.columns}")
     config = cfg.model_dump(mode="json")
     config["generator"] = str(cfg.generator.resolve())
-    return Store(cfg.url()).create_micro_campaign(config, gen.hash, cfg.output_dir, cfg.rounds)
+    return Store(store_url or cfg.url()).create_micro_campaign(config, gen.hash, cfg.output_dir, cfg.rounds)
 
 
 def evaluation_rows(store: Store, cid: str) -> list[dict]:

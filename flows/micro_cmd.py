@@ -163,35 +163,47 @@ def run_cmd(config: Annotated[Path | None, typer.Option("--config", "-c", help="
                                                         "(conf/micro_campaign.yaml).")] = None,
             set_: Annotated[list[str] | None, typer.Option("--set", help="Override: dotted.key=value.")] = None,
             resume: Annotated[str | None, typer.Option(help="Continue the campaign with this id.")] = None,
-            store: Annotated[str | None, typer.Option(help="Store URL for --resume (default: MATLOOP_STORE_URL "
-                                                      "or runs/micro/matloop.db).")] = None) -> None:
+            store: Annotated[str | None, typer.Option(help="Store URL (default: MATLOOP_STORE_URL, else the config's "
+                                                      "store_url or <output_dir>/matloop.db; for --resume "
+                                                      "runs/micro/matloop.db).")] = None) -> None:
     """Run a microstructure campaign: rounds of conditions proposed for a target property band, images generated
     and checked, their property computed; every result in the store, each round's summary in the Prefect UI."""
+    import os
+
     from conf.loader import ConfigError
     from conf.micro_campaign import MicroCampaignConfig
     from flows.cli_common import console, fail
     from flows.micro_campaign import micro_campaign, start_micro_campaign
     from flows.server import prefect_api
     from tasks.errors import MatloopError
+    from tasks.micro import campaign as steps
     from tasks.store import Store, public_url
 
     try:
         if resume:
+            if config is not None or set_:
+                raise ConfigError("--resume continues the stored campaign with its own config: drop --config/--set")
             url = _micro_store(store)
-            Store(url).micro_campaign(resume)
+            row = Store(url).micro_campaign(resume)
+            cfg = MicroCampaignConfig.model_validate(row.config)
+            steps.generator_of(cfg, row.generator_hash)  # still there, and the same generator
+            steps.space_of(cfg)
             cid = resume
         else:
             if config is None:
                 raise ConfigError("--config is required (a campaign needs its generator and target: see "
                                   "conf/micro_campaign.yaml)")
             cfg = load_micro_config(config, list(set_ or []), MicroCampaignConfig)
-            url = Store(cfg.url()).url  # its password (if any) stays in this process's environment
-            cid = start_micro_campaign(cfg)
+            url = Store(store or os.environ.get("MATLOOP_STORE_URL") or cfg.url()).url  # password: environment only
+            cid = start_micro_campaign(cfg, url)
             console.print(f"microstructure campaign {cid} in {public_url(url)}")
     except (ConfigError, MatloopError, ValueError, OSError) as exc:
         fail(exc)
-    with prefect_api():
-        result = micro_campaign(url, cid)
+    try:
+        with prefect_api():
+            result = micro_campaign(url, cid)
+    except (MatloopError, OSError) as exc:  # the campaign is marked failed; `--resume` continues it
+        fail(MatloopError(f"campaign {cid} stopped: {exc} (fix it, then `matloop micro run --resume {cid}`)"))
     last = result["rounds"][-1] if result["rounds"] else {}
     console.print(f"campaign {cid}: {last.get('in_band_total', 0)} of {last.get('evaluations_total', 0)} conditions "
                   f"in the target band; first at evaluation {last.get('first_hit_evaluation')}; best "

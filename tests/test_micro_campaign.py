@@ -59,6 +59,8 @@ def test_band_probability_and_the_choice_of_conditions():
     units = np.array([c.unit for c in picks])
     assert min(np.linalg.norm(units[i] - units[j]) for i in range(3) for j in range(i + 1, 3)) >= 0.05
     assert [c.source for c in choose(2, "random", x, y, x, 0.4, 0.5, 4, 0.05, 256, 0)] == ["random"] * 2
+    crowded = choose(4, "band", x, y, x, 0.4, 0.5, initial=4, min_distance=0.99, pool=64, seed=0)
+    assert len({tuple(c.unit) for c in crowded}) == 4  # too crowded to keep the distance: still four different ones
     with pytest.raises(MicroDataError, match="allowed: band, random"):
         choose(1, "ucb", x, y, x, 0.4, 0.5, 4, 0.05, 256, 0)
 
@@ -184,6 +186,8 @@ def test_matloop_micro_run_from_a_yaml(prefect_server, tmp_path, tiny_gan):
     ({"space": {"porosity": [0.1, 0.6], "blobiness": [0.5, 2.0]}}, "inside the generator's training range"),
     ({"target": {"property": "d_eff", "low": 0.5, "high": 0.2}}, "must be below target.high"),
     ({"acquisition": {"function": "ucb"}}, "acquisition.function"),
+    ({"seed": -1}, "seed: Input should be greater than or equal to 0"),
+    ({"validity": {"volume_fraction": [0.9, 0.1]}}, "validity.volume_fraction must be [low, high]"),
 ])
 def test_matloop_micro_run_refuses_bad_campaigns_and_writes_nothing(tmp_path, tiny_gan, extra, message):
     result = CliRunner().invoke(app, ["micro", "run", "-c", str(write_config(tmp_path, tiny_gan, extra))],
@@ -223,3 +227,40 @@ def test_a_micro_campaign_on_postgres_keeps_its_password_out_of_output_store_and
     assert ids[0] in params and password not in params
     status = CliRunner().invoke(app, ["micro", "status", ids[0], "--store", url], env={"COLUMNS": "250"})
     assert status.exit_code == 0 and password not in status.output and "evaluated" in status.output
+
+
+def test_resume_refuses_a_new_config_and_a_replaced_generator(prefect_server, tmp_path, tiny_gan):
+    import shutil
+
+    gen = tmp_path / "gen.pt"
+    shutil.copy(tiny_gan, gen)
+    cfg = campaign_cfg(tmp_path, gen, rounds=1, per_round=1, images_per_condition=1)
+    from flows.micro_campaign import start_micro_campaign
+
+    cid = start_micro_campaign(cfg)
+    args = ["micro", "run", "--resume", cid, "--store", cfg.url()]
+    again = CliRunner().invoke(app, [*args, "-c", "x.yaml"], env={"COLUMNS": "300"})
+    assert again.exit_code == 2 and "drop --config/--set" in again.output
+    gen.unlink()
+    moved = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+    assert moved.exit_code == 2 and "Traceback" not in moved.output and "gen.pt" in moved.output
+    assert Store(cfg.url()).micro_round(cid, 0).status == "pending"  # nothing ran
+
+
+def test_an_infinite_tortuosity_is_stored_as_unknown(tmp_path, tiny_gan, monkeypatch):
+    import json
+
+    cfg = campaign_cfg(tmp_path, tiny_gan, target={"property": "tortuosity", "low": 1.0, "high": 2.0}, rounds=1,
+                       per_round=1, images_per_condition=2, validity={"volume_fraction": [0.0, 1.0]})
+    from flows.micro_campaign import start_micro_campaign
+
+    cid = start_micro_campaign(cfg)
+    store = Store(cfg.url())
+    for step in (steps.propose, steps.generate, steps.check):
+        step(store, cid, 0)
+    taus = iter([float("inf"), 1.5])  # the first image does not percolate
+    monkeypatch.setattr(steps, "image_property", lambda image, name: next(taus))
+    steps.evaluate(store, cid, 0)
+    row = store.micro_evaluations(cid)[0]
+    assert row.values == [None, 1.5] and row.mean == 1.5 and row.in_band
+    json.dumps(row.values, allow_nan=False)  # what PostgreSQL's JSON accepts

@@ -101,8 +101,10 @@ def choose(k: int, function: str, evaluated_unit: np.ndarray, evaluated_y: np.nd
     """``k`` conditions for the next round.
 
     ``evaluated_unit``/``evaluated_y``: conditions with a property value so far; ``asked_unit``: every condition
-    asked for before (evaluated or not), kept at ``min_distance``. ``random``: uniform draws. ``band``: the Sobol
-    design while fewer than ``initial`` conditions were asked for, then the GP's most probable in-band points.
+    asked for before (evaluated or not), kept at ``min_distance`` from the GP's picks (when the box is too crowded
+    for that, the most probable points not yet picked). ``random``: uniform draws. ``band``: the Sobol design while
+    fewer than ``initial`` conditions were asked for (or fewer than 2 have a value), then the GP's most probable
+    in-band points.
     """
     if function not in FUNCTIONS:
         raise MicroDataError(f"unknown acquisition function {function!r}; allowed: {', '.join(FUNCTIONS)}")
@@ -126,6 +128,11 @@ def choose(k: int, function: str, evaluated_unit: np.ndarray, evaluated_y: np.nd
             continue
         chosen.append(Choice(candidates[i], "band", float(mean[i]), float(sigma[i]), float(value[i])))
         taken.append(candidates[i])
-    for i in np.argsort(-value, kind="stable")[:k - len(chosen)]:  # the box is crowded: the best, near or not
-        chosen.append(Choice(candidates[i], "band", float(mean[i]), float(sigma[i]), float(value[i])))
+    picked = {tuple(c.unit) for c in chosen}
+    for i in np.argsort(-value, kind="stable"):  # the box is crowded: the best not yet picked, near or not
+        if len(chosen) == k:
+            break
+        if tuple(candidates[i]) not in picked:
+            chosen.append(Choice(candidates[i], "band", float(mean[i]), float(sigma[i]), float(value[i])))
+            picked.add(tuple(candidates[i]))
     return chosen

@@ -10,6 +10,7 @@ computation fails is stored ``failed`` with its error, and ``matloop micro rerun
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from functools import lru_cache
@@ -61,6 +62,9 @@ def space_of(cfg: MicroCampaignConfig) -> Space:
 
 
 def propose(store: Store, cid: str, r: int) -> int:
+    if store.micro_evaluations(cid, r):  # a retry after the proposal was stored: it stands
+        store.write_micro_step(cid, r, "proposed")
+        return len(store.micro_evaluations(cid, r))
     cfg = campaign_config(store, cid)
     space = space_of(cfg)
     earlier = [e for e in store.micro_evaluations(cid) if e.round_index < r]
@@ -129,7 +133,10 @@ def evaluate_one(store: Store, cid: str, cfg: MicroCampaignConfig, e) -> bool:
         return False
     mean, std = condition_value(values, cfg.target.property)
     store.update_micro_evaluation(cid, e.round_index, e.slot, status="evaluated", attempts=e.attempts + 1,
-                                  values=[None if v is None else float(v) for v in values], mean=mean, std=std,
+                                  # JSON has no inf (PostgreSQL refuses it): a non-percolating image's infinite
+                                  # tortuosity is stored as None, as the mean already leaves it out
+                                  values=[None if v is None or not math.isfinite(v) else float(v) for v in values],
+                                  mean=mean, std=std,
                                   in_band=in_band(mean, cfg.target.low, cfg.target.high), error=None)
     return True
 
