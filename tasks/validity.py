@@ -16,7 +16,8 @@ from pymatgen.core import Structure
 
 from conf.schema import FilterConfig
 from tasks.candidate import Candidate
-from tasks.metrics.matching import MatchIndex, ReducedCache, reduce_structure
+from tasks.metrics.batch_dedupe import dedupe_batch
+from tasks.metrics.matching import MatchIndex, Reduced, ReducedCache, reduce_structure
 from tasks.metrics.validity import composition_valid, structure_valid
 from tasks.results import FilterVerdict, Rejection, TaskRecord
 
@@ -83,7 +84,7 @@ def cheap_rejections(structure: Structure, cfg: FilterConfig, elements: Sequence
 
 def filter_batch(proposals: Sequence[tuple[int, Candidate]], round_index: int, cfg: FilterConfig,
                  elements: Sequence[str], max_atoms: int, references: MatchIndex,
-                 seen: MatchIndex) -> list[FilterVerdict]:
+                 seen: MatchIndex, workers: int = 1) -> list[FilterVerdict]:
     """One verdict per proposal, in order.
 
     Parameters
@@ -95,32 +96,41 @@ def filter_batch(proposals: Sequence[tuple[int, Candidate]], round_index: int, c
     seen
         Structures the campaign proposed in earlier rounds; accepted structures of this batch are added to
         it as the batch is read, so later copies in the same batch count as duplicates.
+    workers
+        Processes for the dedupe of large batches (``tasks.metrics.batch_dedupe``); the verdicts do not depend
+        on it.
     """
-    verdicts: list[FilterVerdict] = []
+    rejected: dict[int, list[Rejection]] = {}
+    matched: dict[int, str | None] = {}
+    survivors: list[tuple[int, Reduced | None]] = []  # (position, reduced cell) of proposals left for dedupe
     batch_hashes: set[str] = set()
-    for first_round, cand in proposals:
+    for k, (first_round, cand) in enumerate(proposals):
         if first_round < round_index or cand.hash in batch_hashes:
             where = f"round {first_round}" if first_round < round_index else "this batch"
-            verdicts.append(FilterVerdict(hash=cand.hash, passed=False, matched_hash=cand.hash, rejections=[
-                Rejection(check="duplicate", detail=f"identical structure proposed before in {where}")]))
+            rejected[k], matched[k] = [Rejection(check="duplicate", detail=f"identical structure proposed before "
+                                                 f"in {where}")], cand.hash
             continue
         batch_hashes.add(cand.hash)
         rejections = cheap_rejections(cand.structure, cfg, elements, max_atoms)
-        matched = None
         red = reduce_structure(cand.hash, cand.structure) if not rejections and (cfg.novelty or cfg.dedupe) else None
         if not rejections and cfg.novelty:
-            matched = references.find(red)
-            if matched:
-                rejections.append(Rejection(check="novelty", detail=f"matches seed {matched}"))
-        if not rejections and cfg.dedupe:
-            matched = seen.find(red, nearest_first=True)  # any earlier match rejects it: try the likeliest first
-            if matched:
-                rejections.append(Rejection(check="duplicate", detail=f"matches candidate {matched}"))
-        if not rejections:
-            seen.add(cand.hash, red or cand.structure)
-        verdicts.append(FilterVerdict(hash=cand.hash, passed=not rejections, rejections=rejections,
-                                      matched_hash=matched))
-    return verdicts
+            matched[k] = references.find(red)
+            if matched[k]:
+                rejections.append(Rejection(check="novelty", detail=f"matches seed {matched[k]}"))
+        if rejections:
+            rejected[k] = rejections
+        else:
+            survivors.append((k, red))
+    if cfg.dedupe and survivors:
+        duplicates = dedupe_batch([red for _, red in survivors], seen, cfg.matcher, workers=workers)
+        for (k, _), dup in zip(survivors, duplicates):
+            if dup is not None:
+                rejected[k], matched[k] = [Rejection(check="duplicate", detail=f"matches candidate {dup}")], dup
+    for k, red in survivors:
+        if k not in rejected:
+            seen.add(proposals[k][1].hash, red or proposals[k][1].structure)
+    return [FilterVerdict(hash=cand.hash, passed=k not in rejected, rejections=rejected.get(k, []),
+                          matched_hash=matched.get(k)) for k, (_, cand) in enumerate(proposals)]
 
 
 @task(name="filter")
@@ -141,8 +151,9 @@ def filter_task(store_url: str, campaign_id: str, round_index: int) -> TaskRecor
     for h, structure in store.structures_before(campaign_id, round_index, [c.formula for _, _, c in proposals]):
         seen.add(h, structure)
     conditions = make_conditions(cfg.target, round_index)
+    workers = cfg.runner.max_workers if cfg.runner.kind == "processes" else 1  # the flow's host: idle meanwhile
     verdicts = filter_batch([(first, cand) for _, first, cand in proposals], round_index, cfg.filter,
-                            conditions.chemical_system, conditions.max_atoms, references, seen)
+                            conditions.chemical_system, conditions.max_atoms, references, seen, workers=workers)
     reasons = Counter(rej.check for v in verdicts for rej in v.rejections[:1])
     n = max(len(proposals), 1)
     summary = {"accepted": sum(v.passed for v in verdicts), "rejected": sum(not v.passed for v in verdicts),

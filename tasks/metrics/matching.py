@@ -13,6 +13,9 @@ pair. :func:`fast_decisions` gives the same decisions far faster:
 3. **Lattice prefilter.** The successive minima of the volume-normalised lattice (sorted Niggli lengths)
    are continuous invariants; pairs whose minima differ by more than ``prefilter_factor`` cannot be mapped
    within ``ltol``/``angle_tol`` and are skipped. The agreement tests check this stays conservative.
+   Pairs that pass are then asked ``fit``'s own necessary conditions, vectorised and a hair looser
+   (:func:`tasks.metrics.prescreen.may_fit`): a lattice mapping, and a translation that puts every site near a
+   like site. Only pairs that pass both are handed to ``fit``.
 4. **Processes.** Formula buckets are independent and are spread over worker processes.
 """
 
@@ -22,13 +25,14 @@ import multiprocessing
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from pymatgen.analysis.structure_matcher import StructureMatcher
-from pymatgen.core import Structure
+from pymatgen.core import Lattice, Structure
 
 from conf.schema import MatcherConfig
+from tasks.metrics.prescreen import may_fit
 
 
 @dataclass(frozen=True)
@@ -76,14 +80,20 @@ class Reduced:
     structure: Structure
     key: tuple[str, int]
     minima: np.ndarray
+    unit_lattice: Lattice  # the reduced lattice scaled to 1 Å³ per site: what fit compares after scaling volumes
+    frac: np.ndarray  # fractional coordinates of the reduced cell's sites
+    species: tuple[str, ...] | None  # each site's species, None when a site is disordered
 
 
 def reduce_structure(label: object, s: Structure) -> Reduced:
     """Reduce once what ``fit`` would reduce for every pair; compute the bucket key and lattice minima."""
     reduced = Structure.from_sites(s).get_reduced_structure(reduction_algo="niggli").get_primitive_structure()
     # get_primitive_structure returns a Niggli-reduced cell (or the Niggli input), so abc are the minima
-    minima = np.sort(reduced.lattice.abc) / (reduced.volume / len(reduced)) ** (1 / 3)
-    return Reduced(label, reduced, (reduced.composition.reduced_formula, len(reduced)), minima)
+    scale = (reduced.volume / len(reduced)) ** (1 / 3)
+    minima = np.sort(reduced.lattice.abc) / scale
+    species = tuple(str(site.specie) for site in reduced) if reduced.is_ordered else None
+    return Reduced(label, reduced, (reduced.composition.reduced_formula, len(reduced)), minima,
+                   Lattice(reduced.lattice.matrix / scale), np.array(reduced.frac_coords), species)
 
 
 class ReducedCache(OrderedDict):
@@ -117,10 +127,14 @@ class MatchIndex:
     their reduced formula is looked up: an index of thousands of seeds costs nothing for formulas never asked.
     """
 
-    def __init__(self, cfg: MatcherConfig, prefilter_factor: float = 1.5, cache: ReducedCache | None = None) -> None:
+    def __init__(self, cfg: MatcherConfig, prefilter_factor: float = 1.5, cache: ReducedCache | None = None,
+                 prescreen: bool = True) -> None:
         """``cache``: reduced structures by label, shared with other indexes, for labels that name one structure
-        for good (candidate hashes; not seed ids, which campaigns choose)."""
+        for good (candidate hashes; not seed ids, which campaigns choose). ``prescreen``: ask ``may_fit`` and the
+        minima bound before ``fit`` (off only to measure what they save: the decisions are the same)."""
         self._cache = cache
+        self._prescreen = prescreen
+        self._cfg = cfg
         self._matcher = make_matcher(cfg)
         self._factor = prefilter_factor
         self._buckets: dict[tuple[str, int], list[Reduced]] = defaultdict(list)
@@ -147,7 +161,12 @@ class MatchIndex:
             red = structure if isinstance(structure, Reduced) else reduce_structure(label, structure)
             if self._cache is not None and not isinstance(structure, Reduced):
                 self._cache.put(label, red)
-            self._buckets[red.key].append(Reduced(label, red.structure, red.key, red.minima))
+            self._buckets[red.key].append(replace(red, label=label))
+
+    def stored(self, key: tuple[str, int]) -> list[Reduced]:
+        """The stored structures of one (reduced formula, primitive size) bucket, reduced."""
+        self._flush(key[0])
+        return list(self._buckets.get(key, ()))
 
     def find(self, structure: Structure | Reduced, nearest_first: bool = False) -> object | None:
         """Label of the first stored structure that ``structure`` fits, or None.
@@ -164,12 +183,17 @@ class MatchIndex:
         if not bucket:
             return None
         ratio = red.minima[None, :] / np.array([other.minima for other in bucket])
-        keep = np.all((ratio <= self._factor) & (ratio >= 1 / self._factor), axis=1)
+        # fit(new, stored) maps a basis of new's lattice within ltol of stored's Niggli lengths, so new's k-th
+        # successive minimum is below (1 + ltol) x stored's (a Niggli cell's sorted lengths are the minima)
+        upper = min(self._factor, (1 + self._cfg.ltol) * 1.001) if self._prescreen else self._factor
+        keep = np.all((ratio <= upper) & (ratio >= 1 / self._factor), axis=1)
         order = np.flatnonzero(keep)
         if nearest_first:
             order = order[np.argsort(np.abs(np.log(ratio[order])).max(axis=1), kind="stable")]
         for i in order:
             other = bucket[i]
+            if self._prescreen and not may_fit(red, other, self._cfg):
+                continue
             if self._matcher.fit(red.structure, other.structure, skip_structure_reduction=True):
                 return other.label
         return None

@@ -1,0 +1,77 @@
+"""Necessary conditions for ``StructureMatcher.fit``, asked before it and far cheaper than it.
+
+``fit(s1, s2)`` (pymatgen, same primitive size, no supercells) scales both cells to one volume, searches the
+first lattice for bases close to the second's (``Lattice.find_all_mappings``: lengths within ``ltol``, angles
+within ``angle_tol``, determinant ±1) and, for each such basis, tries the translations that put one chosen site of
+the second structure on each like site of the first. A translation is kept only when every site of the second
+lands within a fractional tolerance (from ``stol`` and the averaged lattice) of a like site of the first
+(``_cmp_fstruct``); only those go on to the Cartesian assignment that decides. :func:`may_fit` asks the same two
+questions for every basis and translation at once, with numpy, on cells scaled to 1 Å³ per site (the same up to a
+common factor, which the ratio, angle and fractional tests ignore) and tolerances widened by one part in 10⁶, so
+rounding can only let more pairs through. A pair it refuses is a pair ``fit`` refuses; the agreement tests
+(tests/test_metrics.py, tests/test_prescreen.py) check decisions against ``fit`` on every pair.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from conf.schema import MatcherConfig
+
+if TYPE_CHECKING:
+    from tasks.metrics.matching import Reduced
+
+_WIDEN = 1 + 1e-6
+
+
+def _lattice_mappings(new: Reduced, stored: Reduced, cfg: MatcherConfig) -> list[np.ndarray]:
+    """Integer matrices whose rows are ``new``'s lattice vectors (fractional) forming a basis like ``stored``'s."""
+    found = new.unit_lattice.find_all_mappings(stored.unit_lattice, ltol=cfg.ltol + 1e-6,
+                                               atol=cfg.angle_tol + 1e-6, skip_rotation_matrix=True)
+    return [scale_m for _, _, scale_m in found if abs(abs(np.linalg.det(scale_m)) - 1) < 0.5]
+
+
+def _parameters(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lengths and angles (degrees; alpha, beta, gamma) of a stack of lattice matrices (rows: vectors)."""
+    lengths = np.linalg.norm(matrices, axis=-1)
+    pairs = ((1, 2), (0, 2), (0, 1))
+    cos = np.stack([np.einsum("...k,...k->...", matrices[..., i, :], matrices[..., j, :])
+                    / (lengths[..., i] * lengths[..., j]) for i, j in pairs], axis=-1)
+    return lengths, np.degrees(np.arccos(np.clip(cos, -1, 1)))
+
+
+def _reciprocal_lengths_and_volume(lengths: np.ndarray, angles_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """|b*_i| (with 2π, as pymatgen's reciprocal lattice) and volumes of cells with these parameters (stacked)."""
+    a, b, c = lengths[..., 0], lengths[..., 1], lengths[..., 2]
+    ca, cb, cg = (np.cos(np.radians(angles_deg[..., i])) for i in range(3))
+    metric = np.stack([np.stack([a * a, a * b * cg, a * c * cb], -1), np.stack([a * b * cg, b * b, b * c * ca], -1),
+                       np.stack([a * c * cb, b * c * ca, c * c], -1)], -2)
+    recip = 2 * np.pi * np.sqrt(np.diagonal(np.linalg.inv(metric), axis1=-2, axis2=-1))
+    return recip, np.sqrt(np.linalg.det(metric))
+
+
+def may_fit(new: Reduced, stored: Reduced, cfg: MatcherConfig) -> bool:
+    """False only when ``fit(new.structure, stored.structure, skip_structure_reduction=True)`` is false."""
+    mappings = _lattice_mappings(new, stored, cfg)
+    if not mappings:
+        return False
+    if new.species is None or stored.species is None:  # disordered sites: the species test is fit's own
+        return True
+    s1, s2 = np.array(new.species), np.array(stored.species)
+    mask = s2[:, None] != s1[None, :]  # mask[i, j]: stored site i cannot sit on new site j
+    anchor = int(np.argmax(mask.sum(axis=1)))  # fit's choice: the first site of the least common species
+    targets = np.flatnonzero(~mask[anchor])
+    scale = np.array(mappings, dtype=float)  # (mapping, 3, 3)
+    f1 = np.einsum("nk,mkl->mnl", new.frac, np.linalg.inv(scale))  # new's sites in each mapped basis
+    f1 -= np.floor(f1)
+    lengths, angles = _parameters(scale @ new.unit_lattice.matrix)
+    stored_lengths, stored_angles = _parameters(stored.unit_lattice.matrix)
+    inv_abc, volume = _reciprocal_lengths_and_volume((lengths + stored_lengths) / 2, (angles + stored_angles) / 2)
+    frac_tol = inv_abc * cfg.stol / (np.pi * (len(s1) / volume[:, None]) ** (1 / 3)) * _WIDEN + 1e-12
+    shifts = f1[:, targets] - stored.frac[anchor]  # (mapping, translation, 3): one per like site
+    moved = stored.frac[None, None] + shifts[:, :, None]  # (mapping, translation, stored site, 3)
+    diff = f1[:, None, None] - moved[:, :, :, None]  # (mapping, translation, stored site, new site, 3)
+    near = np.all(np.abs(diff - np.round(diff)) < frac_tol[:, None, None, None], axis=-1) & ~mask
+    return bool(np.any(np.all(np.any(near, axis=-1), axis=-1)))
