@@ -14,14 +14,10 @@ rounding can only let more pairs through. A pair it refuses is a pair ``fit`` re
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from conf.schema import MatcherConfig
-
-if TYPE_CHECKING:
-    from tasks.metrics.matching import Reduced
+from tasks.metrics.reduced import Reduced
 
 _WIDEN = 1 + 1e-6
 
