@@ -53,14 +53,19 @@ def publish_task(store_url: str, campaign_id: str, round_index: int) -> TaskReco
 
 
 class Progress:
-    """A progress artifact for one round; ``advance`` moves it within the share of a step."""
+    """A progress artifact for one round, moved forward at most once every ``min_interval_s`` (each move is an API
+    call; a round of small steps would otherwise make dozens a second) and always when it reaches 100."""
 
-    def __init__(self, cid: str, r: int) -> None:
+    def __init__(self, cid: str, r: int, min_interval_s: float = 1.0) -> None:
         self.value = 0.0
+        self.min_interval_s = min_interval_s
+        self._sent = time.monotonic()
         self.id: UUID = create_progress_artifact(0.0, key=artifact_key(cid, f"round-{r}-progress"),
                                                  description=f"Round {r}: generate, filter, acquire, relax, evaluate, dft, learn, "
                                                              "feedback")
 
     def set(self, percent: float) -> None:
         self.value = max(self.value, min(100.0, percent))
-        update_progress_artifact(self.id, self.value)
+        if self.value >= 100.0 or time.monotonic() - self._sent >= self.min_interval_s:
+            update_progress_artifact(self.id, self.value)
+            self._sent = time.monotonic()

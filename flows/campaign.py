@@ -13,6 +13,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.context import FlowRunContext
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
 from conf.schema import CampaignConfig, RelaxConfig
 from flows.artifacts import Progress, publish_task
@@ -84,6 +85,7 @@ def _run_rounds(store: Store, campaign_id: str, cfg: CampaignConfig) -> dict:
     campaign = store.campaign(campaign_id)
     store.set_campaign(campaign_id, status="running")
     intervals: list[tuple[float, float]] = []
+    worker_start: list[tuple[float, float]] = []  # each worker: process started -> its model load began
     if campaign.mlip_spec is None:
         t0 = time.time()
         spec = resolve_mlip_task(cfg.relax)
@@ -107,8 +109,14 @@ def _run_rounds(store: Store, campaign_id: str, cfg: CampaignConfig) -> dict:
                 break
             if store.round(campaign_id, r).status != "completed":
                 check_lease(campaign_id)
-                round_flow(store_url, campaign_id, r)
-        intervals += [(w.start, w.end) for w in (f.result() for f in warm_up)]
+                # a round's subflow run sends no heartbeat of its own: the campaign's flow run sends them (Prefect's
+                # crash detection), the campaign lease guards the rounds, and a heartbeat thread costs its flow run
+                # up to 1 s to stop
+                with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+                    round_flow(store_url, campaign_id, r)
+        for w in (f.result() for f in warm_up):
+            intervals.append((w.start, w.end))
+            worker_start.append((w.process_start, w.start))
     except BaseException:
         store.set_campaign(campaign_id, status="failed")
         raise
@@ -121,7 +129,7 @@ def _run_rounds(store: Store, campaign_id: str, cfg: CampaignConfig) -> dict:
         except Exception as exc:
             log.warning("campaign %s: the report files were not written (%s: %s); `matloop report %s` retries",
                         campaign_id, type(exc).__name__, exc, campaign_id)
-    return {"campaign_id": campaign_id, "intervals": intervals,
+    return {"campaign_id": campaign_id, "intervals": intervals, "worker_start": worker_start,
             "rounds": [row.summary for row in store.rounds(campaign_id)]}
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from conf.schema import RunnerConfig
+from tasks.workers import skip_exit_collection
 
 RUNNERS = ("threads", "processes", "dask-slurm")
 
@@ -53,7 +54,7 @@ def make_task_runner(cfg: RunnerConfig):
     if cfg.kind == "threads":
         return ThreadPoolTaskRunner(max_workers=cfg.max_workers)
     if cfg.kind == "processes":
-        return SharedProcessPool(max_workers=cfg.max_workers)
+        return SharedProcessPool(max_workers=cfg.max_workers, initializer=skip_exit_collection)
     if cfg.kind == "dask-slurm":
         return dask_slurm_runner(cfg.dask_slurm)
     raise ValueError(f"unknown task runner {cfg.kind!r}; allowed: {', '.join(RUNNERS)}")

@@ -19,7 +19,7 @@ from conf.schema import RelaxConfig
 from tasks.candidate import collapse_reason, normalize_structure, structure_to_json
 from tasks.context import relax_context, relax_settings_hash
 from tasks.mlip import MLIPSpec, load_calculator
-from tasks.results import RelaxChunkRecord, RelaxResult, TaskRecord
+from tasks.results import RelaxChunkRecord, RelaxResult, WarmUpRecord
 
 
 def _finite(atoms) -> bool:
@@ -97,9 +97,11 @@ def relax_many(items: Sequence[tuple[str, Structure, bool]], spec: MLIPSpec, cfg
 
 
 @task(name="load-mlip")
-def load_mlip_task(spec: MLIPSpec, engine: str = "ase") -> TaskRecord:
+def load_mlip_task(spec: MLIPSpec, engine: str = "ase") -> WarmUpRecord:
     """Load the MLIP in a worker ahead of the first relaxation (workers keep it for the campaign): the ASE
     calculator, or TorchSim's model for ``engine='batched'``."""
+    import psutil
+
     from tasks.logs import route_library_output
 
     route_library_output()  # this worker's library warnings and the model's banner: to the campaign log
@@ -110,7 +112,7 @@ def load_mlip_task(spec: MLIPSpec, engine: str = "ase") -> TaskRecord:
         load_batched_model(spec)
     else:
         load_calculator(spec)
-    return TaskRecord.since(start)
+    return WarmUpRecord.since(start, process_start=psutil.Process().create_time())
 
 
 @task(name="relax-chunk")

@@ -140,6 +140,13 @@ class TaskRecord(_Result):
         return cls(start=start, end=end, compute_s=end - start if compute_s is None else compute_s, **fields)
 
 
+class WarmUpRecord(TaskRecord):
+    """A worker's model load ahead of the first relaxation, and when the worker process started."""
+
+    process_start: float = Field(description="When the worker process started, epoch seconds: from then to "
+                                             "``start`` it spawned and imported the stack.")
+
+
 class RelaxChunkRecord(TaskRecord):
     """One relaxation chunk: what it relaxed, copied from another campaign, or found done already."""
 

@@ -72,6 +72,20 @@ def test_campaign_completes_with_every_step_stored(finished_campaign):
     assert results, "Prefect task results are persisted under the campaign directory"
 
 
+def test_process_workers_report_their_start_and_model_load(finished_campaign):
+    """Each pool worker's start (spawn, imports) and model load are told apart: benchmarks/scale.py counts the
+    flow's wait for the first as the pool's, not Prefect's."""
+    cfg, _, out = finished_campaign
+    if cfg.runner.kind != "processes":
+        assert out["worker_start"] == []
+        return
+    assert len(out["worker_start"]) == cfg.runner.max_workers
+    loads = sorted(out["intervals"])
+    for started, load_began in out["worker_start"]:
+        assert 0 < load_began - started < 120  # imports take seconds, not minutes
+        assert any(abs(a - load_began) < 1e-6 and b >= a for a, b in loads)  # the load follows at once
+
+
 def test_rerunning_a_finished_campaign_changes_nothing(finished_campaign):
     cfg, cid, _ = finished_campaign
     before = _counts(cfg.store_url())

@@ -16,6 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from conf.schema import MatcherConfig
 from tasks.metrics.matching import MatchIndex, Reduced
+from tasks.workers import skip_exit_collection
 
 
 def greedy_bucket(earlier: Sequence[Reduced], queries: Sequence[Reduced], cfg: MatcherConfig) -> list[object | None]:
@@ -55,7 +56,8 @@ def dedupe_batch(queries: Sequence[Reduced], seen: MatchIndex, cfg: MatcherConfi
         results = [greedy_bucket(earlier, qs, cfg) for _, earlier, qs in jobs]
     else:
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx,
+                                 initializer=skip_exit_collection) as pool:
             futures = [pool.submit(greedy_bucket, earlier, qs, cfg) for _, earlier, qs in jobs]
             results = [f.result() for f in futures]
     for (key, _, _), matches in zip(jobs, results):

@@ -22,11 +22,36 @@ from tasks.metrics.reduced import Reduced
 _WIDEN = 1 + 1e-6
 
 
-def _lattice_mappings(new: Reduced, stored: Reduced, cfg: MatcherConfig) -> list[np.ndarray]:
-    """Integer matrices whose rows are ``new``'s lattice vectors (fractional) forming a basis like ``stored``'s."""
-    found = new.unit_lattice.find_all_mappings(stored.unit_lattice, ltol=cfg.ltol + 1e-6,
-                                               atol=cfg.angle_tol + 1e-6, skip_rotation_matrix=True)
-    return [scale_m for _, _, scale_m in found if abs(abs(np.linalg.det(scale_m)) - 1) < 0.5]
+def _lattice_mappings(new: Reduced, stored: Reduced, cfg: MatcherConfig) -> np.ndarray:
+    """Integer matrices (stacked) whose rows are ``new``'s lattice vectors (fractional) forming a basis like
+    ``stored``'s: every basis ``Lattice.find_all_mappings`` yields with |det| = 1, and possibly a few more.
+
+    The same search, all candidate triples at once: lattice points of ``new`` in a sphere, those whose length ratio
+    to each of ``stored``'s lengths is inside (1/(1+ltol), 1+ltol), then the triples whose three angles are within
+    ``angle_tol`` of ``stored``'s, both tolerances widened by 1e-6."""
+    ltol, atol = cfg.ltol + 1e-6, cfg.angle_tol + 1e-6
+    lengths, angles = np.array(stored.unit_lattice.abc), np.array(stored.unit_lattice.angles)
+    frac, dist, _, _ = new.unit_lattice.get_points_in_sphere([[0, 0, 0]], [0, 0, 0], lengths.max() * (1 + ltol),
+                                                             zip_results=False)
+    if len(frac) == 0:
+        return np.zeros((0, 3, 3))
+    frac, dist = np.asarray(frac), np.asarray(dist)
+    cart = frac @ new.unit_lattice.matrix
+    picks = [np.flatnonzero((dist / length < 1 + ltol) & (dist / length > 1 / (1 + ltol))) for length in lengths]
+    if any(len(p) == 0 for p in picks):
+        return np.zeros((0, 3, 3))
+    unit = cart / np.maximum(dist, 1e-12)[:, None]
+
+    def near_angle(p: np.ndarray, q: np.ndarray, target: float) -> np.ndarray:
+        cos = np.clip(unit[p] @ unit[q].T, -1, 1)
+        return np.abs(np.degrees(np.arccos(cos)) - target) < atol
+
+    gamma, beta, alpha = (near_angle(picks[0], picks[1], angles[2]), near_angle(picks[0], picks[2], angles[1]),
+                          near_angle(picks[1], picks[2], angles[0]))
+    i, j, k = np.nonzero(gamma[:, :, None] & beta[:, None, :] & alpha[None, :, :])
+    scale = np.stack([frac[picks[0][i]], frac[picks[1][j]], frac[picks[2][k]]], axis=1)
+    scale = np.rint(scale)
+    return scale[np.abs(np.abs(np.linalg.det(scale)) - 1) < 0.5] if len(scale) else np.zeros((0, 3, 3))
 
 
 def _parameters(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -50,8 +75,8 @@ def _reciprocal_lengths_and_volume(lengths: np.ndarray, angles_deg: np.ndarray) 
 
 def may_fit(new: Reduced, stored: Reduced, cfg: MatcherConfig) -> bool:
     """False only when ``fit(new.structure, stored.structure, skip_structure_reduction=True)`` is false."""
-    mappings = _lattice_mappings(new, stored, cfg)
-    if not mappings:
+    scale = _lattice_mappings(new, stored, cfg)
+    if not len(scale):
         return False
     if new.species is None or stored.species is None:  # disordered sites: the species test is fit's own
         return True
@@ -59,15 +84,23 @@ def may_fit(new: Reduced, stored: Reduced, cfg: MatcherConfig) -> bool:
     mask = s2[:, None] != s1[None, :]  # mask[i, j]: stored site i cannot sit on new site j
     anchor = int(np.argmax(mask.sum(axis=1)))  # fit's choice: the first site of the least common species
     targets = np.flatnonzero(~mask[anchor])
-    scale = np.array(mappings, dtype=float)  # (mapping, 3, 3)
     f1 = np.einsum("nk,mkl->mnl", new.frac, np.linalg.inv(scale))  # new's sites in each mapped basis
     f1 -= np.floor(f1)
     lengths, angles = _parameters(scale @ new.unit_lattice.matrix)
     stored_lengths, stored_angles = _parameters(stored.unit_lattice.matrix)
     inv_abc, volume = _reciprocal_lengths_and_volume((lengths + stored_lengths) / 2, (angles + stored_angles) / 2)
-    frac_tol = inv_abc * cfg.stol / (np.pi * (len(s1) / volume[:, None]) ** (1 / 3)) * _WIDEN + 1e-12
-    shifts = f1[:, targets] - stored.frac[anchor]  # (mapping, translation, 3): one per like site
-    moved = stored.frac[None, None] + shifts[:, :, None]  # (mapping, translation, stored site, 3)
-    diff = f1[:, None, None] - moved[:, :, :, None]  # (mapping, translation, stored site, new site, 3)
-    near = np.all(np.abs(diff - np.round(diff)) < frac_tol[:, None, None, None], axis=-1) & ~mask
-    return bool(np.any(np.all(np.any(near, axis=-1), axis=-1)))
+    frac_tol = inv_abc * cfg.stol / (np.pi * (len(s1) / volume[:, None]) ** (1 / 3)) * _WIDEN + 1e-12  # (mapping, 3)
+    # every (mapping, translation) pair, translations putting the anchor on each like site of new; a pair survives
+    # a stored site when some like new site is within the tolerance of where the translation puts it. Sites are
+    # asked one at a time, so most pairs are dropped after a site or two.
+    m_idx = np.repeat(np.arange(len(scale)), len(targets))
+    shifts = (f1[:, targets] - stored.frac[anchor]).reshape(-1, 3)  # (pair, 3)
+    for site in range(len(s2)):
+        like = ~mask[site]
+        diff = f1[m_idx][:, like] - (stored.frac[site] + shifts)[:, None]  # (pair, like new site, 3)
+        near = np.all(np.abs(diff - np.round(diff)) < frac_tol[m_idx][:, None], axis=-1).any(axis=1)
+        if not near.all():
+            m_idx, shifts = m_idx[near], shifts[near]
+            if not len(m_idx):
+                return False
+    return True
