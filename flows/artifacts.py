@@ -61,8 +61,8 @@ class Progress:
         self.min_interval_s = min_interval_s
         self._sent = time.monotonic()
         self.id: UUID = create_progress_artifact(0.0, key=artifact_key(cid, f"round-{r}-progress"),
-                                                 description=f"Round {r}: generate, filter, acquire, relax, evaluate, dft, learn, "
-                                                             "feedback")
+                                                 description=f"Round {r}: generate, filter, acquire, relax, "
+                                                             "evaluate, dft, learn, feedback")
 
     def set(self, percent: float) -> None:
         self.value = max(self.value, min(100.0, percent))

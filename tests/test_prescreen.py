@@ -58,6 +58,24 @@ def test_prescreen_never_refuses_a_pair_fit_accepts(reduced):
     assert refused > 0.5 * pairs  # and it spares fit most of the pairs
 
 
+def test_the_vectorised_mappings_hold_every_basis_pymatgen_finds(reduced):
+    """Every unimodular basis ``Lattice.find_all_mappings`` yields (what fit tries) is among the prescreen's."""
+    from tasks.metrics.prescreen import _lattice_mappings
+
+    cfg, compared = MatcherConfig(), 0
+    for a in reduced[::3]:
+        for b in reduced[::2]:
+            if a.key != b.key:
+                continue
+            ours = {tuple(m.astype(int).ravel()) for m in _lattice_mappings(a, b, cfg)}
+            for _, _, m in a.unit_lattice.find_all_mappings(b.unit_lattice, ltol=cfg.ltol, atol=cfg.angle_tol,
+                                                            skip_rotation_matrix=True):
+                if abs(abs(np.linalg.det(m)) - 1) < 0.5:
+                    assert tuple(np.rint(m).astype(int).ravel()) in ours, (a.label, b.label)
+                    compared += 1
+    assert compared > 50
+
+
 def test_disordered_sites_are_left_to_fit():
     s = Structure(Lattice.cubic(4.2), [{"Mg": 0.5, "Ca": 0.5}, "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     red = reduce_structure("d", s)

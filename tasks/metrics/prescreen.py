@@ -6,8 +6,9 @@ within ``angle_tol``, determinant ±1) and, for each such basis, tries the trans
 the second structure on each like site of the first. A translation is kept only when every site of the second
 lands within a fractional tolerance (from ``stol`` and the averaged lattice) of a like site of the first
 (``_cmp_fstruct``); only those go on to the Cartesian assignment that decides. :func:`may_fit` asks the same two
-questions for every basis and translation at once, with numpy, on cells scaled to 1 Å³ per site (the same up to a
-common factor, which the ratio, angle and fractional tests ignore) and tolerances widened by one part in 10⁶, so
+questions with numpy, every candidate basis at once and then every (basis, translation) pair at once, one stored site
+at a time (most pairs are out after a site or two), on cells scaled to 1 Å³ per site (the same up to a common
+factor, which the ratio, angle and fractional tests ignore) and tolerances widened by one part in 10⁶, so
 rounding can only let more pairs through. A pair it refuses is a pair ``fit`` refuses; the agreement tests
 (tests/test_metrics.py, tests/test_prescreen.py) check decisions against ``fit`` on every pair.
 """
