@@ -1,4 +1,6 @@
-"""What every worker process matloop starts (the campaign's process pool, the filter's dedupe pool) does first."""
+"""What every worker process matloop spawns (the campaign's process pool, the dedupe pools of the filter and of
+``fast_decisions``) does first. Forked workers (coverage, relaxed matching) leave through ``os._exit``: they need
+nothing of it."""
 
 from __future__ import annotations
 

@@ -34,6 +34,7 @@ from pymatgen.core import Structure
 from conf.schema import MatcherConfig
 from tasks.metrics.prescreen import may_fit
 from tasks.metrics.reduced import Reduced, reduce_structure
+from tasks.workers import skip_exit_collection
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,7 @@ def fast_decisions(samples: Sequence[Structure], references: Sequence[Structure]
         n_shards = min(len(jobs), workers * 16)
         shards = [jobs[i::n_shards] for i in range(n_shards)]
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=skip_exit_collection) as pool:
             futures = [pool.submit(_run_buckets, shard, cfg, prefilter_factor) for shard in shards]
             for future in futures:
                 decisions.update(future.result())

@@ -50,9 +50,8 @@ def _lattice_mappings(new: Reduced, stored: Reduced, cfg: MatcherConfig) -> np.n
     gamma, beta, alpha = (near_angle(picks[0], picks[1], angles[2]), near_angle(picks[0], picks[2], angles[1]),
                           near_angle(picks[1], picks[2], angles[0]))
     i, j, k = np.nonzero(gamma[:, :, None] & beta[:, None, :] & alpha[None, :, :])
-    scale = np.stack([frac[picks[0][i]], frac[picks[1][j]], frac[picks[2][k]]], axis=1)
-    scale = np.rint(scale)
-    return scale[np.abs(np.abs(np.linalg.det(scale)) - 1) < 0.5] if len(scale) else np.zeros((0, 3, 3))
+    scale = np.rint(np.stack([frac[picks[0][i]], frac[picks[1][j]], frac[picks[2][k]]], axis=1))
+    return scale[np.abs(np.abs(np.linalg.det(scale)) - 1) < 0.5]
 
 
 def _parameters(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -95,13 +94,13 @@ def may_fit(new: Reduced, stored: Reduced, cfg: MatcherConfig) -> bool:
     # a stored site when some like new site is within the tolerance of where the translation puts it. Sites are
     # asked one at a time, so most pairs are dropped after a site or two.
     m_idx = np.repeat(np.arange(len(scale)), len(targets))
+    sites, tol = f1[m_idx], frac_tol[m_idx][:, None]  # (pair, new site, 3), (pair, 1, 3)
     shifts = (f1[:, targets] - stored.frac[anchor]).reshape(-1, 3)  # (pair, 3)
     for site in range(len(s2)):
-        like = ~mask[site]
-        diff = f1[m_idx][:, like] - (stored.frac[site] + shifts)[:, None]  # (pair, like new site, 3)
-        near = np.all(np.abs(diff - np.round(diff)) < frac_tol[m_idx][:, None], axis=-1).any(axis=1)
+        diff = sites[:, ~mask[site]] - (stored.frac[site] + shifts)[:, None]  # (pair, like new site, 3)
+        near = np.all(np.abs(diff - np.round(diff)) < tol, axis=-1).any(axis=1)
         if not near.all():
-            m_idx, shifts = m_idx[near], shifts[near]
-            if not len(m_idx):
+            if not near.any():
                 return False
+            sites, tol, shifts = sites[near], tol[near], shifts[near]
     return True
